@@ -1,0 +1,39 @@
+//! Every bound the engine enforces, in one place, with the relations checked at compile time.
+
+/// Alignment of every O_DIRECT write and read position (logical block size we assume at most).
+pub const IO_ALIGNMENT_BYTES: usize = 4096;
+/// Size of the in-memory write chunk a partition accumulates appends into before one
+/// large sequential write.
+pub const WRITE_CHUNK_BYTES: usize = 1024 * 1024;
+/// Largest record batch the engine accepts, whatever the topic config says.
+pub const BATCH_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Smallest valid Kafka RecordBatch v2 (header without records).
+pub const BATCH_HEADER_BYTES: usize = 61;
+/// Largest segment file.
+pub const SEGMENT_BYTES_MAX: u64 = 1 << 31;
+/// Smallest segment size a config may ask for.
+pub const SEGMENT_BYTES_MIN: u64 = 1 << 20;
+/// Default bytes between sparse index entries (Kafka's index.interval.bytes).
+pub const INDEX_INTERVAL_BYTES: u64 = 4096;
+/// Upper bound on index entries per segment; an entry per interval of a max-size segment.
+pub const INDEX_ENTRIES_MAX: u64 = SEGMENT_BYTES_MAX / INDEX_INTERVAL_BYTES + 1;
+/// Bytes a single read request may ask for at most.
+pub const READ_BYTES_MAX: usize = 128 * 1024 * 1024;
+/// Depth of each shard's cross-core inbox (flume bounded channel).
+pub const SHARD_INBOX_DEPTH: usize = 1024;
+/// Work items from other shards a shard runs concurrently.
+pub const SHARD_INFLIGHT_MAX: usize = 4096;
+/// Most shards a broker runs.
+pub const SHARDS_MAX: usize = 256;
+/// Most partitions a single shard owns.
+pub const PARTITIONS_PER_SHARD_MAX: usize = 100_000;
+/// Appends waiting for durability on one partition before new appends wait for room.
+pub const APPENDS_PENDING_MAX: usize = 65_536;
+
+const _: () = assert!(WRITE_CHUNK_BYTES % IO_ALIGNMENT_BYTES == 0);
+const _: () = assert!(SEGMENT_BYTES_MIN % IO_ALIGNMENT_BYTES as u64 == 0);
+const _: () = assert!(SEGMENT_BYTES_MIN <= SEGMENT_BYTES_MAX);
+const _: () = assert!(BATCH_BYTES_MAX <= SEGMENT_BYTES_MAX as usize);
+const _: () = assert!(SHARD_INBOX_DEPTH <= SHARD_INFLIGHT_MAX);
+// A segment position must fit the u32 positions in the sparse index.
+const _: () = assert!(SEGMENT_BYTES_MAX <= u32::MAX as u64 + 1);
