@@ -12,8 +12,11 @@
 pub mod batch;
 pub mod clock;
 pub mod config;
+pub mod frame;
 pub mod ids;
+pub mod io;
 pub mod limits;
+pub mod log;
 
 pub use config::{Durability, EngineConfig, LogConfig};
 pub use ids::{LeaderEpoch, Offset, PartitionId, ShardId, TopicPartition};

@@ -1,0 +1,12 @@
+//! The partition log: segments, indexes, recovery and retention.
+
+pub mod index;
+pub mod partition;
+pub mod retention;
+pub mod segment;
+pub mod small_file;
+
+pub use partition::{AppendInfo, AppendOptions, LogError, PartitionLog, ReadResult, TimestampHit};
+
+#[cfg(test)]
+mod tests;

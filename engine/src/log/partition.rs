@@ -1,0 +1,1096 @@
+//! The partition log: an ordered, durable sequence of Kafka batches in segment files.
+//!
+//! Owned by exactly one shard (the partition's owner in the shard table); every method runs
+//! on that shard. Futures returned by `append`, `flush` and `close` must be driven to
+//! completion (the shard runs them as detached tasks), because whoever holds the flush lock
+//! writes for everyone.
+//!
+//! Offsets: `durable <= written <= assigned` always.
+//! - `assigned` (log end offset): batches copied into an in-memory write chunk.
+//! - `written`: on the device, visible to readers (the high watermark on a single broker).
+//! - `durable`: covered by an fdatasync.
+//!
+//! `append` resolves, per [`Durability`]: `PerWrite` and `GroupCommit` when the batch is
+//! durable; `Interval` and `None` when it is written.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use futures_channel::oneshot;
+
+use crate::batch::{batches, stamp, validate_record_set, BatchError, BatchView, TimestampStamp};
+use crate::clock::Clock;
+use crate::config::{Durability, LogConfig};
+use crate::frame::{FrameHeader, FRAME_HEADER_BYTES};
+use crate::ids::{LeaderEpoch, Offset, TopicPartition};
+use crate::io::dma::DmaStorage;
+use crate::io::{align_down, align_up, OpenMode, Storage, StorageFile, WriteBuf};
+use crate::limits::{APPENDS_PENDING_MAX, READ_BYTES_MAX, WRITE_CHUNK_BYTES};
+use crate::log::index::{decode_index, encode_index, SegmentIndex};
+use crate::log::retention::{segments_to_delete, SegmentSummary};
+use crate::log::segment::{parse_log_file_name, scan_segment, Segment};
+use crate::log::small_file::{read_small_file, replace_small_file, write_small_file};
+
+const LOG_START_CHECKPOINT: &str = "log-start-offset.ckpt";
+const CHECKPOINT_MAGIC: u32 = 0x534c_4353; // "SLCS"
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LogError {
+    #[error("{tp}: offset {requested} out of range [{log_start}, {high_watermark}]")]
+    OffsetOutOfRange {
+        tp: TopicPartition,
+        requested: Offset,
+        log_start: Offset,
+        high_watermark: Offset,
+    },
+    #[error("{tp}: {source}")]
+    Batch {
+        tp: TopicPartition,
+        #[source]
+        source: BatchError,
+    },
+    #[error("{tp}: I/O on {path}: {source}")]
+    Io {
+        tp: TopicPartition,
+        path: PathBuf,
+        #[source]
+        source: Arc<io::Error>,
+    },
+    #[error("{tp}: corrupt data in {path} at byte {position}: {detail}")]
+    Corrupt {
+        tp: TopicPartition,
+        path: PathBuf,
+        position: u64,
+        detail: String,
+    },
+    #[error("{tp}: log failed earlier and refuses writes: {reason}")]
+    Failed { tp: TopicPartition, reason: String },
+    #[error("{tp}: log is closed")]
+    Closed { tp: TopicPartition },
+}
+
+/// Options for one append.
+#[derive(Clone, Copy, Debug)]
+pub struct AppendOptions {
+    pub leader_epoch: LeaderEpoch,
+    /// Largest batch accepted (the topic's max.message.bytes).
+    pub batch_bytes_max: usize,
+}
+
+/// Where an append landed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: Offset,
+    pub last_offset: Offset,
+    /// Broker append time when the topic uses LogAppendTime, else -1.
+    pub log_append_time_ms: i64,
+    pub log_start_offset: Offset,
+}
+
+/// Whole batches read from the log.
+#[derive(Clone, Debug, Default)]
+pub struct ReadResult {
+    pub bytes: Vec<u8>,
+    pub high_watermark: Offset,
+    pub log_start_offset: Offset,
+}
+
+/// The first batch whose max timestamp reaches a target timestamp.
+#[derive(Clone, Debug)]
+pub struct TimestampHit {
+    pub batch_base_offset: Offset,
+    pub batch_max_timestamp: i64,
+    pub batch: Vec<u8>,
+}
+
+/// An in-memory write chunk: aligned image of `[file_pos, file_pos + len)` of one segment.
+struct Chunk<F: StorageFile> {
+    segment: Rc<Segment<F>>,
+    file_pos: u64,
+    buf: F::Buf,
+    len: usize,
+    end_offset: Offset,
+}
+
+struct Waiter {
+    end: Offset,
+    tx: oneshot::Sender<Result<(), LogError>>,
+}
+
+struct LogState<F: StorageFile> {
+    config: LogConfig,
+    segments: BTreeMap<i64, Rc<Segment<F>>>,
+    log_start: Offset,
+    assigned: Offset,
+    written: Offset,
+    durable: Offset,
+    pending: VecDeque<Chunk<F>>,
+    waiters: VecDeque<Waiter>,
+    data_waiters: Vec<oneshot::Sender<()>>,
+    failed: Option<String>,
+    closed: bool,
+    max_timestamp: i64,
+    max_timestamp_offset: Offset,
+}
+
+impl<F: StorageFile> LogState<F> {
+    fn check_invariants(&self) {
+        assert!(
+            self.durable <= self.written && self.written <= self.assigned,
+            "offset order broken: durable {} written {} assigned {}",
+            self.durable,
+            self.written,
+            self.assigned
+        );
+    }
+
+    fn active(&self) -> &Rc<Segment<F>> {
+        self.segments.values().next_back().expect("a log always has an active segment")
+    }
+
+    fn release_waiters(&mut self, upto: Offset) {
+        while self.waiters.front().is_some_and(|w| w.end <= upto) {
+            if let Some(w) = self.waiters.pop_front() {
+                let _ = w.tx.send(Ok(()));
+            }
+        }
+    }
+
+    fn wake_readers(&mut self) {
+        for tx in self.data_waiters.drain(..) {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A partition's log; see the module docs for the offset contract.
+pub struct PartitionLog<S: Storage = DmaStorage> {
+    tp: TopicPartition,
+    dir: PathBuf,
+    storage: S,
+    clock: Rc<dyn Clock>,
+    durability: Durability,
+    st: RefCell<LogState<S::File>>,
+    append_lock: async_lock::Mutex<()>,
+    flush_lock: async_lock::Mutex<()>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SyncMode {
+    /// Follow the durability policy.
+    Policy,
+    /// Write and fdatasync whatever the policy (roll, close, interval tick).
+    Force,
+}
+
+impl<S: Storage> PartitionLog<S>
+where
+    S::File: Clone,
+{
+    /// Opens the partition's directory, creating it if needed, and recovers: closed segments
+    /// load their index (rebuilt by a scan when missing or invalid); the last segment is
+    /// scanned and its torn or corrupt tail truncated, unless a clean-shutdown index proves
+    /// it intact.
+    pub async fn open(
+        storage: S,
+        dir: PathBuf,
+        tp: TopicPartition,
+        config: LogConfig,
+        durability: Durability,
+        clock: Rc<dyn Clock>,
+    ) -> Result<Self, LogError> {
+        let io_err = |path: &Path, e: io::Error| LogError::Io {
+            tp: tp.clone(),
+            path: path.to_path_buf(),
+            source: Arc::new(e),
+        };
+        storage.create_dir_all(&dir).await.map_err(|e| io_err(&dir, e))?;
+        let names = storage.list_dir(&dir).await.map_err(|e| io_err(&dir, e))?;
+        let mut bases: Vec<Offset> = names.iter().filter_map(|n| parse_log_file_name(n)).collect();
+        bases.sort();
+        for name in names.iter().filter(|n| n.ends_with(".tmp")) {
+            let p = dir.join(name);
+            storage.remove_file(&p).await.map_err(|e| io_err(&p, e))?;
+        }
+        let checkpoint = read_log_start(&storage, &dir).await.map_err(|e| io_err(&dir.join(LOG_START_CHECKPOINT), e))?;
+
+        let now = clock.now_ms();
+        let mut segments = BTreeMap::new();
+        let last_index = bases.len().checked_sub(1);
+        for (i, base) in bases.iter().enumerate() {
+            let is_last = Some(i) == last_index;
+            let seg = recover_segment(&storage, &dir, &tp, *base, &config, is_last, now).await?;
+            segments.insert(base.0, Rc::new(seg));
+        }
+        if segments.is_empty() {
+            let base = checkpoint.unwrap_or(Offset::ZERO);
+            let seg = create_segment(&storage, &dir, &tp, base, &config, now).await?;
+            segments.insert(base.0, Rc::new(seg));
+        }
+        // Offsets must be contiguous across segments: each segment starts where the previous
+        // ended. A gap means a lost or foreign file; refuse rather than serve a hole.
+        let mut prev_end: Option<Offset> = None;
+        for seg in segments.values() {
+            let st = seg.st.borrow();
+            if let Some(end) = prev_end {
+                if end != seg.base_offset {
+                    return Err(LogError::Corrupt {
+                        tp: tp.clone(),
+                        path: seg.log_path.clone(),
+                        position: 0,
+                        detail: format!("segment starts at {} but the previous one ends at {}", seg.base_offset, end),
+                    });
+                }
+            }
+            prev_end = Some(st.next_offset);
+        }
+        let first_base = segments.values().next().map(|s| s.base_offset).unwrap_or_default();
+        let end = prev_end.unwrap_or(first_base);
+        let log_start = checkpoint.map_or(first_base, |c| c.max(first_base)).min(end);
+        let (mut max_ts, mut max_ts_off) = (-1i64, Offset(-1));
+        for seg in segments.values() {
+            let st = seg.st.borrow();
+            if st.index.max_timestamp > max_ts {
+                max_ts = st.index.max_timestamp;
+                max_ts_off = Offset(st.index.max_timestamp_offset);
+            }
+        }
+        let state = LogState {
+            config,
+            segments,
+            log_start,
+            assigned: end,
+            written: end,
+            durable: end,
+            pending: VecDeque::new(),
+            waiters: VecDeque::new(),
+            data_waiters: Vec::new(),
+            failed: None,
+            closed: false,
+            max_timestamp: max_ts,
+            max_timestamp_offset: max_ts_off,
+        };
+        state.check_invariants();
+        Ok(PartitionLog {
+            tp,
+            dir,
+            storage,
+            clock,
+            durability,
+            st: RefCell::new(state),
+            append_lock: async_lock::Mutex::new(()),
+            flush_lock: async_lock::Mutex::new(()),
+        })
+    }
+
+    pub fn topic_partition(&self) -> &TopicPartition {
+        &self.tp
+    }
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn log_start_offset(&self) -> Offset {
+        self.st.borrow().log_start
+    }
+    /// End of what consumers may read: written data.
+    pub fn high_watermark(&self) -> Offset {
+        self.st.borrow().written
+    }
+    pub fn log_end_offset(&self) -> Offset {
+        self.st.borrow().assigned
+    }
+    pub fn durable_offset(&self) -> Offset {
+        self.st.borrow().durable
+    }
+    pub fn config(&self) -> LogConfig {
+        self.st.borrow().config.clone()
+    }
+    pub fn set_config(&self, config: LogConfig) {
+        self.st.borrow_mut().config = config;
+    }
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+    /// Bytes of frames in all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.st.borrow().segments.values().map(|s| s.size()).sum()
+    }
+    pub fn segment_count(&self) -> usize {
+        self.st.borrow().segments.len()
+    }
+    /// Largest batch timestamp and the last offset of its batch.
+    pub fn max_timestamp(&self) -> Option<(Offset, i64)> {
+        let st = self.st.borrow();
+        (st.max_timestamp >= 0).then_some((st.max_timestamp_offset, st.max_timestamp))
+    }
+
+    fn io_error(&self, path: &Path, e: io::Error) -> LogError {
+        LogError::Io {
+            tp: self.tp.clone(),
+            path: path.to_path_buf(),
+            source: Arc::new(e),
+        }
+    }
+
+    fn check_writable(&self) -> Result<(), LogError> {
+        let st = self.st.borrow();
+        if st.closed {
+            return Err(LogError::Closed { tp: self.tp.clone() });
+        }
+        if let Some(reason) = &st.failed {
+            return Err(LogError::Failed {
+                tp: self.tp.clone(),
+                reason: reason.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Appends a Kafka record set (one or more RecordBatch v2). Validates every batch (magic,
+    /// length, CRC-32C, size limit) before touching the log, stamps base offset and leader
+    /// epoch (and LogAppendTime if configured), and resolves per the durability policy: when
+    /// durable (`PerWrite`, `GroupCommit`) or written (`Interval`, `None`).
+    pub async fn append(&self, records: &[u8], opts: AppendOptions) -> Result<AppendInfo, LogError> {
+        validate_record_set(records, opts.batch_bytes_max).map_err(|source| LogError::Batch {
+            tp: self.tp.clone(),
+            source,
+        })?;
+        self.check_writable()?;
+        let guard = self.append_lock.lock().await;
+        self.check_writable()?;
+        let now = self.clock.now_ms();
+        let log_append = self.st.borrow().config.log_append_time;
+        let timestamp = if log_append {
+            TimestampStamp::LogAppendTime { now_ms: now }
+        } else {
+            TimestampStamp::CreateTime
+        };
+        let mut first: Option<Offset> = None;
+        let mut last = Offset(-1);
+        for view in batches(records) {
+            let view = view.map_err(|source| LogError::Batch {
+                tp: self.tp.clone(),
+                source,
+            })?;
+            let frame_bytes = (FRAME_HEADER_BYTES + view.len()) as u64;
+            self.maybe_roll(frame_bytes, now).await?;
+            let (base, batch_last) = self.copy_into_chunk(&view, opts.leader_epoch, timestamp);
+            first.get_or_insert(base);
+            last = batch_last;
+        }
+        let base = first.expect("validated record sets hold at least one batch");
+        let rx = {
+            let mut st = self.st.borrow_mut();
+            st.check_invariants();
+            let (tx, rx) = oneshot::channel();
+            st.waiters.push_back(Waiter { end: last.next(), tx });
+            assert!(st.waiters.len() <= APPENDS_PENDING_MAX * 4, "waiter queue unbounded");
+            rx
+        };
+        if self.durability == Durability::PerWrite {
+            // One write and one fdatasync per append: keep the append lock across the flush.
+            let _flush = self.flush_lock.lock().await;
+            self.flush_locked(SyncMode::Policy).await;
+            drop(guard);
+        } else {
+            drop(guard);
+            if let Some(_flush) = self.flush_lock.try_lock() {
+                self.flush_locked(SyncMode::Policy).await;
+            }
+        }
+        match rx.await {
+            Ok(Ok(())) => Ok(AppendInfo {
+                base_offset: base,
+                last_offset: last,
+                log_append_time_ms: if log_append { now } else { -1 },
+                log_start_offset: self.log_start_offset(),
+            }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(LogError::Closed { tp: self.tp.clone() }),
+        }
+    }
+
+    /// Copies one validated batch into the active segment's write chunk and stamps it.
+    fn copy_into_chunk(&self, view: &BatchView<'_>, epoch: LeaderEpoch, timestamp: TimestampStamp) -> (Offset, Offset) {
+        let mut guard = self.st.borrow_mut();
+        let st = &mut *guard;
+        let seg = st.active().clone();
+        let frame_bytes = FRAME_HEADER_BYTES + view.len();
+        let base = st.assigned;
+        let last = Offset(base.0 + view.last_offset_delta() as i64);
+        let mut sst = seg.st.borrow_mut();
+        let position = sst.size;
+        let fits = st.pending.back().is_some_and(|c| {
+            Rc::ptr_eq(&c.segment, &seg) && (position - c.file_pos) as usize + frame_bytes <= c.buf.bytes().len()
+        });
+        if !fits {
+            let aligned = align_down(position);
+            let carry = (position - aligned) as usize;
+            let capacity = (WRITE_CHUNK_BYTES as u64).max(align_up((carry + frame_bytes) as u64)) as usize;
+            let mut buf = seg.file.alloc_buffer(capacity);
+            let prev = st.pending.back().filter(|c| Rc::ptr_eq(&c.segment, &seg));
+            match prev {
+                Some(prev) => {
+                    let from = (aligned - prev.file_pos) as usize;
+                    buf.bytes_mut()[..carry].copy_from_slice(&prev.buf.bytes()[from..from + carry]);
+                }
+                None => {
+                    assert_eq!(sst.tail_block.len(), carry, "tail block out of step with segment size");
+                    buf.bytes_mut()[..carry].copy_from_slice(&sst.tail_block);
+                }
+            }
+            st.pending.push_back(Chunk {
+                segment: seg.clone(),
+                file_pos: aligned,
+                buf,
+                len: carry,
+                end_offset: st.assigned,
+            });
+        }
+        let chunk = st.pending.back_mut().expect("a chunk was just ensured");
+        let at = (position - chunk.file_pos) as usize;
+        let dst = &mut chunk.buf.bytes_mut()[at..at + frame_bytes];
+        dst[FRAME_HEADER_BYTES..].copy_from_slice(view.bytes());
+        stamp(&mut dst[FRAME_HEADER_BYTES..], base, epoch, timestamp);
+        let stamped = BatchView::parse(&dst[FRAME_HEADER_BYTES..]).expect("a validated batch stays valid after stamping");
+        let max_ts = stamped.max_timestamp();
+        FrameHeader::for_batch(&stamped).encode_into(&mut dst[..FRAME_HEADER_BYTES]);
+        chunk.len = at + frame_bytes;
+        chunk.end_offset = last.next();
+        let interval = st.config.index_interval_bytes;
+        sst.index.on_append(seg.base_offset, base, last, position, frame_bytes as u64, max_ts, interval);
+        sst.size += frame_bytes as u64;
+        sst.next_offset = last.next();
+        st.assigned = last.next();
+        if max_ts > st.max_timestamp {
+            st.max_timestamp = max_ts;
+            st.max_timestamp_offset = last;
+        }
+        (base, last)
+    }
+
+    async fn maybe_roll(&self, frame_bytes: u64, now: i64) -> Result<(), LogError> {
+        let roll = {
+            let st = self.st.borrow();
+            let sst = st.active().st.borrow();
+            let segment_bytes = st.config.segment_bytes_clamped();
+            sst.size > 0
+                && (sst.size + frame_bytes > segment_bytes
+                    || (st.config.segment_ms > 0 && now - sst.created_ms >= st.config.segment_ms))
+        };
+        if roll {
+            self.roll(now).await?;
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment (all of it written, synced, its index persisted and the file
+    /// trimmed) and starts a new one at the log end offset.
+    async fn roll(&self, now: i64) -> Result<(), LogError> {
+        self.flush_all().await?;
+        let (old, base, config) = {
+            let st = self.st.borrow();
+            (st.active().clone(), st.assigned, st.config.clone())
+        };
+        self.persist_index(&old).await?;
+        let size = old.size();
+        old.file.truncate(size).await.map_err(|e| self.io_error(&old.log_path, e))?;
+        old.st.borrow_mut().sealed = true;
+        let seg = create_segment(&self.storage, &self.dir, &self.tp, base, &config, now).await?;
+        self.st.borrow_mut().segments.insert(base.0, Rc::new(seg));
+        Ok(())
+    }
+
+    async fn persist_index(&self, seg: &Segment<S::File>) -> Result<(), LogError> {
+        let bytes = {
+            let sst = seg.st.borrow();
+            encode_index(&sst.index.to_file(seg.base_offset, sst.size, sst.next_offset))
+        };
+        write_small_file(&self.storage, &seg.index_path, &bytes)
+            .await
+            .map_err(|e| self.io_error(&seg.index_path, e))
+    }
+
+    /// Writes and fdatasyncs everything appended so far, whatever the policy. Resolves when
+    /// all of it is durable.
+    pub async fn flush_all(&self) -> Result<(), LogError> {
+        let _flush = self.flush_lock.lock().await;
+        self.flush_locked(SyncMode::Force).await;
+        match &self.st.borrow().failed {
+            Some(reason) => Err(LogError::Failed {
+                tp: self.tp.clone(),
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The flusher: while chunks are pending, write them in order, then fdatasync once for
+    /// all of them when the policy (or `mode`) asks. Called with the flush lock held; returns
+    /// only when nothing is pending, so an append that could not take the lock is covered.
+    async fn flush_locked(&self, mode: SyncMode) {
+        loop {
+            let chunks: Vec<Chunk<S::File>> = {
+                let mut st = self.st.borrow_mut();
+                if st.failed.is_some() {
+                    return;
+                }
+                if st.pending.is_empty() && (mode == SyncMode::Policy || st.durable == st.written) {
+                    return;
+                }
+                let chunks: Vec<_> = st.pending.drain(..).collect();
+                // The next chunk of each segment rewrites the partial last block: keep a copy.
+                for c in &chunks {
+                    let tail = align_down(c.len as u64) as usize;
+                    let mut sst = c.segment.st.borrow_mut();
+                    sst.tail_block.clear();
+                    sst.tail_block.extend_from_slice(&c.buf.bytes()[tail..c.len]);
+                }
+                chunks
+            };
+            let mut touched: Vec<Rc<Segment<S::File>>> = Vec::new();
+            for mut chunk in chunks {
+                let end_pos = chunk.file_pos + chunk.len as u64;
+                let write_len = align_up(chunk.len as u64) as usize;
+                chunk.buf.shrink_to(write_len);
+                let result = chunk.segment.file.write_at(chunk.buf, chunk.file_pos).await;
+                if let Err(e) = result {
+                    self.fail(&chunk.segment.log_path, e);
+                    return;
+                }
+                chunk.segment.st.borrow_mut().written = end_pos;
+                if !touched.iter().any(|s| Rc::ptr_eq(s, &chunk.segment)) {
+                    touched.push(chunk.segment.clone());
+                }
+                let mut st = self.st.borrow_mut();
+                st.written = chunk.end_offset;
+                st.check_invariants();
+                st.wake_readers();
+                if mode == SyncMode::Policy && matches!(self.durability, Durability::Interval { .. } | Durability::None) {
+                    let upto = st.written;
+                    st.release_waiters(upto);
+                }
+            }
+            let sync = mode == SyncMode::Force || matches!(self.durability, Durability::PerWrite | Durability::GroupCommit);
+            if sync {
+                let target = self.st.borrow().written;
+                if touched.is_empty() {
+                    touched.push(self.st.borrow().active().clone());
+                }
+                for seg in &touched {
+                    if let Err(e) = seg.file.sync().await {
+                        self.fail(&seg.log_path, e);
+                        return;
+                    }
+                }
+                let mut st = self.st.borrow_mut();
+                st.durable = target;
+                st.check_invariants();
+                st.release_waiters(target);
+            }
+        }
+    }
+
+    /// An I/O error leaves the log's on-disk tail unknown: refuse further writes and fail
+    /// every waiting append. Data already durable stays readable.
+    fn fail(&self, path: &Path, e: io::Error) {
+        tracing::error!(partition = %self.tp, path = %path.display(), error = %e, "log write failed; partition refuses writes");
+        let err = self.io_error(path, e);
+        let mut st = self.st.borrow_mut();
+        st.failed = Some(err.to_string());
+        for w in st.waiters.drain(..) {
+            let _ = w.tx.send(Err(err.clone()));
+        }
+        st.pending.clear();
+    }
+
+    /// Reads whole batches starting with the one that contains `from`, up to `max_bytes`
+    /// but always at least one batch when any exists below the high watermark. Sees data as
+    /// soon as it is written.
+    pub async fn read(&self, from: Offset, max_bytes: usize) -> Result<ReadResult, LogError> {
+        let max_bytes = max_bytes.min(READ_BYTES_MAX);
+        let (seg, hw, log_start) = {
+            let st = self.st.borrow();
+            if from < st.log_start || from > st.written {
+                return Err(LogError::OffsetOutOfRange {
+                    tp: self.tp.clone(),
+                    requested: from,
+                    log_start: st.log_start,
+                    high_watermark: st.written,
+                });
+            }
+            let seg = st.segments.range(..=from.0).next_back().map(|(_, s)| s.clone());
+            (seg, st.written, st.log_start)
+        };
+        let mut result = ReadResult {
+            bytes: Vec::new(),
+            high_watermark: hw,
+            log_start_offset: log_start,
+        };
+        let Some(mut seg) = seg else {
+            return Ok(result);
+        };
+        let mut from = from;
+        while from < hw {
+            let (start, limit) = {
+                let sst = seg.st.borrow();
+                (sst.index.lookup_offset(seg.base_offset, from), sst.written)
+            };
+            let before = result.bytes.len();
+            let next = self.read_segment(&seg, start, limit, from, hw, max_bytes, &mut result.bytes).await?;
+            if result.bytes.len() > before || next.is_none() {
+                break;
+            }
+            // Nothing at or after `from` in this segment: continue in the next one.
+            let next_seg = {
+                let st = self.st.borrow();
+                st.segments.range(seg.base_offset.0 + 1..).next().map(|(_, s)| s.clone())
+            };
+            match next_seg {
+                Some(s) => {
+                    from = from.max(s.base_offset);
+                    seg = s;
+                }
+                None => break,
+            }
+        }
+        Ok(result)
+    }
+
+    /// Scans frames of `seg` from `pos` (a frame boundary) below `limit`; appends batches that
+    /// end at or after `from` and start below `hw` to `out`, within `max_bytes` (at least one).
+    /// Returns `Some(())` if it reached the segment's written end without filling `out`.
+    #[allow(clippy::too_many_arguments)]
+    async fn read_segment(
+        &self,
+        seg: &Segment<S::File>,
+        mut pos: u64,
+        limit: u64,
+        from: Offset,
+        hw: Offset,
+        max_bytes: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<()>, LogError> {
+        let window_bytes = (max_bytes + 64 * 1024).min(READ_BYTES_MAX) as u64;
+        while pos < limit {
+            let want = window_bytes.min(limit - pos) as usize;
+            let window = seg.file.read_at(pos, want).await.map_err(|e| self.io_error(&seg.log_path, e))?;
+            let mut at = 0usize;
+            loop {
+                let rest = &window[at..];
+                if rest.len() < FRAME_HEADER_BYTES {
+                    break;
+                }
+                let header = FrameHeader::decode(rest).map_err(|e| self.corrupt(seg, pos + at as u64, e.to_string()))?;
+                if header.base_offset >= hw.0 {
+                    return Ok(None);
+                }
+                let frame = header.frame_bytes();
+                let batch_len = header.batch_bytes as usize;
+                if header.last_offset() >= from.0 && !out.is_empty() && out.len() + batch_len > max_bytes {
+                    return Ok(None);
+                }
+                if rest.len() < frame {
+                    if at == 0 {
+                        // One frame larger than the window: read exactly it.
+                        let whole = seg
+                            .file
+                            .read_at(pos, frame)
+                            .await
+                            .map_err(|e| self.io_error(&seg.log_path, e))?;
+                        if whole.len() < frame {
+                            return Err(self.corrupt(seg, pos, "frame runs past the written end".into()));
+                        }
+                        let batch = &whole[FRAME_HEADER_BYTES..frame];
+                        check_served(&header, batch).map_err(|e| self.corrupt(seg, pos, e))?;
+                        if header.last_offset() >= from.0 {
+                            out.extend_from_slice(batch);
+                        }
+                        at = frame;
+                    }
+                    break;
+                }
+                let batch = &rest[FRAME_HEADER_BYTES..frame];
+                check_served(&header, batch).map_err(|e| self.corrupt(seg, pos + at as u64, e))?;
+                if header.last_offset() >= from.0 {
+                    out.extend_from_slice(batch);
+                    if out.len() >= max_bytes {
+                        return Ok(None);
+                    }
+                }
+                at += frame;
+            }
+            if at == 0 {
+                return Err(self.corrupt(seg, pos, "no whole frame in the written range".into()));
+            }
+            pos += at as u64;
+        }
+        Ok(Some(()))
+    }
+
+    fn corrupt(&self, seg: &Segment<S::File>, position: u64, detail: String) -> LogError {
+        LogError::Corrupt {
+            tp: self.tp.clone(),
+            path: seg.log_path.clone(),
+            position,
+            detail,
+        }
+    }
+
+    /// The first written batch whose max timestamp is >= `ts_ms`, with its bytes (the caller
+    /// picks the record inside, decompressing if it must).
+    pub async fn batch_for_timestamp(&self, ts_ms: i64) -> Result<Option<TimestampHit>, LogError> {
+        let (segs, hw, log_start) = {
+            let st = self.st.borrow();
+            (st.segments.values().cloned().collect::<Vec<_>>(), st.written, st.log_start)
+        };
+        for seg in segs {
+            let (start, limit, seg_max) = {
+                let sst = seg.st.borrow();
+                (sst.index.lookup_time(ts_ms), sst.written, sst.index.max_timestamp)
+            };
+            if seg_max < ts_ms || sst_next(&seg) <= log_start {
+                continue;
+            }
+            let mut pos = start;
+            while pos < limit {
+                let head = seg
+                    .file
+                    .read_at(pos, FRAME_HEADER_BYTES)
+                    .await
+                    .map_err(|e| self.io_error(&seg.log_path, e))?;
+                let header = FrameHeader::decode(&head).map_err(|e| self.corrupt(&seg, pos, e.to_string()))?;
+                if header.base_offset >= hw.0 {
+                    return Ok(None);
+                }
+                if header.max_timestamp >= ts_ms && header.last_offset() >= log_start.0 {
+                    let whole = seg
+                        .file
+                        .read_at(pos + FRAME_HEADER_BYTES as u64, header.batch_bytes as usize)
+                        .await
+                        .map_err(|e| self.io_error(&seg.log_path, e))?;
+                    header.check_batch(&whole).map_err(|e| self.corrupt(&seg, pos, e.to_string()))?;
+                    return Ok(Some(TimestampHit {
+                        batch_base_offset: Offset(header.base_offset),
+                        batch_max_timestamp: header.max_timestamp,
+                        batch: whole.to_vec(),
+                    }));
+                }
+                pos += header.frame_bytes() as u64;
+            }
+        }
+        Ok(None)
+    }
+
+    /// Resolves once the high watermark is above `beyond` (immediately if it already is).
+    /// Callers bound the wait with their own timeout.
+    pub async fn wait_for_data(&self, beyond: Offset) {
+        loop {
+            let rx = {
+                let mut st = self.st.borrow_mut();
+                if st.written > beyond || st.closed {
+                    return;
+                }
+                st.data_waiters.retain(|tx| !tx.is_canceled());
+                let (tx, rx) = oneshot::channel();
+                st.data_waiters.push(tx);
+                rx
+            };
+            let _ = rx.await;
+        }
+    }
+
+    /// Kafka's DeleteRecords: moves the log start offset up to `offset` (at most the high
+    /// watermark), persists it, and deletes segments wholly below it.
+    pub async fn delete_records_before(&self, offset: Offset) -> Result<Offset, LogError> {
+        let _guard = self.append_lock.lock().await;
+        let (hw, start) = {
+            let st = self.st.borrow();
+            (st.written, st.log_start)
+        };
+        if offset > hw || offset.0 < 0 {
+            return Err(LogError::OffsetOutOfRange {
+                tp: self.tp.clone(),
+                requested: offset,
+                log_start: start,
+                high_watermark: hw,
+            });
+        }
+        if offset <= start {
+            return Ok(start);
+        }
+        let path = self.dir.join(LOG_START_CHECKPOINT);
+        replace_small_file(&self.storage, &path, &encode_checkpoint(offset))
+            .await
+            .map_err(|e| self.io_error(&path, e))?;
+        self.st.borrow_mut().log_start = offset;
+        let doomed: Vec<Rc<Segment<S::File>>> = {
+            let mut st = self.st.borrow_mut();
+            let active_base = st.active().base_offset.0;
+            let bases: Vec<i64> = st
+                .segments
+                .iter()
+                .filter(|(b, s)| **b != active_base && s.st.borrow().next_offset <= offset)
+                .map(|(b, _)| *b)
+                .collect();
+            bases.iter().filter_map(|b| st.segments.remove(b)).collect()
+        };
+        self.delete_segment_files(doomed).await?;
+        Ok(offset)
+    }
+
+    /// Applies retention.ms and retention.bytes: deletes whole closed segments, oldest first.
+    /// Returns how many segments it deleted.
+    pub async fn enforce_retention(&self) -> Result<usize, LogError> {
+        let _guard = self.append_lock.lock().await;
+        let now = self.clock.now_ms();
+        let doomed = {
+            let mut st = self.st.borrow_mut();
+            let count = st.segments.len();
+            let summaries: Vec<SegmentSummary> = st
+                .segments
+                .values()
+                .enumerate()
+                .map(|(i, s)| {
+                    let sst = s.st.borrow();
+                    SegmentSummary {
+                        bytes: sst.size,
+                        max_timestamp: sst.index.max_timestamp,
+                        active: i + 1 == count,
+                    }
+                })
+                .collect();
+            let n = segments_to_delete(&summaries, now, st.config.retention_ms, st.config.retention_bytes);
+            let bases: Vec<i64> = st.segments.keys().take(n).copied().collect();
+            let doomed: Vec<_> = bases.iter().filter_map(|b| st.segments.remove(b)).collect();
+            if let Some(first) = st.segments.values().next() {
+                let base = first.base_offset;
+                if base > st.log_start {
+                    st.log_start = base;
+                }
+            }
+            doomed
+        };
+        let n = doomed.len();
+        if n > 0 {
+            tracing::info!(partition = %self.tp, segments = n, "retention deleted segments");
+        }
+        self.delete_segment_files(doomed).await?;
+        Ok(n)
+    }
+
+    async fn delete_segment_files(&self, doomed: Vec<Rc<Segment<S::File>>>) -> Result<(), LogError> {
+        for seg in doomed {
+            for path in [&seg.log_path, &seg.index_path] {
+                match self.storage.remove_file(path).await {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(self.io_error(path, e)),
+                }
+            }
+        }
+        self.storage.sync_dir(&self.dir).await.map_err(|e| self.io_error(&self.dir, e))
+    }
+
+    /// Flushes and syncs everything, persists the active segment's index as a clean-shutdown
+    /// marker (so the next open need not scan), and refuses further appends.
+    pub async fn close(&self) -> Result<(), LogError> {
+        let _guard = self.append_lock.lock().await;
+        if self.st.borrow().closed {
+            return Ok(());
+        }
+        self.flush_all().await?;
+        let active = self.st.borrow().active().clone();
+        self.persist_index(&active).await?;
+        let mut st = self.st.borrow_mut();
+        st.closed = true;
+        st.wake_readers();
+        Ok(())
+    }
+
+    /// Closes the log and deletes its directory.
+    pub async fn remove(&self) -> Result<(), LogError> {
+        {
+            let mut st = self.st.borrow_mut();
+            st.closed = true;
+            st.pending.clear();
+            let err = LogError::Closed { tp: self.tp.clone() };
+            for w in st.waiters.drain(..) {
+                let _ = w.tx.send(Err(err.clone()));
+            }
+            st.wake_readers();
+        }
+        let _guard = self.append_lock.lock().await;
+        self.storage
+            .remove_dir_all(&self.dir)
+            .await
+            .map_err(|e| self.io_error(&self.dir, e))
+    }
+}
+
+/// Every served batch is checked end to end: frame prefix CRC and Kafka's CRC over the rest.
+/// Nothing corrupt leaves the broker, even bit rot in a closed segment.
+fn check_served(header: &FrameHeader, batch: &[u8]) -> Result<(), String> {
+    header.check_batch(batch).map_err(|e| e.to_string())?;
+    BatchView::parse(batch)
+        .and_then(|v| v.verify_crc())
+        .map_err(|e| e.to_string())
+}
+
+fn sst_next<F: StorageFile>(seg: &Segment<F>) -> Offset {
+    seg.st.borrow().next_offset
+}
+
+fn encode_checkpoint(offset: Offset) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16);
+    out.extend_from_slice(&CHECKPOINT_MAGIC.to_le_bytes());
+    out.extend_from_slice(&offset.0.to_le_bytes());
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+async fn read_log_start<S: Storage>(storage: &S, dir: &Path) -> io::Result<Option<Offset>> {
+    let Some(bytes) = read_small_file(storage, &dir.join(LOG_START_CHECKPOINT)).await? else {
+        return Ok(None);
+    };
+    if bytes.len() != 16 || crc32c::crc32c(&bytes[..12]).to_le_bytes() != bytes[12..16] || bytes[..4] != CHECKPOINT_MAGIC.to_le_bytes() {
+        tracing::warn!(dir = %dir.display(), "log start checkpoint is damaged; using the first segment's base");
+        return Ok(None);
+    }
+    let mut o = [0u8; 8];
+    o.copy_from_slice(&bytes[4..12]);
+    Ok(Some(Offset(i64::from_le_bytes(o))))
+}
+
+async fn create_segment<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    tp: &TopicPartition,
+    base: Offset,
+    config: &LogConfig,
+    now: i64,
+) -> Result<Segment<S::File>, LogError> {
+    let path = dir.join(crate::log::segment::log_file_name(base));
+    let io_err = |e: io::Error| LogError::Io {
+        tp: tp.clone(),
+        path: path.clone(),
+        source: Arc::new(e),
+    };
+    let file = storage.open(&path, OpenMode::CreateOrOpen).await.map_err(io_err)?;
+    file.truncate(0).await.map_err(io_err)?;
+    file.preallocate(config.segment_bytes_clamped()).await.map_err(io_err)?;
+    storage.sync_dir(dir).await.map_err(io_err)?;
+    Ok(Segment::new(dir, base, file, now))
+}
+
+async fn recover_segment<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    tp: &TopicPartition,
+    base: Offset,
+    config: &LogConfig,
+    is_last: bool,
+    now: i64,
+) -> Result<Segment<S::File>, LogError>
+where
+    S::File: Clone,
+{
+    let path = dir.join(crate::log::segment::log_file_name(base));
+    let io_err = |p: &Path, e: io::Error| LogError::Io {
+        tp: tp.clone(),
+        path: p.to_path_buf(),
+        source: Arc::new(e),
+    };
+    let file = storage.open(&path, OpenMode::Existing).await.map_err(|e| io_err(&path, e))?;
+    let seg = Segment::new(dir, base, file.clone(), now);
+    let file_size = file.size().await.map_err(|e| io_err(&path, e))?;
+    // A persisted index is trusted when it checks out and, for the last segment, nothing
+    // valid follows the end it records (otherwise it is stale: more was appended after it).
+    let mut loaded = None;
+    if let Some(bytes) = read_small_file(storage, &seg.index_path).await.map_err(|e| io_err(&seg.index_path, e))? {
+        match decode_index(&bytes, base) {
+            Ok(f) if f.segment_bytes <= file_size => {
+                let stale = is_last && frame_follows(&file, f.segment_bytes, file_size).await.map_err(|e| io_err(&path, e))?;
+                if !stale {
+                    loaded = Some(f);
+                }
+            }
+            Ok(_) => tracing::warn!(partition = %tp, segment = %base, "index longer than its segment; rebuilding"),
+            Err(e) => tracing::warn!(partition = %tp, segment = %base, error = %e, "index unusable; rebuilding"),
+        }
+    }
+    let (index, valid_bytes, next_offset) = match loaded {
+        Some(f) => (SegmentIndex::from_file(&f), f.segment_bytes, Offset(f.next_offset)),
+        None => {
+            let scan = scan_segment(&file, base, config.index_interval_bytes)
+                .await
+                .map_err(|e| io_err(&path, e))?;
+            if let Some(why) = &scan.stopped_on {
+                tracing::warn!(partition = %tp, segment = %base, valid_bytes = scan.valid_bytes, reason = %why, "truncating torn or corrupt tail");
+                if !is_last {
+                    return Err(LogError::Corrupt {
+                        tp: tp.clone(),
+                        path: path.clone(),
+                        position: scan.valid_bytes,
+                        detail: format!("closed segment is damaged: {why}"),
+                    });
+                }
+            }
+            if scan.stopped_on.is_some() || (is_last && scan.valid_bytes < file_size) {
+                // Drop everything past the valid prefix so stale frames can never reappear.
+                file.truncate(scan.valid_bytes).await.map_err(|e| io_err(&path, e))?;
+            }
+            if !is_last {
+                let bytes = encode_index(&scan.index.to_file(base, scan.valid_bytes, scan.next_offset));
+                write_small_file(storage, &seg.index_path, &bytes)
+                    .await
+                    .map_err(|e| io_err(&seg.index_path, e))?;
+            }
+            (scan.index, scan.valid_bytes, scan.next_offset)
+        }
+    };
+    {
+        let mut sst = seg.st.borrow_mut();
+        sst.index = index;
+        sst.size = valid_bytes;
+        sst.written = valid_bytes;
+        sst.next_offset = next_offset;
+        sst.sealed = !is_last;
+    }
+    if is_last {
+        // The clean-shutdown index is only valid until the next append; remove it so a crash
+        // later forces a scan.
+        match storage.remove_file(&seg.index_path).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&seg.index_path, e)),
+        }
+        let aligned = align_down(valid_bytes);
+        if valid_bytes > aligned {
+            let tail = file
+                .read_at(aligned, (valid_bytes - aligned) as usize)
+                .await
+                .map_err(|e| io_err(&path, e))?;
+            seg.st.borrow_mut().tail_block = tail.to_vec();
+        }
+        file.preallocate(config.segment_bytes_clamped().max(valid_bytes))
+            .await
+            .map_err(|e| io_err(&path, e))?;
+        storage.sync_dir(dir).await.map_err(|e| io_err(dir, e))?;
+    }
+    Ok(seg)
+}
+
+/// Whether a valid frame header starts at `pos`.
+async fn frame_follows<F: StorageFile>(file: &F, pos: u64, file_size: u64) -> io::Result<bool> {
+    if pos + FRAME_HEADER_BYTES as u64 > file_size {
+        return Ok(false);
+    }
+    let head = file.read_at(pos, FRAME_HEADER_BYTES).await?;
+    Ok(FrameHeader::decode(&head).is_ok())
+}
