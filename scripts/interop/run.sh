@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Real-client interop suite: librdkafka (confluent-kafka), kafka-python and the Apache Kafka
+# Java client against a real broker. Installs its own pinned clients (venv + Maven).
+#
+#   scripts/interop/run.sh                      build and test `sluice serve` (default)
+#   SLUICE_BIN=path/to/sluice scripts/interop/run.sh
+#   BROKER=kafka scripts/interop/run.sh         test Apache Kafka 4.x (the reference)
+#   BROKER=external BOOTSTRAP=host:port scripts/interop/run.sh
+#                                               test a running broker (no SIGKILL test)
+#   extra arguments go to pytest, e.g.  scripts/interop/run.sh -k seek
+#
+# INTEROP_WORK (default <repo>/target/interop) holds the venv, the Java build and broker state.
+# Exits non-zero when any test fails.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+WORK="${INTEROP_WORK:-$REPO/target/interop}"
+BROKER="${BROKER:-sluice}"
+PYTHON="${PYTHON:-python3}"
+mkdir -p "$WORK"
+log() { echo "[interop] $*" >&2; }
+
+# ---- Python clients (pinned) ----
+VENV="$WORK/venv"
+REQ_STAMP="$VENV/.requirements.sha256"
+want="$(sha256sum "$HERE/requirements.txt" | cut -d' ' -f1)"
+if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$REQ_STAMP" 2>/dev/null)" != "$want" ]; then
+    log "installing Python clients into $VENV"
+    "$PYTHON" -m venv "$VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check -r "$HERE/requirements.txt"
+    echo "$want" > "$REQ_STAMP"
+fi
+
+# ---- Java client driver (Maven; offline when the local repository already has everything) ----
+log "building the Java driver"
+if ! mvn -B -q -o -f "$HERE/java/pom.xml" package >"$WORK/mvn-java.log" 2>&1; then
+    mvn -B -q -f "$HERE/java/pom.xml" package >"$WORK/mvn-java.log" 2>&1 \
+        || { cat "$WORK/mvn-java.log" >&2; log "Java driver build failed"; exit 1; }
+fi
+export INTEROP_JAVA_CP="$WORK/java/interop-java-driver-0.jar:$WORK/java/lib/*"
+
+# ---- broker ----
+free_port() { "$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+STATE=""
+CTL=""
+cleanup() {
+    if [ -n "$CTL" ] && [ -n "$STATE" ]; then
+        log "stopping the broker (logs: $STATE/broker.log)"
+        "$CTL" stop "$STATE" || true
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+case "$BROKER" in
+    external)
+        [ -n "${BOOTSTRAP:-}" ] || { log "BROKER=external needs BOOTSTRAP=host:port"; exit 2; }
+        export INTEROP_BOOTSTRAP="$BOOTSTRAP"
+        unset INTEROP_BROKER_CTL INTEROP_BROKER_STATE
+        ;;
+    sluice|kafka)
+        if [ "$BROKER" = sluice ]; then
+            if [ -z "${SLUICE_BIN:-}" ]; then
+                log "building sluice (cargo build --bin sluice)"
+                (cd "$REPO" && cargo build -q --bin sluice)
+                SLUICE_BIN="$REPO/target/debug/sluice"
+            fi
+            export SLUICE_BIN
+            CTL="$HERE/sluice-broker.sh"
+        else
+            CTL="$HERE/kafka-broker.sh"
+            "$CTL" fetch
+        fi
+        mkdir -p "$WORK/state"
+        STATE="$(mktemp -d "$WORK/state/$BROKER.XXXXXX")"
+        port="$(free_port)"
+        "$CTL" init "$STATE" "$port"
+        log "starting $BROKER on 127.0.0.1:$port (state $STATE)"
+        "$CTL" start "$STATE"
+        export INTEROP_BOOTSTRAP="127.0.0.1:$port" INTEROP_BROKER_CTL="$CTL" INTEROP_BROKER_STATE="$STATE"
+        ;;
+    *) log "BROKER must be sluice, kafka or external"; exit 2 ;;
+esac
+
+log "running the suite against $BROKER at $INTEROP_BOOTSTRAP"
+set +e
+(cd "$HERE/tests" && "$VENV/bin/python" -m pytest -p no:cacheprovider --timeout=300 -rfEs \
+    --junitxml="$WORK/results-$BROKER.xml" "$@")
+status=$?
+set -e
+exit "$status"

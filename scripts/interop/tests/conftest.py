@@ -1,0 +1,59 @@
+"""Fixtures shared by the interop tests. run.sh sets the environment:
+
+INTEROP_BOOTSTRAP      host:port of the broker under test (required)
+INTEROP_JAVA_CP        classpath of the Java driver (required)
+INTEROP_BROKER_CTL     script with start/kill9 verbs for the managed broker (optional:
+INTEROP_BROKER_STATE   without them the SIGKILL/restart test is skipped)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from clients import JavaClient, KafkaPython, Librdkafka  # noqa: E402
+
+CLIENT_NAMES = ["librdkafka", "kafka-python", "java"]
+# Topic names carry a per-run prefix so the suite can run again against a long-lived broker.
+RUN = os.environ.get("INTEROP_RUN_ID") or f"it{int(time.time())}{uuid.uuid4().hex[:4]}"
+
+
+@pytest.fixture(scope="session")
+def bootstrap() -> str:
+    b = os.environ.get("INTEROP_BOOTSTRAP")
+    if not b:
+        pytest.exit("INTEROP_BOOTSTRAP is not set (run scripts/interop/run.sh)", returncode=2)
+    return b
+
+
+@pytest.fixture(scope="session")
+def clients(bootstrap) -> dict:
+    cp = os.environ.get("INTEROP_JAVA_CP")
+    if not cp:
+        pytest.exit("INTEROP_JAVA_CP is not set (run scripts/interop/run.sh)", returncode=2)
+    return {
+        "librdkafka": Librdkafka(bootstrap),
+        "kafka-python": KafkaPython(bootstrap),
+        "java": JavaClient(bootstrap, cp),
+    }
+
+
+@pytest.fixture
+def new_topic(clients, request):
+    """new_topic(partitions) -> a fresh topic created with librdkafka's admin client."""
+
+    def make(partitions: int, label: str = "") -> str:
+        name = f"{RUN}-{label or request.node.name}"
+        name = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in name)[:200]
+        clients["librdkafka"].create_topic(name, partitions)
+        leaders = clients["librdkafka"].partitions_of(name)
+        assert sorted(leaders) == list(range(partitions)), f"{name}: partitions {sorted(leaders)}"
+        return name
+
+    return make
