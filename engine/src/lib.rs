@@ -17,6 +17,7 @@ pub mod ids;
 pub mod io;
 pub mod limits;
 pub mod log;
+pub mod runtime;
 
 pub use config::{Durability, EngineConfig, LogConfig};
 pub use ids::{LeaderEpoch, Offset, PartitionId, ShardId, TopicPartition};

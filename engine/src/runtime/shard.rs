@@ -1,0 +1,234 @@
+//! One shard: a glommio executor pinned to one core, owning a set of partitions.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use futures_channel::oneshot;
+use glommio::TaskQueueHandle;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{EngineConfig, LogConfig};
+use crate::ids::{ShardId, TopicPartition};
+use crate::io::dma::DmaStorage;
+use crate::limits::{PARTITIONS_PER_SHARD_MAX, SHARD_INFLIGHT_MAX};
+use crate::log::{LogError, PartitionLog};
+use crate::runtime::table::ShardTable;
+use crate::runtime::EngineError;
+
+/// Work sent to another shard: a closure that runs there and produces a shard-local future.
+pub type Job = Box<dyn FnOnce(Rc<Shard>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
+
+/// A shard's view of the broker. Lives on (and only on) its own executor thread.
+/// Owns the partitions the shard table assigns to it: only this shard's tasks touch them.
+pub struct Shard {
+    id: ShardId,
+    table: Arc<ShardTable>,
+    config: Arc<EngineConfig>,
+    peers: Vec<flume::Sender<Job>>,
+    partitions: RefCell<HashMap<TopicPartition, Rc<PartitionLog>>>,
+    /// Serialises opening and removing partitions (rare; avoids two opens of one directory).
+    admin_lock: async_lock::Mutex<()>,
+    clock: Rc<dyn Clock>,
+    background: TaskQueueHandle,
+    inflight: Rc<glommio::sync::Semaphore>,
+}
+
+impl Shard {
+    pub(crate) fn new(
+        id: ShardId,
+        table: Arc<ShardTable>,
+        config: Arc<EngineConfig>,
+        peers: Vec<flume::Sender<Job>>,
+        background: TaskQueueHandle,
+    ) -> Shard {
+        Shard {
+            id,
+            table,
+            config,
+            peers,
+            partitions: RefCell::new(HashMap::new()),
+            admin_lock: async_lock::Mutex::new(()),
+            clock: Rc::new(SystemClock),
+            background,
+            inflight: Rc::new(glommio::sync::Semaphore::new(SHARD_INFLIGHT_MAX as u64)),
+        }
+    }
+
+    pub fn id(&self) -> ShardId {
+        self.id
+    }
+    pub fn shard_count(&self) -> usize {
+        self.table.shard_count()
+    }
+    pub fn table(&self) -> &ShardTable {
+        &self.table
+    }
+    pub fn owner(&self, tp: &TopicPartition) -> ShardId {
+        self.table.owner(tp)
+    }
+    pub fn engine_config(&self) -> &EngineConfig {
+        &self.config
+    }
+    /// The low-priority task queue for background work (retention, index flushes).
+    pub fn background_queue(&self) -> TaskQueueHandle {
+        self.background
+    }
+
+    /// The one routing function: runs `work` on the `owner` shard and returns its answer.
+    /// Local work runs as a detached task here; remote work goes over the owner's bounded
+    /// flume inbox (a full inbox makes this wait: backpressure, never a drop). Either way the
+    /// work runs to completion even if the caller goes away.
+    pub async fn route_to_owner<R, W>(self: &Rc<Self>, owner: ShardId, work: W) -> Result<R, EngineError>
+    where
+        R: Send + 'static,
+        W: FnOnce(Rc<Shard>) -> Pin<Box<dyn Future<Output = R>>> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |shard| {
+            Box::pin(async move {
+                let answer = work(shard).await;
+                let _ = tx.send(answer);
+            })
+        });
+        if owner == self.id {
+            glommio::spawn_local(job(self.clone())).detach();
+        } else {
+            let peer = self.peers.get(owner.0).ok_or(EngineError::NoSuchShard(owner))?;
+            peer.send_async(job).await.map_err(|_| EngineError::ShardGone(owner))?;
+        }
+        rx.await.map_err(|_| EngineError::ShardGone(owner))
+    }
+
+    /// Runs jobs from other shards, at most `SHARD_INFLIGHT_MAX` at once.
+    pub(crate) async fn pump(self: Rc<Self>, inbox: flume::Receiver<Job>) {
+        while let Ok(job) = inbox.recv_async().await {
+            let permit = match self.inflight.acquire_static_permit(1).await {
+                Ok(p) => p,
+                Err(_) => return,
+            };
+            let shard = self.clone();
+            glommio::spawn_local(async move {
+                job(shard).await;
+                drop(permit);
+            })
+            .detach();
+        }
+    }
+
+    fn check_owner(&self, tp: &TopicPartition) -> Result<(), EngineError> {
+        let owner = self.owner(tp);
+        if owner != self.id {
+            return Err(EngineError::NotOwner {
+                tp: tp.clone(),
+                owner,
+                here: self.id,
+            });
+        }
+        Ok(())
+    }
+
+    /// Opens (creating or recovering) a partition this shard owns; returns the open log if
+    /// it already is.
+    pub async fn open_partition(&self, tp: TopicPartition, config: LogConfig) -> Result<Rc<PartitionLog>, EngineError> {
+        self.check_owner(&tp)?;
+        let _admin = self.admin_lock.lock().await;
+        if let Some(log) = self.partitions.borrow().get(&tp) {
+            return Ok(log.clone());
+        }
+        if self.partitions.borrow().len() >= PARTITIONS_PER_SHARD_MAX {
+            return Err(EngineError::TooManyPartitions(self.id));
+        }
+        let dir = self.partition_dir(&tp);
+        let log = PartitionLog::open(DmaStorage, dir, tp.clone(), config, self.config.durability, self.clock.clone()).await?;
+        let log = Rc::new(log);
+        self.partitions.borrow_mut().insert(tp, log.clone());
+        Ok(log)
+    }
+
+    pub fn partition_dir(&self, tp: &TopicPartition) -> PathBuf {
+        self.config.data_dir.join(tp.dir_name())
+    }
+
+    pub fn partition(&self, tp: &TopicPartition) -> Option<Rc<PartitionLog>> {
+        self.partitions.borrow().get(tp).cloned()
+    }
+
+    pub fn partitions(&self) -> Vec<Rc<PartitionLog>> {
+        self.partitions.borrow().values().cloned().collect()
+    }
+
+    /// Closes a partition this shard owns and deletes its files.
+    pub async fn remove_partition(&self, tp: &TopicPartition) -> Result<(), EngineError> {
+        self.check_owner(tp)?;
+        let _admin = self.admin_lock.lock().await;
+        let log = self.partitions.borrow_mut().remove(tp);
+        match log {
+            Some(log) => log.remove().await.map_err(EngineError::from),
+            None => {
+                // Not open here (e.g. never used since start): remove its directory if present.
+                let dir = self.partition_dir(tp);
+                let storage = DmaStorage;
+                match crate::io::Storage::remove_dir_all(&storage, &dir).await {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(EngineError::Io { path: dir, source: e }),
+                }
+            }
+        }
+    }
+
+    /// Flushes and closes every partition (clean shutdown: the next start skips the scan).
+    pub async fn close_all(&self) -> Result<(), LogError> {
+        let logs = self.partitions();
+        let mut first_err = None;
+        for log in logs {
+            if let Err(e) = log.close().await {
+                tracing::error!(partition = %log.topic_partition(), error = %e, "close failed");
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Background upkeep in the low-priority queue: retention on every owned partition, and
+    /// the periodic fdatasync when durability is `interval`.
+    pub(crate) fn start_background(self: &Rc<Self>) -> Result<(), EngineError> {
+        let shard = self.clone();
+        let every = std::time::Duration::from_millis(self.config.retention_check_interval_ms.max(10));
+        glommio::spawn_local_into(
+            async move {
+                loop {
+                    glommio::timer::sleep(every).await;
+                    for log in shard.partitions() {
+                        if let Err(e) = log.enforce_retention().await {
+                            tracing::warn!(partition = %log.topic_partition(), error = %e, "retention failed");
+                        }
+                    }
+                }
+            },
+            self.background,
+        )
+        .map_err(|e| EngineError::Executor(e.to_string()))?
+        .detach();
+        if let crate::config::Durability::Interval { interval_ms } = self.config.durability {
+            let shard = self.clone();
+            glommio::spawn_local(async move {
+                loop {
+                    glommio::timer::sleep(std::time::Duration::from_millis(interval_ms)).await;
+                    for log in shard.partitions() {
+                        if let Err(e) = log.flush_all().await {
+                            tracing::warn!(partition = %log.topic_partition(), error = %e, "interval sync failed");
+                        }
+                    }
+                }
+            })
+            .detach();
+        }
+        Ok(())
+    }
+}
