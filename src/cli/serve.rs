@@ -1,6 +1,16 @@
-//! `sluice serve`: start the broker.
+//! `sluice serve`: start the broker. The config file has an `[engine]` table
+//! (sluice_engine::EngineConfig) and a `[server]` table (sluice_net::ServerConfig); no
+//! file means the embedded defaults (127.0.0.1:9092, ./data).
 
 use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use sluice_engine::EngineConfig;
+use sluice_net::metadata::{FileMetadataStore, MetadataStore, TopicDefaults};
+use sluice_net::server::{run_shard, ServerShared};
+use sluice_net::ServerConfig;
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
@@ -12,6 +22,69 @@ pub struct ServeArgs {
     pub data_dir: Option<PathBuf>,
 }
 
-pub fn run(_args: ServeArgs) -> Result<(), String> {
-    Err("serve: not wired yet".into())
+/// The broker config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfigFile {
+    pub engine: EngineConfig,
+    pub server: ServerConfig,
+}
+
+pub fn load_config(path: Option<&PathBuf>) -> Result<BrokerConfigFile, String> {
+    match path {
+        None => Ok(BrokerConfigFile::default()),
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| format!("reading {}: {e}", p.display()))?;
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))
+        }
+    }
+}
+
+pub fn run(args: ServeArgs) -> Result<(), String> {
+    let mut file = load_config(args.config.as_ref())?;
+    if let Some(dir) = args.data_dir {
+        file.engine.data_dir = dir;
+    }
+    let online = std::thread::available_parallelism().map_or(1, |n| n.get());
+    file.engine.validate(online).map_err(|e| e.to_string())?;
+    file.server.validate().map_err(|e| e.to_string())?;
+    let placement = sluice_engine::runtime::plan_placement(&file.engine).map_err(|e| e.to_string())?;
+    let cores: Vec<String> = placement
+        .iter()
+        .enumerate()
+        .map(|(shard, cpu)| match cpu {
+            Some(c) => format!("shard {shard} -> cpu {c}"),
+            None => format!("shard {shard} -> unpinned"),
+        })
+        .collect();
+    eprintln!(
+        "sluice: {} shard(s): {}; data in {}; listening on {}",
+        placement.len(),
+        cores.join(", "),
+        file.engine.data_dir.display(),
+        file.server.listeners
+    );
+
+    let store = FileMetadataStore::open(&file.engine.data_dir).map_err(|e| e.to_string())?;
+    let shared = ServerShared {
+        defaults: Arc::new(TopicDefaults {
+            log: file.engine.log.clone(),
+            max_message_bytes: file.server.message_max_bytes,
+        }),
+        config: Arc::new(file.server),
+        store: Arc::new(store) as Arc<dyn MetadataStore>,
+    };
+    sluice_engine::runtime::run(file.engine, move |shard: Rc<sluice_engine::runtime::Shard>| {
+        let shared = shared.clone();
+        Box::pin(async move {
+            let id = shard.id();
+            if let Err(e) = run_shard(shard, shared).await {
+                // A shard that cannot serve (say, the port is taken) makes the broker useless.
+                tracing::error!(shard = %id, error = %e, "server failed to start");
+                eprintln!("sluice: {id}: {e}");
+                std::process::exit(1);
+            }
+        })
+    })
+    .map_err(|e| e.to_string())
 }

@@ -1,0 +1,126 @@
+//! Request dispatch in two steps: [`decode_request`] (version check and body decode,
+//! pure, run by the connection's reader so a bad request closes the connection before
+//! anything after it is read) and [`handle`] (the handler and response framing). A request we
+//! cannot parse, or an API or version we do not serve, is a [`CodecError`] and the
+//! connection closes (Kafka does the same); ApiVersions is the exception the protocol
+//! makes: an unsupported version gets UNSUPPORTED_VERSION and the version table.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::*;
+
+use crate::broker::Broker;
+use crate::codec::{decode_body, encode_response, CodecError, RequestFrame};
+use crate::errors;
+use crate::handlers;
+use crate::versions;
+
+/// A decoded request body, one variant per served API.
+#[derive(Debug)]
+pub enum Body {
+    /// ApiVersions at a version we do not serve: answered with UNSUPPORTED_VERSION.
+    ApiVersionsUnsupported,
+    ApiVersions(ApiVersionsRequest),
+    Metadata(MetadataRequest),
+    Produce(ProduceRequest),
+    Fetch(FetchRequest),
+    ListOffsets(ListOffsetsRequest),
+    CreateTopics(CreateTopicsRequest),
+    DeleteTopics(DeleteTopicsRequest),
+    CreatePartitions(CreatePartitionsRequest),
+    DescribeConfigs(DescribeConfigsRequest),
+    AlterConfigs(AlterConfigsRequest),
+    IncrementalAlterConfigs(IncrementalAlterConfigsRequest),
+    DescribeCluster(DescribeClusterRequest),
+    DescribeLogDirs(DescribeLogDirsRequest),
+    DeleteRecords(DeleteRecordsRequest),
+}
+
+/// A request ready for its handler.
+#[derive(Debug)]
+pub struct Request {
+    pub api_key: ApiKey,
+    pub version: i16,
+    pub correlation_id: i32,
+    pub body: Body,
+}
+
+/// Checks the version and decodes the body. Pure: no broker state, no I/O.
+pub fn decode_request(frame: RequestFrame) -> Result<Request, CodecError> {
+    let key = frame.api_key;
+    let version = frame.version();
+    let correlation_id = frame.header.correlation_id;
+    let mut raw = frame.body;
+    let served = versions::served(key);
+    if !served.is_some_and(|v| v.min <= version && version <= v.max) {
+        if key == ApiKey::ApiVersions {
+            return Ok(Request {
+                api_key: key,
+                version: 0,
+                correlation_id,
+                body: Body::ApiVersionsUnsupported,
+            });
+        }
+        return Err(CodecError::UnsupportedVersion { key, version });
+    }
+    let body = match key {
+        ApiKey::ApiVersions => Body::ApiVersions(decode_body(&mut raw, version, "ApiVersions")?),
+        ApiKey::Metadata => Body::Metadata(decode_body(&mut raw, version, "Metadata")?),
+        ApiKey::Produce => Body::Produce(decode_body(&mut raw, version, "Produce")?),
+        ApiKey::Fetch => Body::Fetch(decode_body(&mut raw, version, "Fetch")?),
+        ApiKey::ListOffsets => Body::ListOffsets(decode_body(&mut raw, version, "ListOffsets")?),
+        ApiKey::CreateTopics => Body::CreateTopics(decode_body(&mut raw, version, "CreateTopics")?),
+        ApiKey::DeleteTopics => Body::DeleteTopics(decode_body(&mut raw, version, "DeleteTopics")?),
+        ApiKey::CreatePartitions => Body::CreatePartitions(decode_body(&mut raw, version, "CreatePartitions")?),
+        ApiKey::DescribeConfigs => Body::DescribeConfigs(decode_body(&mut raw, version, "DescribeConfigs")?),
+        ApiKey::AlterConfigs => Body::AlterConfigs(decode_body(&mut raw, version, "AlterConfigs")?),
+        ApiKey::IncrementalAlterConfigs => Body::IncrementalAlterConfigs(decode_body(&mut raw, version, "IncrementalAlterConfigs")?),
+        ApiKey::DescribeCluster => Body::DescribeCluster(decode_body(&mut raw, version, "DescribeCluster")?),
+        ApiKey::DescribeLogDirs => Body::DescribeLogDirs(decode_body(&mut raw, version, "DescribeLogDirs")?),
+        ApiKey::DeleteRecords => Body::DeleteRecords(decode_body(&mut raw, version, "DeleteRecords")?),
+        other => return Err(CodecError::UnsupportedVersion { key: other, version }),
+    };
+    Ok(Request {
+        api_key: key,
+        version,
+        correlation_id,
+        body,
+    })
+}
+
+/// Runs the handler and frames the response. `Ok(None)`: no response is due (Produce
+/// with acks=0).
+pub async fn handle(broker: &Rc<Broker>, request: Request) -> Result<Option<Bytes>, CodecError> {
+    let Request {
+        api_key: key,
+        version,
+        correlation_id,
+        body,
+    } = request;
+    macro_rules! respond {
+        ($resp:expr) => {
+            encode_response(key, version, correlation_id, &$resp).map(Some)
+        };
+    }
+    match body {
+        Body::ApiVersionsUnsupported => respond!(handlers::api_versions::handle(errors::UNSUPPORTED_VERSION)),
+        Body::ApiVersions(_) => respond!(handlers::api_versions::ok()),
+        Body::Produce(req) => match handlers::produce::handle(broker, req, version).await {
+            Some(resp) => respond!(resp),
+            None => Ok(None),
+        },
+        Body::Metadata(req) => respond!(handlers::metadata::handle(broker, req, version).await),
+        Body::Fetch(req) => respond!(handlers::fetch::handle(broker, req, version).await),
+        Body::ListOffsets(req) => respond!(handlers::list_offsets::handle(broker, req, version).await),
+        Body::CreateTopics(req) => respond!(handlers::create_topics::handle(broker, req, version).await),
+        Body::DeleteTopics(req) => respond!(handlers::delete_topics::handle(broker, req, version).await),
+        Body::CreatePartitions(req) => respond!(handlers::create_partitions::handle(broker, req, version).await),
+        Body::DescribeConfigs(req) => respond!(handlers::configs::describe(broker, req, version)),
+        Body::AlterConfigs(req) => respond!(handlers::configs::alter(broker, req, version).await),
+        Body::IncrementalAlterConfigs(req) => respond!(handlers::configs::incremental_alter(broker, req, version).await),
+        Body::DescribeCluster(req) => respond!(handlers::describe_cluster::handle(broker, req, version)),
+        Body::DescribeLogDirs(req) => respond!(handlers::describe_log_dirs::handle(broker, req, version).await),
+        Body::DeleteRecords(req) => respond!(handlers::delete_records::handle(broker, req, version).await),
+    }
+}

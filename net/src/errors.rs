@@ -1,0 +1,50 @@
+//! Kafka error codes: the only place engine and metadata errors become protocol codes.
+
+use kafka_protocol::ResponseError;
+
+pub const NONE: i16 = 0;
+
+pub const fn code(e: ResponseError) -> i16 {
+    e.code()
+}
+
+pub const UNKNOWN_SERVER_ERROR: i16 = code(ResponseError::UnknownServerError);
+pub const OFFSET_OUT_OF_RANGE: i16 = code(ResponseError::OffsetOutOfRange);
+pub const CORRUPT_MESSAGE: i16 = code(ResponseError::CorruptMessage);
+pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = code(ResponseError::UnknownTopicOrPartition);
+pub const NOT_LEADER_OR_FOLLOWER: i16 = code(ResponseError::NotLeaderOrFollower);
+pub const REQUEST_TIMED_OUT: i16 = code(ResponseError::RequestTimedOut);
+pub const MESSAGE_TOO_LARGE: i16 = code(ResponseError::MessageTooLarge);
+pub const INVALID_TOPIC_EXCEPTION: i16 = code(ResponseError::InvalidTopicException);
+pub const RECORD_LIST_TOO_LARGE: i16 = code(ResponseError::RecordListTooLarge);
+pub const INVALID_REQUIRED_ACKS: i16 = code(ResponseError::InvalidRequiredAcks);
+pub const UNSUPPORTED_VERSION: i16 = code(ResponseError::UnsupportedVersion);
+pub const TOPIC_ALREADY_EXISTS: i16 = code(ResponseError::TopicAlreadyExists);
+pub const INVALID_PARTITIONS: i16 = code(ResponseError::InvalidPartitions);
+pub const INVALID_REPLICATION_FACTOR: i16 = code(ResponseError::InvalidReplicationFactor);
+pub const INVALID_REPLICA_ASSIGNMENT: i16 = code(ResponseError::InvalidReplicaAssignment);
+pub const INVALID_CONFIG: i16 = code(ResponseError::InvalidConfig);
+pub const INVALID_REQUEST: i16 = code(ResponseError::InvalidRequest);
+pub const POLICY_VIOLATION: i16 = code(ResponseError::PolicyViolation);
+pub const KAFKA_STORAGE_ERROR: i16 = code(ResponseError::KafkaStorageError);
+pub const FETCH_SESSION_ID_NOT_FOUND: i16 = code(ResponseError::FetchSessionIdNotFound);
+pub const UNKNOWN_TOPIC_ID: i16 = code(ResponseError::UnknownTopicId);
+pub const INVALID_RECORD: i16 = code(ResponseError::InvalidRecord);
+pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = code(ResponseError::TransactionalIdAuthorizationFailed);
+pub const CLUSTER_AUTHORIZATION_FAILED: i16 = code(ResponseError::ClusterAuthorizationFailed);
+pub const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = code(ResponseError::UnsupportedForMessageFormat);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_match_the_kafka_protocol_table() {
+        assert_eq!(CORRUPT_MESSAGE, 2);
+        assert_eq!(UNKNOWN_TOPIC_OR_PARTITION, 3);
+        assert_eq!(MESSAGE_TOO_LARGE, 10);
+        assert_eq!(INVALID_TOPIC_EXCEPTION, 17);
+        assert_eq!(UNSUPPORTED_VERSION, 35);
+        assert_eq!(TOPIC_ALREADY_EXISTS, 36);
+    }
+}

@@ -1,0 +1,129 @@
+//! Cross-shard fan-out: split a request's partitions by owner shard, send each owner one
+//! closure over the engine's `route_to_owner` (bounded flume inbox), run the owner's
+//! partitions concurrently there, and gather the per-partition answers.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::rc::Rc;
+
+use sluice_engine::runtime::Shard;
+use sluice_engine::{ShardId, TopicPartition};
+
+/// Why a partition's work never ran: the owner shard could not be reached.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("routing to {owner} failed: {reason}")]
+pub struct RouteFailed {
+    pub owner: ShardId,
+    pub reason: String,
+}
+
+/// Runs `work(shard, tp, input)` on the owner of each `tp`; partitions on one owner run
+/// concurrently on it. Answers come back in no particular order, each with its partition.
+pub async fn fan_out<I, O, W, F>(
+    shard: &Rc<Shard>,
+    items: Vec<(TopicPartition, I)>,
+    work: W,
+) -> Vec<(TopicPartition, Result<O, RouteFailed>)>
+where
+    I: Send + 'static,
+    O: Send + 'static,
+    W: Fn(Rc<Shard>, TopicPartition, I) -> F + Send + Clone + 'static,
+    F: Future<Output = O> + 'static,
+{
+    let mut by_owner: BTreeMap<ShardId, Vec<(TopicPartition, I)>> = BTreeMap::new();
+    for (tp, input) in items {
+        by_owner.entry(shard.owner(&tp)).or_default().push((tp, input));
+    }
+    let mut tasks = Vec::with_capacity(by_owner.len());
+    for (owner, batch) in by_owner {
+        let work = work.clone();
+        let names: Vec<TopicPartition> = batch.iter().map(|(tp, _)| tp.clone()).collect();
+        let shard = shard.clone();
+        tasks.push((
+            names,
+            owner,
+            glommio::spawn_local(async move {
+                shard
+                    .route_to_owner(owner, move |owner_shard| {
+                        Box::pin(async move { run_concurrently(owner_shard, batch, work).await })
+                    })
+                    .await
+            }),
+        ));
+    }
+    let mut out = Vec::new();
+    for (names, owner, task) in tasks {
+        match task.await {
+            Ok(results) => out.extend(results.into_iter().map(|(tp, o)| (tp, Ok(o)))),
+            Err(e) => {
+                let failed = RouteFailed {
+                    owner,
+                    reason: e.to_string(),
+                };
+                out.extend(names.into_iter().map(|tp| (tp, Err(failed.clone()))));
+            }
+        }
+    }
+    out
+}
+
+/// On the owner: one local task per partition so appends share a group commit.
+async fn run_concurrently<I, O, W, F>(shard: Rc<Shard>, batch: Vec<(TopicPartition, I)>, work: W) -> Vec<(TopicPartition, O)>
+where
+    I: 'static,
+    O: 'static,
+    W: Fn(Rc<Shard>, TopicPartition, I) -> F + Clone + 'static,
+    F: Future<Output = O> + 'static,
+{
+    let mut batch = batch;
+    if batch.len() == 1 {
+        if let Some((tp, input)) = batch.pop() {
+            let o = work(shard, tp.clone(), input).await;
+            return vec![(tp, o)];
+        }
+    }
+    let tasks: Vec<_> = batch
+        .into_iter()
+        .map(|(tp, input)| {
+            let fut = work(shard.clone(), tp.clone(), input);
+            (tp, glommio::spawn_local(fut))
+        })
+        .collect();
+    let mut out = Vec::with_capacity(tasks.len());
+    for (tp, task) in tasks {
+        out.push((tp, task.await));
+    }
+    out
+}
+
+/// Long-poll helper: resolves once any of `partitions` has data at or beyond its offset
+/// (each owner waits on its own partitions), or after `wait`.
+pub async fn wait_for_any(
+    broker: &crate::broker::Broker,
+    ctx: crate::partition_ops::OwnerContext,
+    partitions: Vec<(TopicPartition, i64)>,
+    wait: std::time::Duration,
+) {
+    let mut by_owner: BTreeMap<ShardId, Vec<(TopicPartition, i64)>> = BTreeMap::new();
+    for (tp, from) in partitions {
+        by_owner.entry(broker.shard.owner(&tp)).or_default().push((tp, from));
+    }
+    let mut any: std::pin::Pin<Box<dyn Future<Output = ()>>> = Box::pin(glommio::timer::sleep(wait));
+    for (owner, batch) in by_owner {
+        let ctx = ctx.clone();
+        let shard = broker.shard.clone();
+        let one = async move {
+            let routed = shard
+                .route_to_owner(owner, move |owner_shard| {
+                    Box::pin(crate::partition_ops::wait_for_any(owner_shard, ctx, batch, wait))
+                })
+                .await;
+            if routed.is_err() {
+                // The owner is unreachable: let the timer decide rather than spin.
+                futures_lite::future::pending::<()>().await;
+            }
+        };
+        any = Box::pin(futures_lite::future::race(any, one));
+    }
+    any.await;
+}
