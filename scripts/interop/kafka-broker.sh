@@ -12,7 +12,7 @@
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
-KAFKA_LIB="${KAFKA_LIB:-$REPO/target/interop/kafka-lib}"
+KAFKA_LIB="${KAFKA_LIB:-${INTEROP_WORK:-$REPO/target/interop}/kafka-lib}"
 JAVA="${JAVA:-java}"
 
 die() { echo "kafka-broker.sh: $*" >&2; exit 1; }
@@ -20,7 +20,7 @@ die() { echo "kafka-broker.sh: $*" >&2; exit 1; }
 fetch() {
     if [ -f "$KAFKA_LIB/.complete" ]; then return 0; fi
     mkdir -p "$KAFKA_LIB"
-    mvn -B -q ${MVN_OFFLINE:+-o} -f "$HERE/kafka/pom.xml" dependency:copy-dependencies \
+    mvn -B -q -Dstyle.color=never ${MVN_OFFLINE:+-o} -f "$HERE/kafka/pom.xml" dependency:copy-dependencies \
         -DoutputDirectory="$KAFKA_LIB" -DincludeScope=runtime
     touch "$KAFKA_LIB/.complete"
 }

@@ -33,8 +33,8 @@ fi
 
 # ---- Java client driver (Maven; offline when the local repository already has everything) ----
 log "building the Java driver"
-if ! mvn -B -q -o -f "$HERE/java/pom.xml" package >"$WORK/mvn-java.log" 2>&1; then
-    mvn -B -q -f "$HERE/java/pom.xml" package >"$WORK/mvn-java.log" 2>&1 \
+if ! mvn -B -q -Dstyle.color=never -o -f "$HERE/java/pom.xml" -Dinterop.build.dir="$WORK/java" package >"$WORK/mvn-java.log" 2>&1; then
+    mvn -B -q -Dstyle.color=never -f "$HERE/java/pom.xml" -Dinterop.build.dir="$WORK/java" package >"$WORK/mvn-java.log" 2>&1 \
         || { cat "$WORK/mvn-java.log" >&2; log "Java driver build failed"; exit 1; }
 fi
 export INTEROP_JAVA_CP="$WORK/java/interop-java-driver-0.jar:$WORK/java/lib/*"

@@ -23,9 +23,10 @@ init() {
 [engine]
 data_dir = "$state/data"
 
-[net]
-listen = "127.0.0.1:$port"
-advertised = "127.0.0.1:$port"
+[server]
+listeners = "127.0.0.1:$port"
+# As on the Apache Kafka side of the suite: topics exist only when a test creates them.
+auto_create_topics_enable = false
 TOML
     fi
 }
