@@ -9,25 +9,20 @@ use serde::{Deserialize, Serialize};
 use crate::limits::{SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, SHARDS_MAX};
 
 /// When an append's future resolves relative to the disk.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "mode")]
 pub enum Durability {
     /// fdatasync after every single append; the append resolves when durable.
     PerWrite,
     /// One fdatasync covers every append that arrived while the previous one was in flight;
     /// the append resolves when durable. The default.
+    #[default]
     GroupCommit,
     /// Appends resolve once written (in the device, not synced); a shard task syncs every
     /// `interval_ms`.
     Interval { interval_ms: u64 },
     /// Appends resolve once written; sync only on segment roll and shutdown.
     None,
-}
-
-impl Default for Durability {
-    fn default() -> Self {
-        Durability::GroupCommit
-    }
 }
 
 /// Per-partition log settings (Kafka topic-level config names in comments).

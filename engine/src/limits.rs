@@ -30,8 +30,8 @@ pub const PARTITIONS_PER_SHARD_MAX: usize = 100_000;
 /// Appends waiting for durability on one partition before new appends wait for room.
 pub const APPENDS_PENDING_MAX: usize = 65_536;
 
-const _: () = assert!(WRITE_CHUNK_BYTES % IO_ALIGNMENT_BYTES == 0);
-const _: () = assert!(SEGMENT_BYTES_MIN % IO_ALIGNMENT_BYTES as u64 == 0);
+const _: () = assert!(WRITE_CHUNK_BYTES.is_multiple_of(IO_ALIGNMENT_BYTES));
+const _: () = assert!(SEGMENT_BYTES_MIN.is_multiple_of(IO_ALIGNMENT_BYTES as u64));
 const _: () = assert!(SEGMENT_BYTES_MIN <= SEGMENT_BYTES_MAX);
 const _: () = assert!(BATCH_BYTES_MAX <= SEGMENT_BYTES_MAX as usize);
 const _: () = assert!(SHARD_INBOX_DEPTH <= SHARD_INFLIGHT_MAX);
