@@ -15,6 +15,8 @@ struct Cli {
 enum Command {
     /// Run the broker (embedded defaults: 127.0.0.1:9092, ./data).
     Serve(cli::serve::ServeArgs),
+    /// Load-generate against any Kafka-API broker; latency histograms, tables, plots.
+    Bench(cli::bench::BenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -28,6 +30,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => cli::serve::run(args),
+        Command::Bench(args) => cli::bench::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -43,15 +43,26 @@ pub async fn serve(broker: Rc<Broker>, stream: TcpStream) {
     let (pending_tx, pending_rx) =
         glommio::channels::local_channel::new_bounded::<Pending>(broker.config.in_flight_requests_per_connection);
     let writer_task = glommio::spawn_local(write_responses(writer, pending_rx)).detach();
-    let result = read_requests(&broker, reader, pending_tx).await;
-    match &result {
-        Ok(()) => tracing::debug!(?peer, "connection closed by peer"),
-        Err(e) => tracing::info!(?peer, error = %e, "closing connection"),
+    enum Ended {
+        Reader(Result<(), ConnectionError>),
+        Writer(Option<Result<(), ConnectionError>>),
     }
-    // The reader is gone; the writer flushes what was answered before and then ends,
-    // which drops both socket halves and closes the connection.
-    if let Some(Err(e)) = writer_task.await {
-        tracing::debug!(?peer, error = %e, "writer ended");
+    let reader = async { Ended::Reader(read_requests(&broker, reader, pending_tx).await) };
+    // The writer ending first (a write or encode failure) drops the reader too, so both
+    // socket halves go and the peer sees the close instead of waiting for an answer.
+    let writer = async move { Ended::Writer(writer_task.await) };
+    match futures_lite::future::or(reader, writer).await {
+        Ended::Reader(result) => {
+            match &result {
+                Ok(()) => tracing::debug!(?peer, "connection closed by peer"),
+                Err(e) => tracing::info!(?peer, error = %e, "closing connection"),
+            }
+        }
+        Ended::Writer(result) => {
+            if let Some(Err(e)) = result {
+                tracing::warn!(?peer, error = %e, "closing connection: writer failed");
+            }
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use crate::errors;
 use crate::partition_ops::{self, OffsetOutcome};
 use crate::routing::fan_out;
 
-pub async fn handle(broker: &Rc<Broker>, req: ListOffsetsRequest, _version: i16) -> ListOffsetsResponse {
+pub async fn handle(broker: &Rc<Broker>, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let mut items = Vec::new();
     for (ti, t) in req.topics.iter().enumerate() {
         for (pi, p) in t.partitions.iter().enumerate() {
@@ -47,7 +47,10 @@ pub async fn handle(broker: &Rc<Broker>, req: ListOffsetsRequest, _version: i16)
             part.error_code = o.error_code;
             part.offset = o.offset;
             part.timestamp = o.timestamp;
-            part.leader_epoch = if o.offset >= 0 { 0 } else { -1 };
+            // leader_epoch exists from v4; the codec refuses a non-default value before.
+            if version >= 4 && o.offset >= 0 {
+                part.leader_epoch = 0;
+            }
             out.partitions.push(part);
         }
         resp.topics.push(out);
