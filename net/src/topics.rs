@@ -58,7 +58,7 @@ pub struct TopicSpec {
 pub fn validate_spec(broker: &Broker, spec: &TopicSpec) -> Result<TopicMetadata, AdminError> {
     validate_topic_name(&spec.name).map_err(|e| AdminError::new(errors::INVALID_TOPIC_EXCEPTION, e.to_string()))?;
     let partitions = if spec.partitions == -1 { broker.config.num_partitions } else { spec.partitions };
-    if partitions < 1 || partitions > PARTITIONS_PER_TOPIC_MAX {
+    if !(1..=PARTITIONS_PER_TOPIC_MAX).contains(&partitions) {
         return Err(AdminError::new(
             errors::INVALID_PARTITIONS,
             format!("partition count {partitions} not in 1..={PARTITIONS_PER_TOPIC_MAX}"),

@@ -18,16 +18,19 @@ use crate::partition_ops::{self, ProduceOutcome};
 use crate::routing::fan_out;
 use crate::topics;
 
+/// Where a partition sits in the request (topic index, partition index) and its records.
+type PartitionWork = ((usize, usize), Bytes);
+
 /// `None` when the producer asked for no response (acks=0).
 pub async fn handle(broker: &Rc<Broker>, req: ProduceRequest, _version: i16) -> Option<ProduceResponse> {
     let acks = req.acks;
     // Outcomes by (topic index, partition index) in the request.
     let mut outcomes: HashMap<(usize, usize), ProduceOutcome> = HashMap::new();
-    let mut work: Vec<(TopicPartition, ((usize, usize), Bytes))> = Vec::new();
+    let mut work: Vec<(TopicPartition, PartitionWork)> = Vec::new();
     for (ti, topic) in req.topic_data.iter().enumerate() {
         let name = topic.name.0.to_string();
         let mut topic_error = None;
-        if !matches!(acks, 0 | 1 | -1) {
+        if !(-1..=1).contains(&acks) {
             topic_error = Some(errors::INVALID_REQUIRED_ACKS);
         } else if validate_topic_name(&name).is_err() {
             topic_error = Some(errors::INVALID_TOPIC_EXCEPTION);
