@@ -14,9 +14,14 @@ use crate::workload::VALUE_STAMP_BYTES;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SizeDistribution {
-    Fixed { bytes: usize },
+    Fixed {
+        bytes: usize,
+    },
     /// Uniform in `min..=max`.
-    Uniform { min: usize, max: usize },
+    Uniform {
+        min: usize,
+        max: usize,
+    },
 }
 
 impl SizeDistribution {
@@ -38,9 +43,16 @@ impl SizeDistribution {
 impl FromStr for SizeDistribution {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let parse = |t: &str| t.trim().parse::<usize>().map_err(|e| format!("record size `{t}`: {e}"));
+        let parse = |t: &str| {
+            t.trim()
+                .parse::<usize>()
+                .map_err(|e| format!("record size `{t}`: {e}"))
+        };
         match s.split_once("..") {
-            Some((a, b)) => Ok(Self::Uniform { min: parse(a)?, max: parse(b.trim_start_matches('='))? }),
+            Some((a, b)) => Ok(Self::Uniform {
+                min: parse(a)?,
+                max: parse(b.trim_start_matches('='))?,
+            }),
             None => Ok(Self::Fixed { bytes: parse(s)? }),
         }
     }
@@ -77,7 +89,11 @@ impl FromStr for CompressionCodec {
             "snappy" => Self::Snappy,
             "lz4" => Self::Lz4,
             "zstd" => Self::Zstd,
-            other => return Err(format!("unknown compression `{other}` (none, gzip, snappy, lz4, zstd)")),
+            other => {
+                return Err(format!(
+                    "unknown compression `{other}` (none, gzip, snappy, lz4, zstd)"
+                ))
+            }
         })
     }
 }
@@ -197,8 +213,13 @@ impl BenchConfig {
         if self.topics == 0 || self.partitions == 0 {
             return bad("need at least one topic and one partition".into());
         }
-        if u64::from(self.topics) * u64::from(self.partitions) > u64::from(limits::TOPIC_PARTITIONS_MAX) {
-            return bad(format!("more than {} topic-partitions", limits::TOPIC_PARTITIONS_MAX));
+        if u64::from(self.topics) * u64::from(self.partitions)
+            > u64::from(limits::TOPIC_PARTITIONS_MAX)
+        {
+            return bad(format!(
+                "more than {} topic-partitions",
+                limits::TOPIC_PARTITIONS_MAX
+            ));
         }
         if self.producers == 0 || self.producers > limits::PRODUCERS_MAX {
             return bad(format!("producers must be 1..={}", limits::PRODUCERS_MAX));
@@ -220,7 +241,10 @@ impl BenchConfig {
             return bad("key cardinality must be at least 1".into());
         }
         if self.duration.is_zero() || self.warmup + self.duration > limits::DURATION_MAX {
-            return bad(format!("warm-up + duration must be within 0..{:?}", limits::DURATION_MAX));
+            return bad(format!(
+                "warm-up + duration must be within 0..{:?}",
+                limits::DURATION_MAX
+            ));
         }
         if self.warmup >= self.duration {
             return bad("warm-up must be shorter than the duration".into());
@@ -260,19 +284,41 @@ mod tests {
     #[test]
     fn size_distribution_parses_fixed_and_ranges() {
         assert_eq!("1024".parse(), Ok(SizeDistribution::Fixed { bytes: 1024 }));
-        assert_eq!("100..2000".parse(), Ok(SizeDistribution::Uniform { min: 100, max: 2000 }));
-        assert_eq!("100..=2000".parse(), Ok(SizeDistribution::Uniform { min: 100, max: 2000 }));
+        assert_eq!(
+            "100..2000".parse(),
+            Ok(SizeDistribution::Uniform {
+                min: 100,
+                max: 2000
+            })
+        );
+        assert_eq!(
+            "100..=2000".parse(),
+            Ok(SizeDistribution::Uniform {
+                min: 100,
+                max: 2000
+            })
+        );
         assert!("abc".parse::<SizeDistribution>().is_err());
     }
 
     #[test]
     fn default_config_is_valid_and_bad_ones_are_refused() {
         assert!(BenchConfig::default().validate().is_ok());
-        let tiny = BenchConfig { record_size: SizeDistribution::Fixed { bytes: 8 }, ..Default::default() };
+        let tiny = BenchConfig {
+            record_size: SizeDistribution::Fixed { bytes: 8 },
+            ..Default::default()
+        };
         assert!(tiny.validate().is_err());
-        let no_acks_e2e = BenchConfig { acks: Acks(0), consumers: 1, ..Default::default() };
+        let no_acks_e2e = BenchConfig {
+            acks: Acks(0),
+            consumers: 1,
+            ..Default::default()
+        };
         assert!(no_acks_e2e.validate().is_err());
-        let small_batch = BenchConfig { batch_bytes: 512, ..Default::default() };
+        let small_batch = BenchConfig {
+            batch_bytes: 512,
+            ..Default::default()
+        };
         assert!(small_batch.validate().is_err());
     }
 

@@ -59,15 +59,23 @@ impl<'a> Consumer<'a> {
         for slot in &slots {
             let s = &shared.slots[*slot];
             by_topic.entry(&s.topic).or_default().push(
-                ListOffsetsPartition::default().with_partition_index(s.partition).with_timestamp(-1),
+                ListOffsetsPartition::default()
+                    .with_partition_index(s.partition)
+                    .with_timestamp(-1),
             );
         }
-        let request = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(
-            by_topic
-                .into_iter()
-                .map(|(t, ps)| ListOffsetsTopic::default().with_name(topic_name(t)).with_partitions(ps))
-                .collect(),
-        );
+        let request = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(
+                by_topic
+                    .into_iter()
+                    .map(|(t, ps)| {
+                        ListOffsetsTopic::default()
+                            .with_name(topic_name(t))
+                            .with_partitions(ps)
+                    })
+                    .collect(),
+            );
         // A just-created partition answers "not leader" until its leader has loaded it.
         let deadline = std::time::Instant::now() + RETRY_WINDOW;
         let response = loop {
@@ -87,7 +95,11 @@ impl<'a> Consumer<'a> {
             for p in &topic.partitions {
                 if p.error_code != 0 {
                     return Err(BenchError::Broker {
-                        what: format!("ListOffsets {}-{}", topic.name.0.as_str(), p.partition_index),
+                        what: format!(
+                            "ListOffsets {}-{}",
+                            topic.name.0.as_str(),
+                            p.partition_index
+                        ),
                         code: p.error_code,
                     });
                 }
@@ -99,11 +111,20 @@ impl<'a> Consumer<'a> {
         if positions.len() != slots.len() {
             return Err(BenchError::Protocol {
                 addr: connection.addr().to_string(),
-                detail: format!("ListOffsets answered {} of {} partitions", positions.len(), slots.len()),
+                detail: format!(
+                    "ListOffsets answered {} of {} partitions",
+                    positions.len(),
+                    slots.len()
+                ),
             });
         }
         positions.sort_unstable();
-        Ok(Self { connection, shared, positions, fetch_version })
+        Ok(Self {
+            connection,
+            shared,
+            positions,
+            fetch_version,
+        })
     }
 
     fn caught_up(&self) -> bool {
@@ -162,7 +183,11 @@ impl<'a> Consumer<'a> {
             .with_topics(
                 by_topic
                     .into_iter()
-                    .map(|(t, ps)| FetchTopic::default().with_topic(topic_name(t)).with_partitions(ps))
+                    .map(|(t, ps)| {
+                        FetchTopic::default()
+                            .with_topic(topic_name(t))
+                            .with_partitions(ps)
+                    })
                     .collect(),
             );
         let started = shared.now_ns();
@@ -172,11 +197,16 @@ impl<'a> Consumer<'a> {
             out.fetch.record_ns(now - started);
         }
         if response.error_code != 0 {
-            return Err(BenchError::Broker { what: "Fetch".into(), code: response.error_code });
+            return Err(BenchError::Broker {
+                what: "Fetch".into(),
+                code: response.error_code,
+            });
         }
         for topic in &response.responses {
             for p in &topic.partitions {
-                let Some(slot) = shared.slot_of(topic.topic.0.as_str(), p.partition_index) else { continue };
+                let Some(slot) = shared.slot_of(topic.topic.0.as_str(), p.partition_index) else {
+                    continue;
+                };
                 if p.error_code != 0 {
                     return Err(BenchError::Broker {
                         what: format!("Fetch {}-{}", topic.topic.0.as_str(), p.partition_index),
@@ -184,12 +214,18 @@ impl<'a> Consumer<'a> {
                     });
                 }
                 let Some(records) = &p.records else { continue };
-                let Ok(i) = self.positions.binary_search_by_key(&slot, |(s, _)| *s) else { continue };
+                let Ok(i) = self.positions.binary_search_by_key(&slot, |(s, _)| *s) else {
+                    continue;
+                };
                 let position = &mut self.positions[i].1;
-                let (count, bytes) = consume_batches(records, position, shared, now, out, self.connection.addr())?;
+                let (count, bytes) =
+                    consume_batches(records, position, shared, now, out, self.connection.addr())?;
                 out.records_consumed += count;
                 out.consumed.add(now, count, bytes);
-                shared.counters.records_consumed.fetch_add(count, Ordering::Relaxed);
+                shared
+                    .counters
+                    .records_consumed
+                    .fetch_add(count, Ordering::Relaxed);
             }
         }
         Ok(())
@@ -217,7 +253,10 @@ fn consume_batches(
         let header = &records[at..];
         let batch_len = i32::from_be_bytes([header[8], header[9], header[10], header[11]]);
         let Some(total) = usize::try_from(batch_len).ok().map(|l| l + 12) else {
-            return Err(BenchError::Protocol { addr: addr.into(), detail: format!("batch length {batch_len}") });
+            return Err(BenchError::Protocol {
+                addr: addr.into(),
+                detail: format!("batch length {batch_len}"),
+            });
         };
         if records.len() - at < total {
             break;
@@ -230,9 +269,16 @@ fn consume_batches(
         if next <= *position {
             continue;
         }
-        let set = RecordBatchDecoder::decode(&mut batch)
-            .map_err(|e| BenchError::Decode { what: "record batch", addr: addr.into(), source: e.into() })?;
-        for record in set.records.iter().filter(|r| r.offset >= *position && !r.control) {
+        let set = RecordBatchDecoder::decode(&mut batch).map_err(|e| BenchError::Decode {
+            what: "record batch",
+            addr: addr.into(),
+            source: e.into(),
+        })?;
+        for record in set
+            .records
+            .iter()
+            .filter(|r| r.offset >= *position && !r.control)
+        {
             count += 1;
             let Some(value) = &record.value else { continue };
             bytes += value.len() as u64;

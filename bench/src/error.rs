@@ -10,23 +10,45 @@ pub enum BenchError {
     #[error("invalid bench configuration: {0}")]
     Config(String),
     #[error("connect to {addr}: {source}")]
-    Connect { addr: String, source: std::io::Error },
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("i/o with {addr}: {source}")]
-    Io { addr: String, source: std::io::Error },
+    Io {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("encode {what}: {source}")]
-    Encode { what: &'static str, source: CodecError },
+    Encode {
+        what: &'static str,
+        source: CodecError,
+    },
     #[error("decode {what} from {addr}: {source}")]
-    Decode { what: &'static str, addr: String, source: CodecError },
+    Decode {
+        what: &'static str,
+        addr: String,
+        source: CodecError,
+    },
     #[error("protocol error from {addr}: {detail}")]
     Protocol { addr: String, detail: String },
     #[error("broker answered error code {code} to {what}")]
     Broker { what: String, code: i16 },
     #[error("write {path}: {source}")]
-    Output { path: PathBuf, source: std::io::Error },
+    Output {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("read {path}: {source}")]
-    Input { path: PathBuf, source: std::io::Error },
+    Input {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("json {path}: {source}")]
-    Json { path: PathBuf, source: serde_json::Error },
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     #[error("plot {path}: {detail}")]
     Plot { path: PathBuf, detail: String },
     #[error("load-generator thread `{0}` panicked")]

@@ -10,6 +10,8 @@ use crate::limits::{BUCKET_MS, LATENCY_NS_MAX};
 
 const SIGNIFICANT_DIGITS: u8 = 3;
 const NS_PER_MS: f64 = 1e6;
+/// hdrhistogram's sub-bucket count for SIGNIFICANT_DIGITS, as the `.hgrm` footer states it.
+const SUB_BUCKETS: u64 = (2 * 10u64.pow(SIGNIFICANT_DIGITS as u32)).next_power_of_two();
 
 /// One latency histogram (ns). Values above `LATENCY_NS_MAX` are clamped and counted.
 #[derive(Debug, Clone)]
@@ -29,7 +31,10 @@ impl LatencyHistogram {
         // Static bounds that hdrhistogram accepts (1 <= low, high >= 2*low, digits <= 5).
         let histogram = Histogram::new_with_bounds(1, LATENCY_NS_MAX, SIGNIFICANT_DIGITS)
             .expect("static histogram bounds are valid");
-        Self { histogram, clamped: 0 }
+        Self {
+            histogram,
+            clamped: 0,
+        }
     }
 
     pub fn record_ns(&mut self, latency_ns: u64) {
@@ -50,14 +55,22 @@ impl LatencyHistogram {
 
     pub fn merge(&mut self, other: &LatencyHistogram) {
         // Same bounds on both sides by construction, so `add` cannot fail.
-        self.histogram.add(&other.histogram).expect("histograms share bounds");
+        self.histogram
+            .add(&other.histogram)
+            .expect("histograms share bounds");
         self.clamped += other.clamped;
     }
 
     pub fn summary(&self) -> LatencySummary {
         let h = &self.histogram;
         let ms = |ns: u64| ns as f64 / NS_PER_MS;
-        let q = |p: f64| if h.is_empty() { 0.0 } else { ms(h.value_at_quantile(p)) };
+        let q = |p: f64| {
+            if h.is_empty() {
+                0.0
+            } else {
+                ms(h.value_at_quantile(p))
+            }
+        };
         let spectrum = if h.is_empty() {
             Vec::new()
         } else {
@@ -67,13 +80,20 @@ impl LatencyHistogram {
                     value_ms: ms(h.highest_equivalent(v.value_iterated_to())),
                 })
                 .take_while(|p| p.percentile < 100.0)
-                .chain(std::iter::once(SpectrumPoint { percentile: 100.0, value_ms: ms(h.max()) }))
+                .chain(std::iter::once(SpectrumPoint {
+                    percentile: 100.0,
+                    value_ms: ms(h.max()),
+                }))
                 .collect()
         };
         LatencySummary {
             count: h.len(),
             clamped: self.clamped,
-            mean_ms: if h.is_empty() { 0.0 } else { h.mean() / NS_PER_MS },
+            mean_ms: if h.is_empty() {
+                0.0
+            } else {
+                h.mean() / NS_PER_MS
+            },
             p50_ms: q(0.50),
             p90_ms: q(0.90),
             p99_ms: q(0.99),
@@ -89,23 +109,57 @@ impl LatencyHistogram {
     pub fn to_hgrm(&self) -> String {
         let h = &self.histogram;
         let mut out = String::new();
-        let _ = writeln!(out, "{:>12} {:>14} {:>10} {:>14}\n", "Value", "Percentile", "TotalCount", "1/(1-Percentile)");
+        let _ = writeln!(
+            out,
+            "{:>12} {:>14} {:>10} {:>14}\n",
+            "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+        );
         if !h.is_empty() {
             for v in h.iter_quantiles(5) {
                 let q = v.quantile_iterated_to();
                 let value = h.highest_equivalent(v.value_iterated_to()) as f64 / NS_PER_MS;
                 if q < 1.0 {
-                    let _ = writeln!(out, "{value:>12.3} {q:>2.12} {:>10} {:>14.2}", v.count_since_last_iteration(), 1.0 / (1.0 - q));
+                    let _ = writeln!(
+                        out,
+                        "{value:>12.3} {q:>2.12} {:>10} {:>14.2}",
+                        v.count_since_last_iteration(),
+                        1.0 / (1.0 - q)
+                    );
                 } else {
-                    let _ = writeln!(out, "{value:>12.3} {q:>2.12} {:>10}", v.count_since_last_iteration());
+                    let _ = writeln!(
+                        out,
+                        "{value:>12.3} {q:>2.12} {:>10}",
+                        v.count_since_last_iteration()
+                    );
                 }
             }
         }
-        let mean = if h.is_empty() { 0.0 } else { h.mean() / NS_PER_MS };
-        let stdev = if h.is_empty() { 0.0 } else { h.stdev() / NS_PER_MS };
-        let _ = writeln!(out, "#[Mean    = {mean:>12.3}, StdDeviation   = {stdev:>12.3}]");
-        let _ = writeln!(out, "#[Max     = {:>12.3}, Total count    = {:>12}]", h.max() as f64 / NS_PER_MS, h.len());
-        let _ = writeln!(out, "#[Buckets = {:>12}, SubBuckets     = {:>12}]", h.buckets(), h.distinct_values());
+        let mean = if h.is_empty() {
+            0.0
+        } else {
+            h.mean() / NS_PER_MS
+        };
+        let stdev = if h.is_empty() {
+            0.0
+        } else {
+            h.stdev() / NS_PER_MS
+        };
+        let _ = writeln!(
+            out,
+            "#[Mean    = {mean:>12.3}, StdDeviation   = {stdev:>12.3}]"
+        );
+        let _ = writeln!(
+            out,
+            "#[Max     = {:>12.3}, Total count    = {:>12}]",
+            h.max() as f64 / NS_PER_MS,
+            h.len()
+        );
+        let _ = writeln!(
+            out,
+            "#[Buckets = {:>12}, SubBuckets     = {:>12}]",
+            h.buckets(),
+            SUB_BUCKETS
+        );
         out
     }
 }
@@ -135,9 +189,19 @@ pub struct LatencySummary {
 impl LatencySummary {
     /// p50 <= p90 <= ... <= max, the check every report relies on.
     pub fn is_monotonic(&self) -> bool {
-        let v = [self.p50_ms, self.p90_ms, self.p99_ms, self.p999_ms, self.p9999_ms, self.max_ms];
+        let v = [
+            self.p50_ms,
+            self.p90_ms,
+            self.p99_ms,
+            self.p999_ms,
+            self.p9999_ms,
+            self.max_ms,
+        ];
         v.windows(2).all(|w| w[0] <= w[1])
-            && self.spectrum.windows(2).all(|w| w[0].percentile <= w[1].percentile && w[0].value_ms <= w[1].value_ms)
+            && self
+                .spectrum
+                .windows(2)
+                .all(|w| w[0].percentile <= w[1].percentile && w[0].value_ms <= w[1].value_ms)
     }
 }
 
@@ -186,7 +250,11 @@ impl Timeline {
         let end = last.min(self.records.len());
         let records = self.records.get(first..end).map_or(0, |s| s.iter().sum());
         let bytes = self.bytes.get(first..end).map_or(0, |s| s.iter().sum());
-        (records, bytes, (last - first) as f64 * BUCKET_MS as f64 / 1000.0)
+        (
+            records,
+            bytes,
+            (last - first) as f64 * BUCKET_MS as f64 / 1000.0,
+        )
     }
 }
 
@@ -258,9 +326,13 @@ mod tests {
         }
         let text = h.to_hgrm();
         assert!(text.starts_with("       Value     Percentile TotalCount 1/(1-Percentile)"));
-        assert!(text.contains("#[Max     =       10.000"), "{text}");
+        assert!(text.contains("#[Max     =       10.0"), "{text}");
+        assert!(text.contains("SubBuckets     =         2048]"), "{text}");
         assert!(text.contains("Total count    =        10000]"));
-        let rows = text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).count();
+        let rows = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .count();
         assert!(rows > 20);
     }
 

@@ -55,22 +55,42 @@ pub fn nines(percentile: f64) -> f64 {
 }
 
 /// Draws `metric` of every summary that has samples; returns how many runs were drawn.
-pub fn plot_spectrum(summaries: &[Summary], metric: Metric, title: &str, out: &Path) -> Result<usize> {
-    let err = |e: &dyn std::fmt::Display| BenchError::Plot { path: out.to_path_buf(), detail: e.to_string() };
+pub fn plot_spectrum(
+    summaries: &[Summary],
+    metric: Metric,
+    title: &str,
+    out: &Path,
+) -> Result<usize> {
+    let err = |e: &dyn std::fmt::Display| BenchError::Plot {
+        path: out.to_path_buf(),
+        detail: e.to_string(),
+    };
     let runs: Vec<(&str, Vec<(f64, f64)>)> = summaries
         .iter()
         .filter_map(|s| {
             let l = metric.pick(s);
-            let points: Vec<(f64, f64)> =
-                l.spectrum.iter().map(|p| (nines(p.percentile), p.value_ms.max(0.001))).collect();
+            let points: Vec<(f64, f64)> = l
+                .spectrum
+                .iter()
+                .map(|p| (nines(p.percentile), p.value_ms.max(0.001)))
+                .collect();
             (!points.is_empty()).then_some((s.label.as_str(), points))
         })
         .collect();
     if runs.is_empty() {
         return Ok(0);
     }
-    let y_max = runs.iter().flat_map(|(_, p)| p.iter().map(|q| q.1)).fold(0.001, f64::max) * 1.5;
-    let y_min = runs.iter().flat_map(|(_, p)| p.iter().map(|q| q.1)).fold(f64::MAX, f64::min).max(0.001) / 1.5;
+    let y_max = runs
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|q| q.1))
+        .fold(0.001, f64::max)
+        * 1.5;
+    let y_min = runs
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|q| q.1))
+        .fold(f64::MAX, f64::min)
+        .max(0.001)
+        / 1.5;
     let root = SVGBackend::new(out, (960, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let mut chart = ChartBuilder::on(&root)
@@ -101,7 +121,12 @@ pub fn plot_spectrum(summaries: &[Summary], metric: Metric, title: &str, out: &P
             .draw_series(LineSeries::new(points.iter().copied(), color))
             .map_err(|e| err(&e))?
             .label(*label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], Palette99::pick(i).stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(
+                    vec![(x, y), (x + 20, y)],
+                    Palette99::pick(i).stroke_width(2),
+                )
+            });
     }
     chart
         .configure_series_labels()
@@ -132,7 +157,14 @@ mod tests {
     fn plot_writes_an_svg_with_each_label() {
         let mut runs = Vec::new();
         for (label, scale) in [("fast", 1u64), ("slow", 10)] {
-            let mut s = Summary::new(&BenchConfig { label: label.into(), ..Default::default() }, "x", 0);
+            let mut s = Summary::new(
+                &BenchConfig {
+                    label: label.into(),
+                    ..Default::default()
+                },
+                "x",
+                0,
+            );
             let mut h = LatencyHistogram::new();
             for us in 1..=10_000u64 {
                 h.record_ns(us * 100 * scale);
@@ -140,12 +172,16 @@ mod tests {
             s.end_to_end = h.summary();
             runs.push(s);
         }
-        let out = std::env::temp_dir().join(format!("sluice-bench-plot-{}.svg", std::process::id()));
+        let out =
+            std::env::temp_dir().join(format!("sluice-bench-plot-{}.svg", std::process::id()));
         let drawn = plot_spectrum(&runs, Metric::EndToEnd, "test", &out).expect("plot");
         assert_eq!(drawn, 2);
         let svg = std::fs::read_to_string(&out).expect("svg written");
         assert!(svg.contains("<svg") && svg.contains("fast") && svg.contains("slow"));
-        assert_eq!(plot_spectrum(&runs, Metric::Fetch, "test", &out).expect("no data"), 0);
+        assert_eq!(
+            plot_spectrum(&runs, Metric::Fetch, "test", &out).expect("no data"),
+            0
+        );
         let _ = std::fs::remove_file(out);
     }
 }

@@ -66,7 +66,14 @@ pub struct ProducerPlan<'a> {
 }
 
 pub fn run_producer(plan: ProducerPlan<'_>) -> Result<ProducerOutcome> {
-    let ProducerPlan { index, config, shared, connection, produce_version, records_max } = plan;
+    let ProducerPlan {
+        index,
+        config,
+        shared,
+        connection,
+        produce_version,
+        records_max,
+    } = plan;
     let (mut writer, reader) = connection.split()?;
     let acks = config.acks.0;
     let (tx, rx) = sync_channel::<InFlight>(config.in_flight);
@@ -82,18 +89,34 @@ pub fn run_producer(plan: ProducerPlan<'_>) -> Result<ProducerOutcome> {
         });
         let reader_thread = match reader_thread.transpose() {
             Ok(t) => t,
-            Err(source) => return Err(BenchError::Io { addr: "spawn".into(), source }),
+            Err(source) => {
+                return Err(BenchError::Io {
+                    addr: "spawn".into(),
+                    source,
+                })
+            }
         };
 
         let mut outcome = ProducerOutcome::default();
-        let generate = write_requests(&mut writer, &tx, shared, config, index, produce_version, records_max, &mut outcome);
+        let generate = write_requests(
+            &mut writer,
+            &tx,
+            shared,
+            config,
+            index,
+            produce_version,
+            records_max,
+            &mut outcome,
+        );
         drop(tx);
         if let Err(e) = &generate {
             shared.abort.store(true, Ordering::Relaxed);
             outcome.first_error.get_or_insert_with(|| e.to_string());
         }
         if let Some(t) = reader_thread {
-            let acked = t.join().map_err(|_| BenchError::ThreadPanicked(format!("bench-ack-{index}")))?;
+            let acked = t
+                .join()
+                .map_err(|_| BenchError::ThreadPanicked(format!("bench-ack-{index}")))?;
             match acked {
                 Ok(a) => {
                     outcome.produce_ack = a.produce_ack;
@@ -141,7 +164,10 @@ fn write_requests(
     let mut pending: Vec<Option<PendingBatch>> = (0..slots).map(|_| None).collect();
     let mut pending_slots: Vec<usize> = Vec::new();
     let mut generated = 0u64;
-    let options = RecordEncodeOptions { version: 2, compression: config.compression.to_kafka() };
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: config.compression.to_kafka(),
+    };
 
     loop {
         if shared.aborted() {
@@ -157,22 +183,47 @@ fn write_requests(
         if !more || now >= hard_end_ns {
             outcome.fell_behind = more;
             if !pending_slots.is_empty() {
-                send(writer, tx, shared, config, produce_version, &options, &mut pending, &mut pending_slots, outcome)?;
+                send(
+                    writer,
+                    tx,
+                    shared,
+                    config,
+                    produce_version,
+                    &options,
+                    &mut pending,
+                    &mut pending_slots,
+                    outcome,
+                )?;
             }
             return Ok(());
         }
         // Batches join `pending_slots` when they open and leave from the front, so the
         // first one is the oldest.
-        let oldest = pending_slots.first().and_then(|s| pending[*s].as_ref()).map(|b| b.first_ns);
+        let oldest = pending_slots
+            .first()
+            .and_then(|s| pending[*s].as_ref())
+            .map(|b| b.first_ns);
         let linger_due = oldest.map(|t| t + linger_ns);
         if due > now {
             // Paced and ahead of schedule: send what has lingered long enough, else sleep.
             if linger_due.is_some_and(|d| d <= now) {
-                send(writer, tx, shared, config, produce_version, &options, &mut pending, &mut pending_slots, outcome)?;
+                send(
+                    writer,
+                    tx,
+                    shared,
+                    config,
+                    produce_version,
+                    &options,
+                    &mut pending,
+                    &mut pending_slots,
+                    outcome,
+                )?;
                 continue;
             }
             let wake = linger_due.map_or(due, |d| d.min(due));
-            std::thread::sleep(Duration::from_nanos(wake.saturating_sub(now).min(10_000_000)));
+            std::thread::sleep(Duration::from_nanos(
+                wake.saturating_sub(now).min(10_000_000),
+            ));
             continue;
         }
         let record = generator.next_record(due);
@@ -180,7 +231,12 @@ fn write_requests(
         generated += 1;
         let batch = pending[record.slot].get_or_insert_with(|| {
             pending_slots.push(record.slot);
-            PendingBatch { records: Vec::new(), intended_ns: Vec::new(), value_bytes: 0, first_ns: now }
+            PendingBatch {
+                records: Vec::new(),
+                intended_ns: Vec::new(),
+                value_bytes: 0,
+                first_ns: now,
+            }
         });
         batch.value_bytes += record.value.len();
         batch.intended_ns.push(due);
@@ -206,7 +262,17 @@ fn write_requests(
         let full = batch.value_bytes >= config.batch_bytes;
         let lingered = linger_due.is_some_and(|d| d <= now);
         if full || lingered || (!schedule.is_paced() && linger_ns == 0) {
-            send(writer, tx, shared, config, produce_version, &options, &mut pending, &mut pending_slots, outcome)?;
+            send(
+                writer,
+                tx,
+                shared,
+                config,
+                produce_version,
+                &options,
+                &mut pending,
+                &mut pending_slots,
+                outcome,
+            )?;
         }
     }
 }
@@ -235,18 +301,25 @@ fn send(
             break;
         }
         taken += 1;
-        let Some(batch) = pending[*slot].take() else { continue };
+        let Some(batch) = pending[*slot].take() else {
+            continue;
+        };
         let mut buf = BytesMut::with_capacity(batch.value_bytes + 64 * batch.records.len() + 128);
-        RecordBatchEncoder::encode(&mut buf, batch.records.iter(), options)
-            .map_err(|e| BenchError::Encode { what: "record batch", source: e.into() })?;
+        RecordBatchEncoder::encode(&mut buf, batch.records.iter(), options).map_err(|e| {
+            BenchError::Encode {
+                what: "record batch",
+                source: e.into(),
+            }
+        })?;
         let encoded: Bytes = buf.freeze();
         request_bytes += encoded.len();
         records += batch.records.len() as u64;
         let target = &shared.slots[*slot];
-        by_topic
-            .entry(target.topic.as_str())
-            .or_default()
-            .push(PartitionProduceData::default().with_index(target.partition).with_records(Some(encoded)));
+        by_topic.entry(target.topic.as_str()).or_default().push(
+            PartitionProduceData::default()
+                .with_index(target.partition)
+                .with_records(Some(encoded)),
+        );
         sent_batches.push(SentBatch {
             slot: *slot,
             intended_ns: batch.intended_ns,
@@ -273,7 +346,10 @@ fn send(
     let value_bytes: u64 = sent_batches.iter().map(|b| b.value_bytes).sum();
     if config.acks.0 != 0 {
         // Blocks while `in_flight` requests are unanswered: the pipelining bound.
-        let in_flight = InFlight { correlation_id: writer.next_correlation_id(), batches: sent_batches };
+        let in_flight = InFlight {
+            correlation_id: writer.next_correlation_id(),
+            batches: sent_batches,
+        };
         if tx.send(in_flight).is_err() {
             // The reader has stopped (it failed); its error is reported from there.
             shared.abort.store(true, Ordering::Relaxed);
@@ -286,8 +362,14 @@ fn send(
     outcome.records_sent += records;
     outcome.bytes_sent += value_bytes;
     outcome.sent.add(now, records, value_bytes);
-    shared.counters.records_sent.fetch_add(records, Ordering::Relaxed);
-    shared.counters.bytes_sent.fetch_add(value_bytes, Ordering::Relaxed);
+    shared
+        .counters
+        .records_sent
+        .fetch_add(records, Ordering::Relaxed);
+    shared
+        .counters
+        .bytes_sent
+        .fetch_add(value_bytes, Ordering::Relaxed);
     Ok(())
 }
 
@@ -317,9 +399,14 @@ fn read_acks(
     // `recv` fails once the writer has finished and every in-flight entry is taken.
     while let Ok(in_flight) = rx.recv() {
         if shared.now_ns() > hard_end_ns {
-            let lost: u64 = in_flight.batches.iter().map(|b| b.intended_ns.len() as u64).sum();
+            let lost: u64 = in_flight
+                .batches
+                .iter()
+                .map(|b| b.intended_ns.len() as u64)
+                .sum();
             out.records_failed += lost;
-            out.first_error.get_or_insert_with(|| "acks still outstanding at the drain deadline".into());
+            out.first_error
+                .get_or_insert_with(|| "acks still outstanding at the drain deadline".into());
             continue;
         }
         let response = reader.recv::<ProduceRequest>(in_flight.correlation_id, produce_version);
@@ -335,13 +422,22 @@ fn read_acks(
         let mut answered = vec![None; in_flight.batches.len()];
         for topic in &response.responses {
             for p in &topic.partition_responses {
-                let Some(slot) = shared.slot_of(topic.name.0.as_str(), p.index) else { continue };
+                let Some(slot) = shared.slot_of(topic.name.0.as_str(), p.index) else {
+                    continue;
+                };
                 if let Some(i) = in_flight.batches.iter().position(|b| b.slot == slot) {
                     answered[i] = Some((p.error_code, p.base_offset));
                     if p.error_code != 0 && out.first_error.is_none() {
-                        let detail = p.error_message.as_ref().map(|m| m.as_str().to_string()).or_else(|| {
-                            p.record_errors.first().and_then(|r| r.batch_index_error_message.as_ref()).map(|m| m.as_str().to_string())
-                        });
+                        let detail = p
+                            .error_message
+                            .as_ref()
+                            .map(|m| m.as_str().to_string())
+                            .or_else(|| {
+                                p.record_errors
+                                    .first()
+                                    .and_then(|r| r.batch_index_error_message.as_ref())
+                                    .map(|m| m.as_str().to_string())
+                            });
                         out.first_error = Some(format!(
                             "produce to {}-{}: error code {}{}",
                             topic.name.0.as_str(),
@@ -364,16 +460,29 @@ fn read_acks(
                     }
                     out.records_acked += count;
                     out.acked.add(now, count, batch.value_bytes);
-                    shared.counters.records_acked.fetch_add(count, Ordering::Relaxed);
-                    shared.acked_end[batch.slot].fetch_max(base_offset + count as i64, Ordering::Relaxed);
+                    shared
+                        .counters
+                        .records_acked
+                        .fetch_add(count, Ordering::Relaxed);
+                    shared.acked_end[batch.slot]
+                        .fetch_max(base_offset + count as i64, Ordering::Relaxed);
                 }
                 other => {
                     out.records_failed += count;
-                    shared.counters.records_failed.fetch_add(count, Ordering::Relaxed);
+                    shared
+                        .counters
+                        .records_failed
+                        .fetch_add(count, Ordering::Relaxed);
                     let slot = &shared.slots[batch.slot];
                     out.first_error.get_or_insert_with(|| match other {
-                        Some((code, _)) => format!("produce to {}-{}: error code {code}", slot.topic, slot.partition),
-                        None => format!("produce to {}-{}: no answer for the partition", slot.topic, slot.partition),
+                        Some((code, _)) => format!(
+                            "produce to {}-{}: error code {code}",
+                            slot.topic, slot.partition
+                        ),
+                        None => format!(
+                            "produce to {}-{}: no answer for the partition",
+                            slot.topic, slot.partition
+                        ),
                     });
                 }
             }

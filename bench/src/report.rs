@@ -102,8 +102,14 @@ impl Summary {
     }
 
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| BenchError::Input { path: path.into(), source })?;
-        serde_json::from_str(&text).map_err(|source| BenchError::Json { path: path.into(), source })
+        let text = std::fs::read_to_string(path).map_err(|source| BenchError::Input {
+            path: path.into(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|source| BenchError::Json {
+            path: path.into(),
+            source,
+        })
     }
 
     /// The console table.
@@ -115,7 +121,11 @@ impl Summary {
             "{:<12} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}   (ms)",
             "latency", "count", "p50", "p90", "p99", "p99.9", "p99.99", "max"
         );
-        for (name, s) in [("produce ack", &self.produce_ack), ("end-to-end", &self.end_to_end), ("fetch", &self.fetch)] {
+        for (name, s) in [
+            ("produce ack", &self.produce_ack),
+            ("end-to-end", &self.end_to_end),
+            ("fetch", &self.fetch),
+        ] {
             if s.count == 0 {
                 continue;
             }
@@ -128,7 +138,9 @@ impl Summary {
         let _ = writeln!(
             out,
             "produce  {:>12.0} records/s {:>9.1} MB/s   (over {:.1} s after warm-up)",
-            self.produce.records_per_second, self.produce.megabytes_per_second, self.produce.seconds
+            self.produce.records_per_second,
+            self.produce.megabytes_per_second,
+            self.produce.seconds
         );
         if self.records_consumed > 0 {
             let _ = writeln!(
@@ -140,13 +152,22 @@ impl Summary {
         let _ = writeln!(
             out,
             "records  sent {} acknowledged {} failed {} consumed {}",
-            self.records_sent, self.records_acknowledged, self.records_failed, self.records_consumed
+            self.records_sent,
+            self.records_acknowledged,
+            self.records_failed,
+            self.records_consumed
         );
         if self.fell_behind_schedule {
-            let _ = writeln!(out, "WARNING: the producers fell behind the fixed-rate schedule");
+            let _ = writeln!(
+                out,
+                "WARNING: the producers fell behind the fixed-rate schedule"
+            );
         }
         if self.consumers_incomplete {
-            let _ = writeln!(out, "WARNING: consumers stopped before reading every acknowledged record");
+            let _ = writeln!(
+                out,
+                "WARNING: consumers stopped before reading every acknowledged record"
+            );
         }
         if let Some(e) = &self.first_error {
             let _ = writeln!(out, "first error: {e}");
@@ -159,7 +180,13 @@ impl Summary {
 pub fn slug(label: &str) -> String {
     let s: String = label
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
     s.trim_matches('-').to_string()
 }
@@ -172,7 +199,11 @@ pub fn write_outputs(dir: &Path, summary: &Summary, histograms: &Histograms) -> 
     };
     std::fs::create_dir_all(dir).map_err(out_err(dir))?;
     let base = slug(&summary.label);
-    for (name, h) in [("produce-ack", &histograms.produce_ack), ("end-to-end", &histograms.end_to_end), ("fetch", &histograms.fetch)] {
+    for (name, h) in [
+        ("produce-ack", &histograms.produce_ack),
+        ("end-to-end", &histograms.end_to_end),
+        ("fetch", &histograms.fetch),
+    ] {
         if h.count() == 0 {
             continue;
         }
@@ -180,7 +211,10 @@ pub fn write_outputs(dir: &Path, summary: &Summary, histograms: &Histograms) -> 
         std::fs::write(&path, h.to_hgrm()).map_err(out_err(&path))?;
     }
     let path = dir.join(format!("{base}.json"));
-    let json = serde_json::to_string_pretty(summary).map_err(|source| BenchError::Json { path: path.clone(), source })?;
+    let json = serde_json::to_string_pretty(summary).map_err(|source| BenchError::Json {
+        path: path.clone(),
+        source,
+    })?;
     std::fs::write(&path, json + "\n").map_err(out_err(&path))?;
     Ok(path)
 }
@@ -189,12 +223,13 @@ pub fn write_outputs(dir: &Path, summary: &Summary, histograms: &Histograms) -> 
 pub fn progress_loop(shared: &Shared, config: &BenchConfig, done: &AtomicBool) {
     let c = &shared.counters;
     let (mut last_sent, mut last_bytes, mut last_ns) = (0u64, 0u64, 0u64);
-    let mut ticks = 0u64;
-    while !done.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(100));
-        ticks += 1;
-        if ticks % 10 != 0 {
-            continue;
+    'lines: loop {
+        // Short naps so the run does not wait up to a second for this thread at the end.
+        for _ in 0..10 {
+            if done.load(Ordering::Relaxed) {
+                break 'lines;
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
         let now = shared.now_ns();
         let sent = c.records_sent.load(Ordering::Relaxed);

@@ -17,7 +17,9 @@ pub fn run(config: &BenchConfig) -> Result<(Summary, Histograms)> {
     config.validate()?;
     let topics: Vec<String> = (0..config.topics).map(|i| config.topic_name(i)).collect();
     let cluster = crate::setup::prepare(config, &topics)?;
-    let started_unix = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let started_unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let run_tag = started_unix.as_nanos() as u64 ^ u64::from(std::process::id()) << 32;
     let shared = Shared::new(
         &topics,
@@ -31,12 +33,24 @@ pub fn run(config: &BenchConfig) -> Result<(Summary, Histograms)> {
     // before any record of this run exists.
     let mut consumers = Vec::new();
     for c in 0..config.consumers {
-        let slots: Vec<usize> = (0..shared.slots.len()).filter(|s| s % config.consumers as usize == c as usize).collect();
+        let slots: Vec<usize> = (0..shared.slots.len())
+            .filter(|s| s % config.consumers as usize == c as usize)
+            .collect();
         if slots.is_empty() {
             continue;
         }
-        let conn = Connection::connect(&cluster.leader_addr, &format!("sluice-bench-consumer-{c}"), config.request_timeout)?;
-        consumers.push(Consumer::prepare(conn, &shared, slots, cluster.versions.list_offsets, cluster.versions.fetch)?);
+        let conn = Connection::connect(
+            &cluster.leader_addr,
+            &format!("sluice-bench-consumer-{c}"),
+            config.request_timeout,
+        )?;
+        consumers.push(Consumer::prepare(
+            conn,
+            &shared,
+            slots,
+            cluster.versions.list_offsets,
+            cluster.versions.fetch,
+        )?);
     }
     let mut producer_connections = Vec::new();
     for p in 0..config.producers {
@@ -56,53 +70,71 @@ pub fn run(config: &BenchConfig) -> Result<(Summary, Histograms)> {
         let shared = &shared;
         let progress_done = &progress_done;
         if config.progress {
-            let _ = std::thread::Builder::new().name("bench-progress".into()).spawn_scoped(scope, move || {
-                crate::report::progress_loop(shared, config, progress_done)
-            });
+            let _ = std::thread::Builder::new()
+                .name("bench-progress".into())
+                .spawn_scoped(scope, move || {
+                    crate::report::progress_loop(shared, config, progress_done)
+                });
         }
         let consumer_threads: Vec<_> = consumers
             .into_iter()
             .enumerate()
             .map(|(i, consumer)| {
-                std::thread::Builder::new().name(format!("bench-consumer-{i}")).spawn_scoped(scope, move || {
-                    crate::pin_current_thread(&config.cpus, 2 * config.producers as usize + i);
-                    consumer.run(config)
-                })
+                std::thread::Builder::new()
+                    .name(format!("bench-consumer-{i}"))
+                    .spawn_scoped(scope, move || {
+                        crate::pin_current_thread(&config.cpus, 2 * config.producers as usize + i);
+                        consumer.run(config)
+                    })
             })
             .collect();
         let producer_threads: Vec<_> = producer_connections
             .into_iter()
             .enumerate()
             .map(|(i, connection)| {
-                std::thread::Builder::new().name(format!("bench-producer-{i}")).spawn_scoped(scope, move || {
-                    crate::pin_current_thread(&config.cpus, 2 * i);
-                    run_producer(ProducerPlan {
-                        index: i as u32,
-                        config,
-                        shared,
-                        connection,
-                        produce_version: cluster.versions.produce,
-                        records_max: records_max_per_producer,
+                std::thread::Builder::new()
+                    .name(format!("bench-producer-{i}"))
+                    .spawn_scoped(scope, move || {
+                        crate::pin_current_thread(&config.cpus, 2 * i);
+                        run_producer(ProducerPlan {
+                            index: i as u32,
+                            config,
+                            shared,
+                            connection,
+                            produce_version: cluster.versions.produce,
+                            records_max: records_max_per_producer,
+                        })
                     })
-                })
             })
             .collect();
         let producer_results: Vec<Result<ProducerOutcome>> = producer_threads
             .into_iter()
             .enumerate()
             .map(|(i, t)| match t {
-                Ok(t) => t.join().map_err(|_| BenchError::ThreadPanicked(format!("bench-producer-{i}")))?,
-                Err(source) => Err(BenchError::Io { addr: "spawn".into(), source }),
+                Ok(t) => t
+                    .join()
+                    .map_err(|_| BenchError::ThreadPanicked(format!("bench-producer-{i}")))?,
+                Err(source) => Err(BenchError::Io {
+                    addr: "spawn".into(),
+                    source,
+                }),
             })
             .collect();
-        shared.producers_done_ns.store(shared.now_ns(), Ordering::Relaxed);
+        shared
+            .producers_done_ns
+            .store(shared.now_ns(), Ordering::Relaxed);
         shared.producers_done.store(true, Ordering::Release);
         let consumer_results: Vec<Result<ConsumerOutcome>> = consumer_threads
             .into_iter()
             .enumerate()
             .map(|(i, t)| match t {
-                Ok(t) => t.join().map_err(|_| BenchError::ThreadPanicked(format!("bench-consumer-{i}")))?,
-                Err(source) => Err(BenchError::Io { addr: "spawn".into(), source }),
+                Ok(t) => t
+                    .join()
+                    .map_err(|_| BenchError::ThreadPanicked(format!("bench-consumer-{i}")))?,
+                Err(source) => Err(BenchError::Io {
+                    addr: "spawn".into(),
+                    source,
+                }),
             })
             .collect();
         progress_done.store(true, Ordering::Relaxed);
@@ -110,8 +142,16 @@ pub fn run(config: &BenchConfig) -> Result<(Summary, Histograms)> {
     });
 
     let mut histograms = Histograms::default();
-    let (mut sent, mut acked, mut consumed) = (Timeline::default(), Timeline::default(), Timeline::default());
-    let mut summary = Summary::new(config, &cluster.leader_addr, started_unix.as_millis() as u64);
+    let (mut sent, mut acked, mut consumed) = (
+        Timeline::default(),
+        Timeline::default(),
+        Timeline::default(),
+    );
+    let mut summary = Summary::new(
+        config,
+        &cluster.leader_addr,
+        started_unix.as_millis() as u64,
+    );
     for p in producer_results {
         let p = p?;
         histograms.produce_ack.merge(&p.produce_ack);
@@ -135,7 +175,10 @@ pub fn run(config: &BenchConfig) -> Result<(Summary, Histograms)> {
         summary.consumers_incomplete |= c.incomplete;
     }
     let from = config.warmup.as_nanos() as u64;
-    let to = shared.producers_done_ns.load(Ordering::Relaxed).min(config.duration.as_nanos() as u64);
+    let to = shared
+        .producers_done_ns
+        .load(Ordering::Relaxed)
+        .min(config.duration.as_nanos() as u64);
     let producer_side = if config.acks.0 == 0 { &sent } else { &acked };
     summary.produce = Throughput::over(producer_side, from, to);
     summary.consume = Throughput::over(&consumed, from, to);
@@ -152,4 +195,3 @@ impl Histograms {
         self.produce_ack.count() == 0 && self.end_to_end.count() == 0
     }
 }
-

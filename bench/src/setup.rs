@@ -23,7 +23,11 @@ pub struct Cluster {
 }
 
 pub fn prepare(config: &BenchConfig, topics: &[String]) -> Result<Cluster> {
-    let mut conn = Connection::connect(&config.bootstrap, "sluice-bench-setup", config.request_timeout)?;
+    let mut conn = Connection::connect(
+        &config.bootstrap,
+        "sluice-bench-setup",
+        config.request_timeout,
+    )?;
     let versions = conn.negotiate()?;
     if config.create_topics {
         let missing = missing_topics(&mut conn, versions.metadata, topics)?;
@@ -35,7 +39,12 @@ pub fn prepare(config: &BenchConfig, topics: &[String]) -> Result<Cluster> {
     loop {
         let md = metadata(&mut conn, versions.metadata, topics)?;
         match leader_of_all(&md, topics, config.partitions) {
-            Ok(Some(addr)) => return Ok(Cluster { versions, leader_addr: addr }),
+            Ok(Some(addr)) => {
+                return Ok(Cluster {
+                    versions,
+                    leader_addr: addr,
+                })
+            }
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
             Ok(None) => {
                 return Err(BenchError::Protocol {
@@ -49,12 +58,17 @@ pub fn prepare(config: &BenchConfig, topics: &[String]) -> Result<Cluster> {
 }
 
 fn metadata(conn: &mut Connection, version: i16, topics: &[String]) -> Result<MetadataResponse> {
-    let request = MetadataRequest::default().with_allow_auto_topic_creation(false).with_topics(Some(
-        topics
-            .iter()
-            .map(|t| MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(t.clone())))))
-            .collect(),
-    ));
+    let request = MetadataRequest::default()
+        .with_allow_auto_topic_creation(false)
+        .with_topics(Some(
+            topics
+                .iter()
+                .map(|t| {
+                    MetadataRequestTopic::default()
+                        .with_name(Some(TopicName(StrBytes::from_string(t.clone()))))
+                })
+                .collect(),
+        ));
     conn.call(version, &request)
 }
 
@@ -63,15 +77,20 @@ fn missing_topics(conn: &mut Connection, version: i16, topics: &[String]) -> Res
     Ok(topics
         .iter()
         .filter(|t| {
-            !md.topics
-                .iter()
-                .any(|m| m.error_code == 0 && m.name.as_ref().is_some_and(|n| n.0.as_str() == t.as_str()))
+            !md.topics.iter().any(|m| {
+                m.error_code == 0 && m.name.as_ref().is_some_and(|n| n.0.as_str() == t.as_str())
+            })
         })
         .cloned()
         .collect())
 }
 
-fn create(conn: &mut Connection, version: i16, topics: &[String], config: &BenchConfig) -> Result<()> {
+fn create(
+    conn: &mut Connection,
+    version: i16,
+    topics: &[String],
+    config: &BenchConfig,
+) -> Result<()> {
     // Kafka caps one CreateTopics request's work by time, not count; chunks keep each
     // request small enough to finish within the timeout.
     for chunk in topics.chunks(100) {
@@ -91,7 +110,10 @@ fn create(conn: &mut Connection, version: i16, topics: &[String], config: &Bench
         let response = conn.call(version, &request)?;
         for t in &response.topics {
             if t.error_code != 0 && t.error_code != TOPIC_EXISTS {
-                return Err(BenchError::Broker { what: format!("CreateTopics {}", t.name.0.as_str()), code: t.error_code });
+                return Err(BenchError::Broker {
+                    what: format!("CreateTopics {}", t.name.0.as_str()),
+                    code: t.error_code,
+                });
             }
         }
     }
@@ -101,10 +123,18 @@ fn create(conn: &mut Connection, version: i16, topics: &[String], config: &Bench
 /// `Ok(Some(addr))` when every partition has the same live leader, `Ok(None)` while some
 /// have none yet. Several leaders (a multi-broker cluster) are refused for now: each
 /// producer holds one connection.
-fn leader_of_all(md: &MetadataResponse, topics: &[String], partitions: u32) -> Result<Option<String>> {
+fn leader_of_all(
+    md: &MetadataResponse,
+    topics: &[String],
+    partitions: u32,
+) -> Result<Option<String>> {
     let mut leader = None;
     for t in topics {
-        let Some(m) = md.topics.iter().find(|m| m.name.as_ref().is_some_and(|n| n.0.as_str() == t)) else {
+        let Some(m) = md
+            .topics
+            .iter()
+            .find(|m| m.name.as_ref().is_some_and(|n| n.0.as_str() == t))
+        else {
             return Ok(None);
         };
         if m.error_code != 0 || m.partitions.len() < partitions as usize {
@@ -128,11 +158,10 @@ fn leader_of_all(md: &MetadataResponse, topics: &[String], partitions: u32) -> R
             }
             match leader {
                 None => leader = Some(p.leader_id.0),
-                Some(l) if l != p.leader_id.0 => {
-                    return Err(BenchError::Config(
-                        "partitions are led by several brokers; the load generator drives one broker".into(),
-                    ))
-                }
+                Some(l) if l != p.leader_id.0 => return Err(BenchError::Config(
+                    "partitions are led by several brokers; the load generator drives one broker"
+                        .into(),
+                )),
                 Some(_) => {}
             }
         }
@@ -142,6 +171,8 @@ fn leader_of_all(md: &MetadataResponse, topics: &[String], partitions: u32) -> R
         .brokers
         .iter()
         .find(|b| b.node_id.0 == id)
-        .ok_or_else(|| BenchError::Config(format!("leader {id} is not among the brokers in metadata")))?;
+        .ok_or_else(|| {
+            BenchError::Config(format!("leader {id} is not among the brokers in metadata"))
+        })?;
     Ok(Some(format!("{}:{}", broker.host.as_str(), broker.port)))
 }

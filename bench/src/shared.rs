@@ -43,10 +43,21 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(topics: &[String], partitions: u32, warmup_ns: u64, run_tag: u64, epoch_unix_ms: i64) -> Self {
+    pub fn new(
+        topics: &[String],
+        partitions: u32,
+        warmup_ns: u64,
+        run_tag: u64,
+        epoch_unix_ms: i64,
+    ) -> Self {
         let slots: Vec<Slot> = topics
             .iter()
-            .flat_map(|t| (0..partitions as i32).map(move |p| Slot { topic: t.clone(), partition: p }))
+            .flat_map(|t| {
+                (0..partitions as i32).map(move |p| Slot {
+                    topic: t.clone(),
+                    partition: p,
+                })
+            })
             .collect();
         let acked_end = slots.iter().map(|_| AtomicI64::new(-1)).collect();
         Self {
@@ -54,7 +65,11 @@ impl Shared {
             epoch_unix_ms,
             run_tag,
             warmup_ns,
-            topic_index: topics.iter().enumerate().map(|(i, t)| (t.clone(), i)).collect(),
+            topic_index: topics
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (t.clone(), i))
+                .collect(),
             partitions_per_topic: partitions as usize,
             slots,
             acked_end,
@@ -71,7 +86,9 @@ impl Shared {
 
     pub fn slot_of(&self, topic: &str, partition: i32) -> Option<usize> {
         let t = *self.topic_index.get(topic)?;
-        let p = usize::try_from(partition).ok().filter(|p| *p < self.partitions_per_topic)?;
+        let p = usize::try_from(partition)
+            .ok()
+            .filter(|p| *p < self.partitions_per_topic)?;
         Some(t * self.partitions_per_topic + p)
     }
 

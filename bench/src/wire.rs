@@ -47,7 +47,10 @@ pub struct Connection {
 
 impl Connection {
     pub fn connect(addr: &str, client_id: &str, timeout: Duration) -> Result<Self> {
-        let connect_err = |source| BenchError::Connect { addr: addr.to_string(), source };
+        let connect_err = |source| BenchError::Connect {
+            addr: addr.to_string(),
+            source,
+        };
         let socket_addr = addr
             .to_socket_addrs()
             .map_err(connect_err)?
@@ -55,8 +58,12 @@ impl Connection {
             .ok_or_else(|| BenchError::Config(format!("{addr} resolves to no address")))?;
         let stream = TcpStream::connect_timeout(&socket_addr, timeout).map_err(connect_err)?;
         stream.set_nodelay(true).map_err(connect_err)?;
-        stream.set_read_timeout(Some(timeout)).map_err(connect_err)?;
-        stream.set_write_timeout(Some(timeout)).map_err(connect_err)?;
+        stream
+            .set_read_timeout(Some(timeout))
+            .map_err(connect_err)?;
+        stream
+            .set_write_timeout(Some(timeout))
+            .map_err(connect_err)?;
         Ok(Self {
             stream,
             addr: addr.to_string(),
@@ -87,7 +94,10 @@ impl Connection {
             .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
         let response: ApiVersionsResponse = self.call(3, &request)?;
         if response.error_code != 0 {
-            return Err(BenchError::Broker { what: "ApiVersions".into(), code: response.error_code });
+            return Err(BenchError::Broker {
+                what: "ApiVersions".into(),
+                code: response.error_code,
+            });
         }
         let pick = |key: ApiKey| -> Result<i16> {
             let cap = VERSION_CAPS
@@ -133,10 +143,10 @@ impl Connection {
 
     /// Split into halves for a writer thread and a reader thread.
     pub fn split(self) -> Result<(RequestWriter, ResponseReader)> {
-        let read_half = self
-            .stream
-            .try_clone()
-            .map_err(|source| BenchError::Io { addr: self.addr.clone(), source })?;
+        let read_half = self.stream.try_clone().map_err(|source| BenchError::Io {
+            addr: self.addr.clone(),
+            source,
+        })?;
         Ok((
             RequestWriter {
                 stream: self.stream,
@@ -145,7 +155,10 @@ impl Connection {
                 client_id: self.client_id,
                 buf: BytesMut::with_capacity(REQUEST_BYTES_MAX),
             },
-            ResponseReader { stream: read_half, addr: self.addr },
+            ResponseReader {
+                stream: read_half,
+                addr: self.addr,
+            },
         ))
     }
 }
@@ -169,7 +182,13 @@ impl RequestWriter {
         let correlation_id = self.next_correlation_id;
         self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
         self.buf.clear();
-        encode_request(&mut self.buf, &self.client_id, correlation_id, version, request)?;
+        encode_request(
+            &mut self.buf,
+            &self.client_id,
+            correlation_id,
+            version,
+            request,
+        )?;
         write_frame(&mut self.stream, &self.addr, &self.buf)?;
         Ok(correlation_id)
     }
@@ -203,24 +222,35 @@ fn encode_request<R: Request>(
     buf.put_i32(0);
     header
         .encode(buf, R::header_version(version))
-        .map_err(|e| BenchError::Encode { what: "request header", source: e.into() })?;
+        .map_err(|e| BenchError::Encode {
+            what: "request header",
+            source: e.into(),
+        })?;
     request
         .encode(buf, version)
-        .map_err(|e| BenchError::Encode { what: "request body", source: e.into() })?;
+        .map_err(|e| BenchError::Encode {
+            what: "request body",
+            source: e.into(),
+        })?;
     let size = buf.len() - start - 4;
-    let size = i32::try_from(size).map_err(|_| BenchError::Config(format!("request of {size} bytes")))?;
+    let size =
+        i32::try_from(size).map_err(|_| BenchError::Config(format!("request of {size} bytes")))?;
     buf[start..start + 4].copy_from_slice(&size.to_be_bytes());
     Ok(())
 }
 
 fn write_frame(stream: &mut TcpStream, addr: &str, frame: &[u8]) -> Result<()> {
-    stream
-        .write_all(frame)
-        .map_err(|source| BenchError::Io { addr: addr.to_string(), source })
+    stream.write_all(frame).map_err(|source| BenchError::Io {
+        addr: addr.to_string(),
+        source,
+    })
 }
 
 fn read_frame(stream: &mut TcpStream, addr: &str) -> Result<Bytes> {
-    let io_err = |source| BenchError::Io { addr: addr.to_string(), source };
+    let io_err = |source| BenchError::Io {
+        addr: addr.to_string(),
+        source,
+    };
     let mut size = [0u8; 4];
     stream.read_exact(&mut size).map_err(io_err)?;
     let size = i32::from_be_bytes(size);
@@ -242,8 +272,14 @@ fn decode_response<R: Request>(
     version: i16,
     addr: &str,
 ) -> Result<R::Response> {
-    let header = ResponseHeader::decode(&mut frame, R::Response::header_version(version))
-        .map_err(|e| BenchError::Decode { what: "response header", addr: addr.into(), source: e.into() })?;
+    let header =
+        ResponseHeader::decode(&mut frame, R::Response::header_version(version)).map_err(|e| {
+            BenchError::Decode {
+                what: "response header",
+                addr: addr.into(),
+                source: e.into(),
+            }
+        })?;
     if header.correlation_id != correlation_id {
         return Err(BenchError::Protocol {
             addr: addr.to_string(),
@@ -253,6 +289,9 @@ fn decode_response<R: Request>(
             ),
         });
     }
-    R::Response::decode(&mut frame, version)
-        .map_err(|e| BenchError::Decode { what: "response body", addr: addr.into(), source: e.into() })
+    R::Response::decode(&mut frame, version).map_err(|e| BenchError::Decode {
+        what: "response body",
+        addr: addr.into(),
+        source: e.into(),
+    })
 }

@@ -30,7 +30,9 @@ pub fn read_stamp(value: &[u8]) -> Option<(u64, u64)> {
 /// FNV-1a: a fixed, documented key-to-partition hash (not Java's murmur2; the mapping
 /// only has to be stable within a run).
 pub fn key_hash(key: &[u8]) -> u64 {
-    key.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+    key.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,9 +72,14 @@ impl RecordGenerator {
         batch_bytes: usize,
         run_tag: u64,
     ) -> Self {
-        assert!(slots > 0, "a workload has at least one topic-partition (validated)");
+        assert!(
+            slots > 0,
+            "a workload has at least one topic-partition (validated)"
+        );
         let mut rng = SmallRng::seed_from_u64(seed);
-        let pool: Vec<u8> = (0..PAYLOAD_POOL_BYTES).map(|_| rng.gen_range(b'A'..=b'Z')).collect();
+        let pool: Vec<u8> = (0..PAYLOAD_POOL_BYTES)
+            .map(|_| rng.gen_range(b'A'..=b'Z'))
+            .collect();
         let sticky_slot = rng.gen_range(0..slots);
         Self {
             rng,
@@ -114,7 +121,9 @@ impl RecordGenerator {
         let mut value = BytesMut::with_capacity(size);
         stamp_value(&mut value, intended_ns, self.run_tag);
         let payload = size - VALUE_STAMP_BYTES;
-        let start = self.rng.gen_range(0..=PAYLOAD_POOL_BYTES.saturating_sub(payload));
+        let start = self
+            .rng
+            .gen_range(0..=PAYLOAD_POOL_BYTES.saturating_sub(payload));
         if payload <= PAYLOAD_POOL_BYTES {
             value.put_slice(&self.pool[start..start + payload]);
         } else {
@@ -124,7 +133,11 @@ impl RecordGenerator {
             }
         }
         debug_assert_eq!(value.len(), size);
-        GeneratedRecord { slot, key, value: value.freeze() }
+        GeneratedRecord {
+            slot,
+            key,
+            value: value.freeze(),
+        }
     }
 }
 
@@ -137,7 +150,10 @@ pub struct Schedule {
 
 impl Schedule {
     pub fn new(records_per_second: Option<f64>) -> Self {
-        Self { interval_ns: records_per_second.map(|r| 1e9 / r), sent: 0 }
+        Self {
+            interval_ns: records_per_second.map(|r| 1e9 / r),
+            sent: 0,
+        }
     }
 
     /// Intended send time of the next record, ns since the run epoch; `now_ns` for flat out.
@@ -171,14 +187,25 @@ mod tests {
 
     #[test]
     fn fixed_sizes_are_exact_and_uniform_sizes_stay_in_range() {
-        let mut g = RecordGenerator::new(1, SizeDistribution::Fixed { bytes: 100 }, None, 4, 1000, 7);
+        let mut g =
+            RecordGenerator::new(1, SizeDistribution::Fixed { bytes: 100 }, None, 4, 1000, 7);
         for i in 0..1000 {
             let r = g.next_record(i);
             assert_eq!(r.value.len(), 100);
             assert_eq!(read_stamp(&r.value), Some((i, 7)));
             assert!(r.key.is_none());
         }
-        let mut g = RecordGenerator::new(1, SizeDistribution::Uniform { min: 16, max: 300_000 }, None, 4, 1 << 20, 7);
+        let mut g = RecordGenerator::new(
+            1,
+            SizeDistribution::Uniform {
+                min: 16,
+                max: 300_000,
+            },
+            None,
+            4,
+            1 << 20,
+            7,
+        );
         let sizes: Vec<usize> = (0..2000).map(|i| g.next_record(i).value.len()).collect();
         assert!(sizes.iter().all(|s| (16..=300_000).contains(s)));
         assert!(sizes.iter().any(|s| *s < 150_000) && sizes.iter().any(|s| *s > 150_000));
@@ -186,7 +213,8 @@ mod tests {
 
     #[test]
     fn unkeyed_records_stick_to_a_partition_for_one_batch() {
-        let mut g = RecordGenerator::new(3, SizeDistribution::Fixed { bytes: 100 }, None, 8, 1000, 0);
+        let mut g =
+            RecordGenerator::new(3, SizeDistribution::Fixed { bytes: 100 }, None, 8, 1000, 0);
         let slots: Vec<usize> = (0..40).map(|i| g.next_record(i).slot).collect();
         for chunk in slots.chunks(10) {
             assert!(chunk.iter().all(|s| *s == chunk[0]), "{slots:?}");
@@ -197,7 +225,14 @@ mod tests {
 
     #[test]
     fn keyed_records_map_each_key_to_one_partition_and_respect_cardinality() {
-        let mut g = RecordGenerator::new(5, SizeDistribution::Fixed { bytes: 64 }, Some(50), 1000, 1 << 16, 0);
+        let mut g = RecordGenerator::new(
+            5,
+            SizeDistribution::Fixed { bytes: 64 },
+            Some(50),
+            1000,
+            1 << 16,
+            0,
+        );
         let mut seen = std::collections::HashMap::new();
         for i in 0..5000 {
             let r = g.next_record(i);
@@ -212,7 +247,16 @@ mod tests {
 
     #[test]
     fn same_seed_gives_same_records() {
-        let mk = || RecordGenerator::new(9, SizeDistribution::Uniform { min: 20, max: 200 }, Some(10), 16, 4096, 1);
+        let mk = || {
+            RecordGenerator::new(
+                9,
+                SizeDistribution::Uniform { min: 20, max: 200 },
+                Some(10),
+                16,
+                4096,
+                1,
+            )
+        };
         let (mut a, mut b) = (mk(), mk());
         for i in 0..100 {
             let (x, y) = (a.next_record(i), b.next_record(i));

@@ -119,7 +119,10 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     } else {
         (s, 1.0)
     };
-    let value: f64 = number.trim().parse().map_err(|e| format!("duration `{s}`: {e}"))?;
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|e| format!("duration `{s}`: {e}"))?;
     Duration::try_from_secs_f64(value * scale).map_err(|e| format!("duration `{s}`: {e}"))
 }
 
@@ -166,7 +169,8 @@ fn run_workload(a: RunArgs) -> Result<(), String> {
     let (summary, histograms) = sluice_bench::run(&config).map_err(|e| e.to_string())?;
     print!("{}", summary.table());
     if let Some(dir) = &config.output_dir {
-        let path = sluice_bench::write_outputs(dir, &summary, &histograms).map_err(|e| e.to_string())?;
+        let path =
+            sluice_bench::write_outputs(dir, &summary, &histograms).map_err(|e| e.to_string())?;
         println!("summary: {}", path.display());
     }
     if summary.records_failed > 0 {
@@ -182,7 +186,8 @@ fn plot(a: PlotArgs) -> Result<(), String> {
         .map(|p| Summary::load(p))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
-    let drawn = sluice_bench::plot_spectrum(&summaries, a.metric, &a.title, &a.out).map_err(|e| e.to_string())?;
+    let drawn = sluice_bench::plot_spectrum(&summaries, a.metric, &a.title, &a.out)
+        .map_err(|e| e.to_string())?;
     if drawn == 0 {
         return Err("no summary has samples for that metric".into());
     }
