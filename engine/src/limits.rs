@@ -5,6 +5,10 @@ pub const IO_ALIGNMENT_BYTES: usize = 4096;
 /// Size of the in-memory write chunk a partition accumulates appends into before one
 /// large sequential write.
 pub const WRITE_CHUNK_BYTES: usize = 1024 * 1024;
+/// Segment files are preallocated ahead of the write position in steps of this size, not
+/// all at once: a 1 GiB segment.bytes on thousands of mostly idle partitions must not
+/// reserve terabytes.
+pub const SEGMENT_PREALLOCATE_STEP_BYTES: u64 = 16 * 1024 * 1024;
 /// Largest record batch the engine accepts, whatever the topic config says.
 pub const BATCH_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Smallest valid Kafka RecordBatch v2 (header without records).
@@ -34,6 +38,7 @@ const _: () = assert!(WRITE_CHUNK_BYTES.is_multiple_of(IO_ALIGNMENT_BYTES));
 const _: () = assert!(SEGMENT_BYTES_MIN.is_multiple_of(IO_ALIGNMENT_BYTES as u64));
 const _: () = assert!(SEGMENT_BYTES_MIN <= SEGMENT_BYTES_MAX);
 const _: () = assert!(BATCH_BYTES_MAX <= SEGMENT_BYTES_MAX as usize);
+const _: () = assert!(SEGMENT_PREALLOCATE_STEP_BYTES.is_multiple_of(IO_ALIGNMENT_BYTES as u64));
 const _: () = assert!(SHARD_INBOX_DEPTH <= SHARD_INFLIGHT_MAX);
 // A segment position must fit the u32 positions in the sparse index.
 const _: () = assert!(SEGMENT_BYTES_MAX <= u32::MAX as u64 + 1);

@@ -89,7 +89,9 @@ impl Storage for DmaStorage {
     }
 
     async fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        let dir = glommio::io::Directory::open(path).await.map_err(to_io)?;
+        // glommio resolves relative directory paths against no directory fd (EBADF).
+        let path = std::path::absolute(path)?;
+        let dir = glommio::io::Directory::open(&path).await.map_err(to_io)?;
         dir.sync().await.map_err(to_io)?;
         dir.close().await.map_err(to_io)
     }

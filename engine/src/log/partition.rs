@@ -29,7 +29,7 @@ use crate::frame::{FrameHeader, FRAME_HEADER_BYTES};
 use crate::ids::{LeaderEpoch, Offset, TopicPartition};
 use crate::io::dma::DmaStorage;
 use crate::io::{align_down, align_up, OpenMode, Storage, StorageFile, WriteBuf};
-use crate::limits::{APPENDS_PENDING_MAX, READ_BYTES_MAX, WRITE_CHUNK_BYTES};
+use crate::limits::{APPENDS_PENDING_MAX, READ_BYTES_MAX, SEGMENT_PREALLOCATE_STEP_BYTES, WRITE_CHUNK_BYTES};
 use crate::log::index::{decode_index, encode_index, SegmentIndex};
 use crate::log::retention::{segments_to_delete, SegmentSummary};
 use crate::log::segment::{parse_log_file_name, scan_segment, Segment};
@@ -556,6 +556,10 @@ where
             for mut chunk in chunks {
                 let end_pos = chunk.file_pos + chunk.len as u64;
                 let write_len = align_up(chunk.len as u64) as usize;
+                if let Err(e) = reserve(&chunk.segment, chunk.file_pos + write_len as u64).await {
+                    self.fail(&chunk.segment.log_path, e);
+                    return;
+                }
                 chunk.buf.shrink_to(write_len);
                 let result = chunk.segment.file.write_at(chunk.buf, chunk.file_pos).await;
                 if let Err(e) = result {
@@ -941,6 +945,20 @@ fn check_served(header: &FrameHeader, batch: &[u8]) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+/// Keeps the segment's fallocated region ahead of a write ending at `end`, one step at a
+/// time, so writes land in reserved extents without reserving whole segments up front.
+async fn reserve<F: StorageFile>(seg: &Segment<F>, end: u64) -> io::Result<()> {
+    let have = seg.st.borrow().preallocated;
+    if end <= have {
+        return Ok(());
+    }
+    let want = align_up(end) + SEGMENT_PREALLOCATE_STEP_BYTES;
+    seg.file.preallocate(want).await?;
+    let mut sst = seg.st.borrow_mut();
+    sst.preallocated = sst.preallocated.max(want);
+    Ok(())
+}
+
 fn sst_next<F: StorageFile>(seg: &Segment<F>) -> Offset {
     seg.st.borrow().next_offset
 }
@@ -983,9 +1001,12 @@ async fn create_segment<S: Storage>(
     };
     let file = storage.open(&path, OpenMode::CreateOrOpen).await.map_err(io_err)?;
     file.truncate(0).await.map_err(io_err)?;
-    file.preallocate(config.segment_bytes_clamped()).await.map_err(io_err)?;
+    let reserve = SEGMENT_PREALLOCATE_STEP_BYTES.min(config.segment_bytes_clamped());
+    file.preallocate(reserve).await.map_err(io_err)?;
     storage.sync_dir(dir).await.map_err(io_err)?;
-    Ok(Segment::new(dir, base, file, now))
+    let seg = Segment::new(dir, base, file, now);
+    seg.st.borrow_mut().preallocated = reserve;
+    Ok(seg)
 }
 
 async fn recover_segment<S: Storage>(
@@ -1078,9 +1099,9 @@ where
                 .map_err(|e| io_err(&path, e))?;
             seg.st.borrow_mut().tail_block = tail.to_vec();
         }
-        file.preallocate(config.segment_bytes_clamped().max(valid_bytes))
-            .await
-            .map_err(|e| io_err(&path, e))?;
+        let reserve = align_up(valid_bytes) + SEGMENT_PREALLOCATE_STEP_BYTES;
+        file.preallocate(reserve).await.map_err(|e| io_err(&path, e))?;
+        seg.st.borrow_mut().preallocated = reserve;
         storage.sync_dir(dir).await.map_err(|e| io_err(dir, e))?;
     }
     Ok(seg)

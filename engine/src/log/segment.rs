@@ -42,6 +42,8 @@ pub struct SegmentState {
     pub index: SegmentIndex,
     pub created_ms: i64,
     pub sealed: bool,
+    /// Bytes of the file reserved with fallocate so far.
+    pub preallocated: u64,
     /// Bytes `[align_down(size), size)` when no pending chunk holds them: the partial block
     /// the next write must rewrite.
     pub tail_block: Vec<u8>,
@@ -69,6 +71,7 @@ impl<F: StorageFile> Segment<F> {
                 index: SegmentIndex::new(),
                 created_ms,
                 sealed: false,
+                preallocated: 0,
                 tail_block: Vec::new(),
             }),
         }

@@ -448,3 +448,20 @@ proptest! {
         prop_assert_eq!(log.log_end_offset(), Offset(next));
     }
 }
+
+#[test]
+fn segment_files_are_reserved_step_by_step_not_whole() {
+    let storage = SimStorage::new();
+    let clock = ManualClock::new(0);
+    let log = open(&storage, LogConfig::default(), Durability::GroupCommit, &clock);
+    let path = dir().join("00000000000000000000.log");
+    let step = crate::limits::SEGMENT_PREALLOCATE_STEP_BYTES;
+    assert_eq!(storage.file_image(&path).map(|f| f.len() as u64), Some(step), "1 GiB segment.bytes reserves one step");
+    for i in 0..40u8 {
+        block_on(log.append(&build::batch(10, 100_000, i, 0), OPTS)).expect("append");
+    }
+    let size = storage.file_image(&path).map(|f| f.len() as u64).unwrap_or(0);
+    assert!(size >= log.size_bytes() && size <= log.size_bytes() + 2 * step + WRITE_CHUNK, "file {size} vs data {}", log.size_bytes());
+}
+
+const WRITE_CHUNK: u64 = crate::limits::WRITE_CHUNK_BYTES as u64;
