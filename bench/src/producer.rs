@@ -76,7 +76,9 @@ pub fn run_producer(plan: ProducerPlan<'_>) -> Result<ProducerOutcome> {
     } = plan;
     let (mut writer, reader) = connection.split()?;
     let acks = config.acks.0;
-    let (tx, rx) = sync_channel::<InFlight>(config.in_flight);
+    // The reader holds one entry while it waits for that response, so the channel holds
+    // `in_flight - 1`: at most `in_flight` requests are ever unanswered.
+    let (tx, rx) = sync_channel::<InFlight>(config.in_flight - 1);
     std::thread::scope(|scope| {
         let reader_thread = (acks != 0).then(|| {
             let cpus = config.cpus.clone();
