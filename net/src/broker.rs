@@ -30,6 +30,20 @@ impl std::fmt::Debug for Broker {
 }
 
 impl Broker {
+    /// This shard's context from the broker-wide pieces.
+    pub fn new(shard: Rc<Shard>, shared: &crate::server::ServerShared) -> Result<Broker, crate::config::ServerConfigError> {
+        let (advertised_host, advertised_port) = shared.config.advertised()?;
+        Ok(Broker {
+            shard,
+            config: shared.config.clone(),
+            store: shared.store.clone(),
+            defaults: shared.defaults.clone(),
+            advertised_host,
+            advertised_port,
+            connections: Cell::new(0),
+        })
+    }
+
     pub fn node_id(&self) -> i32 {
         self.config.node_id
     }

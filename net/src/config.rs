@@ -37,6 +37,8 @@ pub struct ServerConfig {
     pub in_flight_bytes_per_connection: usize,
     /// Requests one connection may have in flight.
     pub in_flight_requests_per_connection: usize,
+    /// Most partitions one topic may have (CreateTopics, CreatePartitions, auto-creation).
+    pub partitions_per_topic_max: i32,
     /// Broker default for the topic config max.message.bytes.
     #[serde(alias = "message.max.bytes")]
     pub message_max_bytes: i32,
@@ -56,6 +58,7 @@ impl Default for ServerConfig {
             max_connections: limits::CONNECTIONS_PER_SHARD_DEFAULT,
             in_flight_bytes_per_connection: limits::IN_FLIGHT_BYTES_PER_CONNECTION_DEFAULT,
             in_flight_requests_per_connection: limits::IN_FLIGHT_REQUESTS_PER_CONNECTION_DEFAULT,
+            partitions_per_topic_max: limits::PARTITIONS_PER_TOPIC_MAX,
             message_max_bytes: limits::MESSAGE_BYTES_MAX_DEFAULT,
         }
     }
@@ -125,8 +128,15 @@ impl ServerConfig {
         if self.in_flight_requests_per_connection == 0 || self.max_connections == 0 {
             return bad("in_flight_requests_per_connection and max_connections must be > 0".into());
         }
-        if self.num_partitions < 1 || self.num_partitions > limits::PARTITIONS_PER_TOPIC_MAX {
-            return bad(format!("num_partitions {} not in 1..={}", self.num_partitions, limits::PARTITIONS_PER_TOPIC_MAX));
+        if !(1..=limits::PARTITIONS_PER_TOPIC_MAX).contains(&self.partitions_per_topic_max) {
+            return bad(format!(
+                "partitions_per_topic_max {} not in 1..={}",
+                self.partitions_per_topic_max,
+                limits::PARTITIONS_PER_TOPIC_MAX
+            ));
+        }
+        if self.num_partitions < 1 || self.num_partitions > self.partitions_per_topic_max {
+            return bad(format!("num_partitions {} not in 1..={}", self.num_partitions, self.partitions_per_topic_max));
         }
         if self.message_max_bytes < 0
             || self.message_max_bytes as usize > sluice_engine::limits::BATCH_BYTES_MAX

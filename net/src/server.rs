@@ -37,16 +37,7 @@ pub struct ServerShared {
 
 /// Runs this shard's part of the broker until the listeners fail.
 pub async fn run_shard(shard: Rc<Shard>, shared: ServerShared) -> Result<(), ServerError> {
-    let (advertised_host, advertised_port) = shared.config.advertised()?;
-    let broker = Rc::new(Broker {
-        shard: shard.clone(),
-        config: shared.config.clone(),
-        store: shared.store.clone(),
-        defaults: shared.defaults.clone(),
-        advertised_host,
-        advertised_port,
-        connections: std::cell::Cell::new(0),
-    });
+    let broker = Rc::new(Broker::new(shard.clone(), &shared)?);
     recover_owned_partitions(&broker).await;
     let mut listeners = Vec::new();
     for addr in shared.config.listener_addrs()? {

@@ -8,7 +8,6 @@ use sluice_engine::TopicPartition;
 
 use crate::broker::Broker;
 use crate::errors;
-use crate::limits::PARTITIONS_PER_TOPIC_MAX;
 use crate::metadata::{topic_config, validate_topic_name, MetadataError, TopicMetadata};
 use crate::partition_ops;
 use crate::routing::fan_out;
@@ -58,10 +57,11 @@ pub struct TopicSpec {
 pub fn validate_spec(broker: &Broker, spec: &TopicSpec) -> Result<TopicMetadata, AdminError> {
     validate_topic_name(&spec.name).map_err(|e| AdminError::new(errors::INVALID_TOPIC_EXCEPTION, e.to_string()))?;
     let partitions = if spec.partitions == -1 { broker.config.num_partitions } else { spec.partitions };
-    if !(1..=PARTITIONS_PER_TOPIC_MAX).contains(&partitions) {
+    let max = broker.config.partitions_per_topic_max;
+    if !(1..=max).contains(&partitions) {
         return Err(AdminError::new(
             errors::INVALID_PARTITIONS,
-            format!("partition count {partitions} not in 1..={PARTITIONS_PER_TOPIC_MAX}"),
+            format!("partition count {partitions} not in 1..={max}"),
         ));
     }
     if spec.replication_factor != -1 && spec.replication_factor != 1 {
@@ -141,7 +141,7 @@ pub async fn grow(broker: &Rc<Broker>, name: &str, count: i32, validate_only: bo
         .topic(name)
         .ok_or_else(|| AdminError::new(errors::UNKNOWN_TOPIC_OR_PARTITION, format!("topic {name:?} does not exist")))?
         .partitions;
-    if count <= current || count > PARTITIONS_PER_TOPIC_MAX {
+    if count <= current || count > broker.config.partitions_per_topic_max {
         return Err(AdminError::new(
             errors::INVALID_PARTITIONS,
             format!("topic {name:?} has {current} partitions; {count} is not a valid new count"),
