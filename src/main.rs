@@ -15,6 +15,8 @@ struct Cli {
 enum Command {
     /// Run the broker (embedded defaults: 127.0.0.1:9092, ./data).
     Serve(cli::serve::ServeArgs),
+    /// Inspect the machine; propose a shard placement; advise (or --apply) OS settings.
+    Tune(cli::tune::TuneArgs),
     /// Load-generate against any Kafka-API broker; latency histograms, tables, plots.
     Bench(cli::bench::BenchArgs),
 }
@@ -30,6 +32,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => cli::serve::run(args),
+        Command::Tune(args) => cli::tune::run(args),
         Command::Bench(args) => cli::bench::run(args),
     };
     match result {
