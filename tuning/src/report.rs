@@ -120,7 +120,7 @@ impl Report {
                 .unwrap_or_default();
             let _ = writeln!(
                 s,
-                "  {:<6} {:<16} {:<10} {}{advised}",
+                "  {:<6} {:<17} {:<10} {}{advised}",
                 f.verdict.label(),
                 f.topic,
                 f.subject,
