@@ -165,3 +165,18 @@ fn nvme_without_poll_queues_gets_the_boot_parameter_advice() {
         .iter()
         .any(|a| matches!(a, Action::Manual { text } if text.contains("nvme.poll_queues=15"))));
 }
+
+#[test]
+fn striped_data_flags_the_disk_on_the_other_node() {
+    let (_, _, findings) = tuned(SOCKET2_64CPU, "/var/lib/sluice-lvm");
+    let remote = find(&findings, "disk NUMA node", "nvme1n1");
+    assert_eq!(remote.verdict, Verdict::Advise);
+    assert!(findings
+        .iter()
+        .all(|f| !(f.topic == "disk NUMA node" && f.subject == "nvme0n1")));
+    // Both members get their own queue advice.
+    assert_eq!(
+        find(&findings, "disk nomerges", "nvme1n1").verdict,
+        Verdict::Advise
+    );
+}

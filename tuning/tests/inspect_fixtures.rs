@@ -182,3 +182,23 @@ fn data_dir_on_no_block_device_has_no_disks() {
     );
     assert!(dir.devices.is_empty());
 }
+
+#[test]
+fn lvm_volume_resolves_to_the_nvme_disks_under_its_slaves() {
+    let m = machine(SOCKET2_64CPU, "/var/lib/sluice-lvm");
+    let dir = &m.data_dirs[0];
+    assert_eq!(
+        dir.mount.as_ref().map(|m| m.device_number.as_str()),
+        Some("253:0")
+    );
+    let disks: Vec<(&str, Option<usize>)> = dir
+        .devices
+        .iter()
+        .map(|d| (d.name.as_str(), d.numa_node))
+        .collect();
+    assert_eq!(
+        disks,
+        vec![("nvme0n1", Some(0)), ("nvme1n1", Some(1))],
+        "dm-0's own queue is not the device's"
+    );
+}

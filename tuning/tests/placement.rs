@@ -128,3 +128,19 @@ fn eight_single_thread_cores_keep_cpu_0_for_the_os() {
     assert_eq!(p.os_cores, vec![0]);
     assert_eq!(p.shard_cores, (1..8).collect::<Vec<_>>());
 }
+
+#[test]
+fn data_striped_over_both_nodes_takes_the_lower_node_and_says_so() {
+    let (_, p, _) = tuned(SOCKET2_64CPU, "/var/lib/sluice-lvm");
+    // One data disk per node: a tie, broken towards node 0.
+    assert_eq!(p.node, Some(0));
+    assert_eq!(p.node_reason, "data disk nvme0n1 is on node 0");
+    assert!(
+        p.notes
+            .iter()
+            .any(|n| n == "data disks span 2 NUMA nodes; shards follow node 0"),
+        "{:?}",
+        p.notes
+    );
+    assert_eq!(p.shard_cores, (1..=15).collect::<Vec<_>>());
+}
