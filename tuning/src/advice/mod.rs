@@ -1,11 +1,14 @@
 //! Each finding about the machine: what was seen, whether it suits Sluice, and the exact
 //! change advised - as file writes `--apply` can make, or steps for a person.
 
+mod disk;
+mod irq;
+
 use serde::Serialize;
 
 use crate::cpulist;
-use crate::limits::{IO_ALIGNMENT_BYTES, NOMERGES_ADVISED, SWAPPINESS_ADVISED};
-use crate::machine::{BlockDevice, IoUringStatus, LimitBytes, Machine};
+use crate::limits::SWAPPINESS_ADVISED;
+use crate::machine::{IoUringStatus, LimitBytes, Machine};
 use crate::placement::Placement;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -96,8 +99,8 @@ pub fn assess(machine: &Machine, placement: &Placement) -> Vec<Finding> {
     let mut findings = vec![io_uring(machine), memlock(machine, placement)];
     findings.extend(cpus(machine, placement));
     findings.push(clocksource(machine));
-    findings.extend(disks(machine, placement));
-    findings.extend(nics(machine, placement));
+    findings.extend(disk::disks(machine, placement));
+    findings.extend(irq::nics(machine, placement));
     findings.extend(memory(machine));
     findings
 }
@@ -310,230 +313,6 @@ fn clocksource(machine: &Machine) -> Finding {
     } else {
         finding.advise("tsc (not offered: the kernel found the TSC unstable)")
     }
-}
-
-fn disks(machine: &Machine, placement: &Placement) -> Vec<Finding> {
-    let mut findings = Vec::new();
-    for dir in &machine.data_dirs {
-        if dir.devices.is_empty() {
-            let on = dir
-                .mount
-                .as_ref()
-                .map_or("no mount found".to_string(), |m| {
-                    format!("{} {}", m.fs_type, m.source)
-                });
-            findings.push(
-                Finding::new("data directory", dir.path.display().to_string(), on)
-                    .verdict(
-                        Verdict::Advise,
-                        "not on a block device: nothing is durable and direct I/O may be refused",
-                    )
-                    .advise("a directory on an NVMe file system"),
-            );
-        }
-    }
-    for device in machine.data_devices() {
-        findings.extend(disk(device, placement));
-    }
-    findings
-}
-
-fn disk(d: &BlockDevice, placement: &Placement) -> Vec<Finding> {
-    let mut findings = Vec::new();
-    let name = d.name.as_str();
-    let queue = |attr: &str| format!("/sys/block/{name}/queue/{attr}");
-    let rotational = d.rotational == Some(true);
-    let udev = |attr: &str, value: &str| {
-        format!("persist: udev rule ACTION==\"add|change\", KERNEL==\"{name}\", ATTR{{queue/{attr}}}=\"{value}\"")
-    };
-
-    if let Some(scheduler) = &d.scheduler {
-        let wanted = if rotational { "mq-deadline" } else { "none" };
-        let finding = Finding::new("disk scheduler", name, scheduler.current.clone());
-        findings.push(if scheduler.current == wanted || !scheduler.offers(wanted) {
-            finding.verdict(Verdict::Good, "no reordering layer between the shard and the device")
-        } else if rotational {
-            finding
-                .verdict(Verdict::Advise, "on a spinning disk mq-deadline keeps reads from starving behind writes")
-                .advise(wanted)
-                .write(queue("scheduler"), wanted)
-                .manual(udev("scheduler", wanted))
-        } else {
-            finding
-                .verdict(Verdict::Important, "the engine already issues large sequential O_DIRECT writes; a scheduler only adds latency and CPU on flash")
-                .advise(wanted)
-                .write(queue("scheduler"), wanted)
-                .manual(udev("scheduler", wanted))
-        });
-    }
-
-    if let Some(nomerges) = d.nomerges {
-        let finding = Finding::new("disk nomerges", name, nomerges.to_string());
-        findings.push(if rotational || nomerges == NOMERGES_ADVISED {
-            finding.verdict(Verdict::Good, "merge attempts only where they can help")
-        } else {
-            let value = NOMERGES_ADVISED.to_string();
-            finding
-                .verdict(Verdict::Advise, "writes arrive whole and aligned; looking for merges costs CPU on every request")
-                .advise(value.clone())
-                .write(queue("nomerges"), value.clone())
-                .manual(udev("nomerges", &value))
-        });
-    }
-
-    if d.is_nvme() {
-        let io_poll = d.io_poll.unwrap_or(0);
-        let finding = Finding::new("disk io_poll", name, format!("io_poll {io_poll}"));
-        findings.push(if io_poll == 1 {
-            finding.verdict(Verdict::Good, "poll queues are set up: shards can reap completions without interrupts")
-        } else {
-            finding
-                .verdict(Verdict::Advise, "with poll queues the engine's IOPOLL ring reaps reads without an interrupt")
-                .advise(format!("nvme poll queues ({} shards)", placement.shard_cores.len()))
-                .manual(format!(
-                    "boot with nvme.poll_queues={n} (or 'options nvme poll_queues={n}' in /etc/modprobe.d/nvme.conf, then rebuild the initramfs)",
-                    n = placement.shard_cores.len()
-                ))
-        });
-    } else if let Some(io_poll) = d.io_poll {
-        findings.push(
-            Finding::new("disk io_poll", name, format!("io_poll {io_poll}"))
-                .verdict(Verdict::Info, "completion polling needs NVMe poll queues"),
-        );
-    }
-
-    if let (Some(logical), Some(physical)) = (d.logical_block_bytes, d.physical_block_bytes) {
-        let finding = Finding::new(
-            "disk block size",
-            name,
-            format!("logical {logical}, physical {physical}"),
-        );
-        findings.push(if logical <= IO_ALIGNMENT_BYTES && physical <= IO_ALIGNMENT_BYTES {
-            finding.verdict(Verdict::Good, "the engine's 4096-byte aligned writes fit whole blocks")
-        } else {
-            finding
-                .verdict(Verdict::Important, "the engine aligns O_DIRECT I/O to 4096 bytes; larger blocks mean refused or read-modify-write I/O")
-                .advise(format!("a device (or namespace format) with blocks of at most {IO_ALIGNMENT_BYTES} bytes"))
-        });
-    }
-
-    if let Some(rotational) = d.rotational {
-        let finding = Finding::new("disk rotational", name, rotational.to_string());
-        findings.push(if !rotational {
-            finding.verdict(Verdict::Good, "flash: sequential and random I/O both fast")
-        } else if name.starts_with("vd") {
-            finding
-                .verdict(Verdict::Advise, "virtio-blk reports rotational unless told otherwise; if the backing store is flash, say so and the scheduler advice changes")
-                .advise("false, if the host disk is flash")
-                .manual(format!("if the host disk is flash: echo 0 > /sys/block/{name}/queue/rotational"))
-        } else {
-            finding
-                .verdict(Verdict::Advise, "Sluice is built for NVMe; a spinning disk caps throughput and tail latency")
-                .advise("an NVMe data directory")
-        });
-    }
-
-    if let Some(cache) = &d.write_cache {
-        let why = if cache == "write back" {
-            "volatile cache: each group commit's fdatasync sends a cache flush (safe; leave it)"
-        } else {
-            "no volatile cache (or power-loss protected): fdatasync needs no flush"
-        };
-        findings.push(
-            Finding::new("disk write cache", name, cache.clone()).verdict(Verdict::Info, why),
-        );
-    }
-
-    if let Some(node) = d.numa_node {
-        if placement.node.is_some_and(|p| p != node) {
-            findings.push(
-                Finding::new("disk NUMA node", name, format!("node {node}"))
-                    .verdict(
-                        Verdict::Advise,
-                        "shards run on another node; every I/O crosses sockets",
-                    )
-                    .advise(format!(
-                        "data disks on node {}",
-                        placement.node.unwrap_or(0)
-                    )),
-            );
-        }
-    }
-    findings
-}
-
-fn nics(machine: &Machine, placement: &Placement) -> Vec<Finding> {
-    let mut findings = Vec::new();
-    let os_cores = cpulist::format(&placement.os_cores);
-    for nic in machine.nics.iter().filter(|n| n.is_up()) {
-        let on_shards: Vec<_> = nic
-            .irqs
-            .iter()
-            .filter(|irq| match &irq.affinity {
-                Some(cpus) => cpus.iter().any(|c| placement.shard_cores.contains(c)),
-                None => false,
-            })
-            .collect();
-        let observed = format!(
-            "{} IRQs, {} on shard cores",
-            nic.irqs.len(),
-            on_shards.len()
-        );
-        let finding = Finding::new("NIC IRQs", nic.name.clone(), observed);
-        if placement.os_cores.is_empty() {
-            findings.push(finding.verdict(
-                Verdict::Info,
-                "no core is kept for IRQs on a machine this small; interrupts share the shard cores",
-            ));
-        } else if on_shards.is_empty() {
-            findings.push(finding.verdict(
-                Verdict::Good,
-                format!("interrupts stay on the IRQ/OS cores ({os_cores})"),
-            ));
-        } else {
-            let mut finding = finding
-                .verdict(Verdict::Important, "an interrupt on a shard core preempts its reactor and adds its handler to request latency")
-                .advise(format!("smp_affinity_list {os_cores}"));
-            for irq in on_shards {
-                finding = finding.write(
-                    format!("/proc/irq/{}/smp_affinity_list", irq.number),
-                    os_cores.clone(),
-                );
-            }
-            findings.push(
-                finding
-                    .manual("persist: reapply at boot (sluice tune --apply from a oneshot unit)"),
-            );
-        }
-        if let (Some(node), Some(shards_node)) = (nic.numa_node, placement.node) {
-            if node != shards_node {
-                findings.push(
-                    Finding::new("NIC NUMA node", nic.name.clone(), format!("node {node}"))
-                        .verdict(
-                            Verdict::Advise,
-                            "shards run on another node; every packet crosses sockets",
-                        )
-                        .advise(format!("the NIC in a slot on node {shards_node}")),
-                );
-            }
-        }
-    }
-    if machine.irqbalance_running && !placement.os_cores.is_empty() {
-        findings.push(
-            Finding::new("irqbalance", "service", "running")
-                .verdict(
-                    Verdict::Important,
-                    "irqbalance moves IRQs back onto shard cores",
-                )
-                .advise("stopped, or banned from the shard cores")
-                .manual("systemctl disable --now irqbalance")
-                .manual(format!(
-                    "or keep it and set IRQBALANCE_BANNED_CPULIST={} in /etc/default/irqbalance",
-                    cpulist::format(&placement.shard_cores)
-                )),
-        );
-    }
-    findings
 }
 
 fn memory(machine: &Machine) -> Vec<Finding> {
