@@ -6,8 +6,12 @@ use sluice_tuning::{ApplyMode, InspectOptions, Report};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
+    /// Findings, placement and the config snippet, for people.
     Human,
+    /// Everything, for scripts.
     Json,
+    /// Only the `[engine]` config snippet: `sluice tune --format toml > sluice.toml`.
+    Toml,
 }
 
 #[derive(clap::Args)]
@@ -56,6 +60,8 @@ pub fn run(args: TuneArgs) -> Result<(), String> {
     match args.format {
         Format::Human => report.write_human(&mut stdout),
         Format::Json => report.write_json(&mut stdout),
+        Format::Toml => std::io::Write::write_all(&mut stdout, report.config_snippet.as_bytes())
+            .map_err(|source| sluice_tuning::TuneError::Output { source }),
     }
     .map_err(|e| e.to_string())?;
     if report.apply_failed() {
