@@ -179,6 +179,27 @@ async fn disk_write_baseline(dir: &Path, bytes: u64, depth: usize, seconds: u64)
     (written as f64 / secs / 1e9, cpu / (written as f64 / 1e9))
 }
 
+/// Latency of one 4 KiB O_DIRECT write followed by fdatasync: the floor under every
+/// durable acknowledgement on this device. Returns (p50, p99) in microseconds.
+async fn sync_latency(dir: &Path, rounds: usize) -> (u64, u64) {
+    let path = dir.join("sync-latency.dat");
+    let _ = std::fs::remove_file(&path);
+    let file = glommio::io::DmaFile::create(&path).await.expect("create");
+    file.pre_allocate((rounds as u64 + 1) * 4096, false).await.expect("prealloc");
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 10_000_000, 3).expect("histogram");
+    for i in 0..rounds {
+        let mut buf = file.alloc_dma_buffer(4096);
+        buf.as_bytes_mut().fill(1);
+        let t = Instant::now();
+        file.write_at(buf, i as u64 * 4096).await.expect("write");
+        file.fdatasync().await.expect("sync");
+        let _ = hist.record(t.elapsed().as_micros().max(1) as u64);
+    }
+    file.close().await.expect("close");
+    let _ = std::fs::remove_file(&path);
+    (hist.value_at_quantile(0.5), hist.value_at_quantile(0.99))
+}
+
 async fn recovery(args: &Args, dir: &Path) -> Option<(f64, f64, u64)> {
     if args.recovery_mib == 0 {
         return None;
@@ -233,8 +254,10 @@ fn main() {
             println!("## Disk: O_DIRECT sequential write, 1 MiB writes (glommio DMA, same run)\n");
             println!("| depth | GB/s | CPU-s/GB |\n|---|---|---|");
             println!("| 1 | {bw1:.3} | {cpu1:.3} |\n| 4 | {bw4:.3} | {cpu4:.3} |\n");
+            let (sync_p50, sync_p99) = sync_latency(&args.dir, 200).await;
+            println!("4 KiB write + fdatasync latency: p50 {sync_p50} us, p99 {sync_p99} us\n");
             let disk = bw1.max(bw4);
-            println!("## Engine appends (1 KiB records, {} in flight per partition, one shard on core {})\n", args.inflight, args.core);
+            println!("## Engine appends (1 KiB records, {} appends in flight per partition, one shard on core {})\n", args.inflight, args.core);
             println!("| policy | batch | partitions | GB/s | % of disk | batches/s | p50 us | p99 us | p99.9 us | CPU-s/GB |");
             println!("|---|---|---|---|---|---|---|---|---|---|");
             for pol in &args.policies {

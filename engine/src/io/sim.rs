@@ -1,9 +1,8 @@
 //! In-memory storage with a crash model, for crash tests.
 //!
 //! Each file keeps a durable image plus the writes issued since its last sync. A crash
-//! keeps the durable image, applies a seeded-random prefix of the unsynced writes, may tear
-//! the next one (only some of its sectors land, the last of them partially) and drops the
-//! rest. Metadata operations (create, truncate, rename, remove, preallocate) are modelled as
+//! keeps the durable image and, per the crash mode, drops every unsynced write or lets each
+//! land whole, torn (some sectors, the last partially) or not at all, in any order. Metadata operations (create, truncate, rename, remove, preallocate) are modelled as
 //! immediately durable - a simplification noted here because real ext4 needs a directory
 //! sync for them, which the log issues anyway.
 
@@ -72,8 +71,8 @@ pub struct SimFile {
 pub enum CrashMode {
     /// Every unsynced write is lost.
     DropUnsynced,
-    /// A random prefix of unsynced writes lands, the next one is torn at a sector boundary
-    /// with its last landed sector partially written.
+    /// Each unsynced write lands whole, torn at a sector boundary (the last landed sector
+    /// partially written), or not at all, independently of the others.
     TearTail,
 }
 
@@ -90,19 +89,21 @@ impl SimStorage {
         for file in fs.files.values() {
             let mut f = file.borrow_mut();
             let unsynced = std::mem::take(&mut f.unsynced);
-            if mode == CrashMode::TearTail && !unsynced.is_empty() {
-                let landed = rng.gen_range(0..=unsynced.len());
-                for (pos, data) in &unsynced[..landed] {
-                    apply(&mut f.durable, *pos, data);
-                }
-                if let Some((pos, data)) = unsynced.get(landed) {
-                    let sectors = data.len().div_ceil(SIM_SECTOR_BYTES);
-                    let whole = rng.gen_range(0..sectors);
-                    let mut torn = data[..whole * SIM_SECTOR_BYTES].to_vec();
-                    let partial = rng.gen_range(0..SIM_SECTOR_BYTES);
-                    let extra_end = (whole * SIM_SECTOR_BYTES + partial).min(data.len());
-                    torn.extend_from_slice(&data[whole * SIM_SECTOR_BYTES..extra_end]);
-                    apply(&mut f.durable, *pos, &torn);
+            if mode == CrashMode::TearTail {
+                // Writes in flight together complete in any order: each unsynced write lands
+                // whole, lands torn (some sectors, the last one partially), or not at all.
+                for (pos, data) in &unsynced {
+                    match rng.gen_range(0..3) {
+                        0 => {}
+                        1 => apply(&mut f.durable, *pos, data),
+                        _ => {
+                            let sectors = data.len().div_ceil(SIM_SECTOR_BYTES);
+                            let whole = rng.gen_range(0..sectors);
+                            let partial = rng.gen_range(0..SIM_SECTOR_BYTES);
+                            let end = (whole * SIM_SECTOR_BYTES + partial).min(data.len());
+                            apply(&mut f.durable, *pos, &data[..end]);
+                        }
+                    }
                 }
             }
         }

@@ -553,50 +553,83 @@ where
                 chunks
             };
             let mut touched: Vec<Rc<Segment<S::File>>> = Vec::new();
-            for mut chunk in chunks {
+            let Some(last_end_offset) = chunks.last().map(|c| c.end_offset) else {
+                // Nothing pending but a forced sync of what is already written.
+                touched.push(self.st.borrow().active().clone());
+                self.sync_round(&touched).await;
+                continue;
+            };
+            // Chunks of one segment are disjoint once each hands its partial last block to the
+            // next chunk (which carries a copy), so a round's writes go to the device at once.
+            let mut writes = Vec::with_capacity(chunks.len());
+            let mut ends: Vec<(Rc<Segment<S::File>>, u64)> = Vec::new();
+            let count = chunks.len();
+            let mut chunks: Vec<Option<Chunk<S::File>>> = chunks.into_iter().map(Some).collect();
+            for i in 0..count {
+                let Some(mut chunk) = chunks[i].take() else { continue };
+                let followed = chunks[i + 1..].iter().flatten().any(|c| Rc::ptr_eq(&c.segment, &chunk.segment));
+                let write_len = if followed {
+                    align_down(chunk.len as u64) as usize
+                } else {
+                    align_up(chunk.len as u64) as usize
+                };
                 let end_pos = chunk.file_pos + chunk.len as u64;
-                let write_len = align_up(chunk.len as u64) as usize;
+                match ends.iter_mut().find(|(s, _)| Rc::ptr_eq(s, &chunk.segment)) {
+                    Some(e) => e.1 = e.1.max(end_pos),
+                    None => ends.push((chunk.segment.clone(), end_pos)),
+                }
                 if let Err(e) = reserve(&chunk.segment, chunk.file_pos + write_len as u64).await {
                     self.fail(&chunk.segment.log_path, e);
                     return;
                 }
+                if write_len == 0 {
+                    continue;
+                }
                 chunk.buf.shrink_to(write_len);
-                let result = chunk.segment.file.write_at(chunk.buf, chunk.file_pos).await;
+                let seg = chunk.segment.clone();
+                writes.push(async move { (seg.file.write_at(chunk.buf, chunk.file_pos).await, seg) });
+            }
+            for (result, seg) in futures_util::future::join_all(writes).await {
                 if let Err(e) = result {
-                    self.fail(&chunk.segment.log_path, e);
+                    self.fail(&seg.log_path, e);
                     return;
                 }
-                chunk.segment.st.borrow_mut().written = end_pos;
-                if !touched.iter().any(|s| Rc::ptr_eq(s, &chunk.segment)) {
-                    touched.push(chunk.segment.clone());
-                }
+            }
+            {
                 let mut st = self.st.borrow_mut();
-                st.written = chunk.end_offset;
+                for (seg, end_pos) in &ends {
+                    seg.st.borrow_mut().written = *end_pos;
+                    touched.push(seg.clone());
+                }
+                st.written = last_end_offset;
                 st.check_invariants();
                 st.wake_readers();
                 if mode == SyncMode::Policy && matches!(self.durability, Durability::Interval { .. } | Durability::None) {
-                    let upto = st.written;
-                    st.release_waiters(upto);
+                    st.release_waiters(last_end_offset);
                 }
             }
             let sync = mode == SyncMode::Force || matches!(self.durability, Durability::PerWrite | Durability::GroupCommit);
-            if sync {
-                let target = self.st.borrow().written;
-                if touched.is_empty() {
-                    touched.push(self.st.borrow().active().clone());
-                }
-                for seg in &touched {
-                    if let Err(e) = seg.file.sync().await {
-                        self.fail(&seg.log_path, e);
-                        return;
-                    }
-                }
-                let mut st = self.st.borrow_mut();
-                st.durable = target;
-                st.check_invariants();
-                st.release_waiters(target);
+            if sync && !self.sync_round(&touched).await {
+                return;
             }
         }
+    }
+
+    /// fdatasyncs the segments written in this round; everything written before is then
+    /// durable. Returns false if the log failed.
+    async fn sync_round(&self, touched: &[Rc<Segment<S::File>>]) -> bool {
+        let target = self.st.borrow().written;
+        for seg in touched {
+            if let Err(e) = seg.file.sync().await {
+                self.fail(&seg.log_path, e);
+                return false;
+            }
+        }
+        let mut st = self.st.borrow_mut();
+        st.durable = st.durable.max(target);
+        st.check_invariants();
+        st.release_waiters(target);
+        true
     }
 
     /// An I/O error leaves the log's on-disk tail unknown: refuse further writes and fail
