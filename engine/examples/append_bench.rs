@@ -47,7 +47,11 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "1,16")]
     partitions: Vec<usize>,
     /// Policies: per_write, group_commit, interval, none.
-    #[arg(long, value_delimiter = ',', default_value = "group_commit,per_write,interval,none")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "group_commit,per_write,interval,none"
+    )]
     policies: Vec<String>,
     /// Size of the partition whose recovery is timed, MiB (0 skips).
     #[arg(long, default_value_t = 1024)]
@@ -71,18 +75,36 @@ fn policy(name: &str) -> Durability {
     }
 }
 
-async fn open_log(dir: &Path, name: &str, durability: Durability, segment_bytes: u64) -> Rc<PartitionLog> {
+async fn open_log(
+    dir: &Path,
+    name: &str,
+    durability: Durability,
+    segment_bytes: u64,
+) -> Rc<PartitionLog> {
     let config = LogConfig {
         segment_bytes,
         ..LogConfig::default()
     };
-    let log = PartitionLog::open(DmaStorage, dir.join(name), TopicPartition::new(name, 0), config, durability, Rc::new(SystemClock))
-        .await
-        .expect("open log");
+    let log = PartitionLog::open(
+        DmaStorage,
+        dir.join(name),
+        TopicPartition::new(name, 0),
+        config,
+        durability,
+        Rc::new(SystemClock),
+    )
+    .await
+    .expect("open log");
     Rc::new(log)
 }
 
-async fn run_case(args: &Args, durability: Durability, batch_kib: usize, partitions: usize, case_dir: &Path) -> CaseResult {
+async fn run_case(
+    args: &Args,
+    durability: Durability,
+    batch_kib: usize,
+    partitions: usize,
+    case_dir: &Path,
+) -> CaseResult {
     let _ = std::fs::remove_dir_all(case_dir);
     std::fs::create_dir_all(case_dir).expect("case dir");
     let records = batch_kib.max(1);
@@ -93,7 +115,9 @@ async fn run_case(args: &Args, durability: Durability, batch_kib: usize, partiti
     }
     let budget = Rc::new(Cell::new(args.bytes_per_case));
     let deadline = Instant::now() + Duration::from_secs(args.seconds_per_case);
-    let hist = Rc::new(std::cell::RefCell::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram")));
+    let hist = Rc::new(std::cell::RefCell::new(
+        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram"),
+    ));
     let opts = AppendOptions {
         leader_epoch: LeaderEpoch(0),
         batch_bytes_max: BATCH_BYTES_MAX,
@@ -103,14 +127,17 @@ async fn run_case(args: &Args, durability: Durability, batch_kib: usize, partiti
     let mut tasks = Vec::new();
     for log in &logs {
         for _ in 0..args.inflight {
-            let (log, batch, budget, hist) = (log.clone(), batch.clone(), budget.clone(), hist.clone());
+            let (log, batch, budget, hist) =
+                (log.clone(), batch.clone(), budget.clone(), hist.clone());
             tasks.push(glommio::spawn_local(async move {
                 let mut n = 0u64;
                 while budget.get() >= batch.len() as u64 && Instant::now() < deadline {
                     budget.set(budget.get() - batch.len() as u64);
                     let start = Instant::now();
                     log.append(&batch, opts).await.expect("append");
-                    let _ = hist.borrow_mut().record(start.elapsed().as_micros().max(1) as u64);
+                    let _ = hist
+                        .borrow_mut()
+                        .record(start.elapsed().as_micros().max(1) as u64);
                     n += 1;
                 }
                 n
@@ -185,7 +212,9 @@ async fn sync_latency(dir: &Path, rounds: usize) -> (u64, u64) {
     let path = dir.join("sync-latency.dat");
     let _ = std::fs::remove_file(&path);
     let file = glommio::io::DmaFile::create(&path).await.expect("create");
-    file.pre_allocate((rounds as u64 + 1) * 4096, false).await.expect("prealloc");
+    file.pre_allocate((rounds as u64 + 1) * 4096, false)
+        .await
+        .expect("prealloc");
     let mut hist = Histogram::<u64>::new_with_bounds(1, 10_000_000, 3).expect("histogram");
     for i in 0..rounds {
         let mut buf = file.alloc_dma_buffer(4096);

@@ -43,7 +43,10 @@ pub enum BatchError {
     #[error("batch of {bytes} bytes is larger than the limit {limit}")]
     TooLarge { bytes: usize, limit: usize },
     #[error("batch claims {records} records but last offset delta {last_offset_delta}")]
-    BadRecordCount { records: i32, last_offset_delta: i32 },
+    BadRecordCount {
+        records: i32,
+        last_offset_delta: i32,
+    },
     #[error("empty record set")]
     Empty,
 }
@@ -202,7 +205,10 @@ pub fn batches(mut bytes: &[u8]) -> impl Iterator<Item = Result<BatchView<'_>, B
 
 /// Validates every batch of a record set against the CRC and the size limit; returns how
 /// many batches and records it holds.
-pub fn validate_record_set(bytes: &[u8], batch_bytes_max: usize) -> Result<RecordSetSummary, BatchError> {
+pub fn validate_record_set(
+    bytes: &[u8],
+    batch_bytes_max: usize,
+) -> Result<RecordSetSummary, BatchError> {
     let mut summary = RecordSetSummary::default();
     for view in batches(bytes) {
         let view = view?;
@@ -240,7 +246,10 @@ pub enum TimestampStamp {
 
 /// Stamps the fields the broker owns into a batch that already passed validation.
 pub fn stamp(batch: &mut [u8], base_offset: Offset, epoch: LeaderEpoch, timestamp: TimestampStamp) {
-    assert!(batch.len() >= BATCH_HEADER_BYTES, "stamp on a batch that was not validated");
+    assert!(
+        batch.len() >= BATCH_HEADER_BYTES,
+        "stamp on a batch that was not validated"
+    );
     batch[BASE_OFFSET..BASE_OFFSET + 8].copy_from_slice(&base_offset.0.to_be_bytes());
     batch[LEADER_EPOCH..LEADER_EPOCH + 4].copy_from_slice(&epoch.0.to_be_bytes());
     if let TimestampStamp::LogAppendTime { now_ms } = timestamp {
@@ -271,7 +280,13 @@ pub mod build {
     }
 
     /// One record as Kafka encodes it inside a v2 batch.
-    fn record(out: &mut Vec<u8>, offset_delta: i32, timestamp_delta: i64, key: Option<&[u8]>, value: &[u8]) {
+    fn record(
+        out: &mut Vec<u8>,
+        offset_delta: i32,
+        timestamp_delta: i64,
+        key: Option<&[u8]>,
+        value: &[u8],
+    ) {
         let mut body = Vec::with_capacity(value.len() + 16);
         body.push(0); // attributes
         put_varint(&mut body, timestamp_delta);
@@ -300,7 +315,8 @@ pub mod build {
             record(&mut out, i as i32, i as i64, None, v);
         }
         let len = out.len();
-        out[BATCH_LENGTH..BATCH_LENGTH + 4].copy_from_slice(&((len - LOG_OVERHEAD) as i32).to_be_bytes());
+        out[BATCH_LENGTH..BATCH_LENGTH + 4]
+            .copy_from_slice(&((len - LOG_OVERHEAD) as i32).to_be_bytes());
         out[LEADER_EPOCH..LEADER_EPOCH + 4].copy_from_slice(&(-1i32).to_be_bytes());
         out[MAGIC] = 2;
         out[LAST_OFFSET_DELTA..LAST_OFFSET_DELTA + 4].copy_from_slice(&(count - 1).to_be_bytes());
@@ -317,7 +333,12 @@ pub mod build {
     }
 
     /// `record_count` records of `value_bytes` each, values filled with `fill`.
-    pub fn batch(record_count: usize, value_bytes: usize, fill: u8, base_timestamp_ms: i64) -> Vec<u8> {
+    pub fn batch(
+        record_count: usize,
+        value_bytes: usize,
+        fill: u8,
+        base_timestamp_ms: i64,
+    ) -> Vec<u8> {
         let value = vec![fill; value_bytes];
         let values: Vec<&[u8]> = (0..record_count).map(|_| value.as_slice()).collect();
         batch_with(&values, base_timestamp_ms)
@@ -333,8 +354,19 @@ mod tests {
     fn built_batch_validates_and_stamps() {
         let mut b = build::batch(3, 10, 7, 1000);
         let summary = validate_record_set(&b, BATCH_BYTES_MAX).expect("valid batch");
-        assert_eq!(summary, RecordSetSummary { batches: 1, records: 3 });
-        stamp(&mut b, Offset(42), LeaderEpoch(5), TimestampStamp::CreateTime);
+        assert_eq!(
+            summary,
+            RecordSetSummary {
+                batches: 1,
+                records: 3
+            }
+        );
+        stamp(
+            &mut b,
+            Offset(42),
+            LeaderEpoch(5),
+            TimestampStamp::CreateTime,
+        );
         let v = BatchView::parse_checked(&b).expect("stamping keeps the CRC valid");
         assert_eq!(v.base_offset(), Offset(42));
         assert_eq!(v.last_offset(), Offset(44));
@@ -345,7 +377,12 @@ mod tests {
     #[test]
     fn log_append_time_rewrites_timestamp_and_crc() {
         let mut b = build::batch(2, 4, 1, 1000);
-        stamp(&mut b, Offset(0), LeaderEpoch(0), TimestampStamp::LogAppendTime { now_ms: 99_999 });
+        stamp(
+            &mut b,
+            Offset(0),
+            LeaderEpoch(0),
+            TimestampStamp::LogAppendTime { now_ms: 99_999 },
+        );
         let v = BatchView::parse_checked(&b).expect("crc recomputed");
         assert_eq!(v.max_timestamp(), 99_999);
         assert_ne!(v.attributes() & ATTR_TIMESTAMP_TYPE_LOG_APPEND, 0);
@@ -366,15 +403,27 @@ mod tests {
     fn wrong_magic_and_short_input_are_refused() {
         let mut b = build::batch(1, 8, 0, 0);
         b[MAGIC] = 1;
-        assert_eq!(BatchView::parse(&b).unwrap_err(), BatchError::UnsupportedMagic(1));
-        assert!(matches!(BatchView::parse(&b[..20]), Err(BatchError::Truncated { .. })));
-        assert_eq!(validate_record_set(&[], BATCH_BYTES_MAX).unwrap_err(), BatchError::Empty);
+        assert_eq!(
+            BatchView::parse(&b).unwrap_err(),
+            BatchError::UnsupportedMagic(1)
+        );
+        assert!(matches!(
+            BatchView::parse(&b[..20]),
+            Err(BatchError::Truncated { .. })
+        ));
+        assert_eq!(
+            validate_record_set(&[], BATCH_BYTES_MAX).unwrap_err(),
+            BatchError::Empty
+        );
     }
 
     #[test]
     fn oversized_batch_is_refused() {
         let b = build::batch(4, 100, 0, 0);
-        assert!(matches!(validate_record_set(&b, 100), Err(BatchError::TooLarge { .. })));
+        assert!(matches!(
+            validate_record_set(&b, 100),
+            Err(BatchError::TooLarge { .. })
+        ));
     }
 
     proptest! {

@@ -59,7 +59,9 @@ impl Default for LogConfig {
 impl LogConfig {
     /// The segment size actually used: clamped to the engine's bounds and aligned.
     pub fn segment_bytes_clamped(&self) -> u64 {
-        let s = self.segment_bytes.clamp(SEGMENT_BYTES_MIN, SEGMENT_BYTES_MAX);
+        let s = self
+            .segment_bytes
+            .clamp(SEGMENT_BYTES_MIN, SEGMENT_BYTES_MAX);
         s - s % crate::limits::IO_ALIGNMENT_BYTES as u64
     }
 }
@@ -125,7 +127,9 @@ impl EngineConfig {
     pub fn validate(&self, online_cores: usize) -> Result<(), ConfigError> {
         let n = self.shard_count(online_cores);
         if n == 0 || n > SHARDS_MAX {
-            return Err(ConfigError::Invalid(format!("shard count {n} not in 1..={SHARDS_MAX}")));
+            return Err(ConfigError::Invalid(format!(
+                "shard count {n} not in 1..={SHARDS_MAX}"
+            )));
         }
         for (key, shard) in &self.pin {
             if *shard >= n {
@@ -135,11 +139,16 @@ impl EngineConfig {
             }
         }
         if self.ring_depth < 8 || self.ring_depth > 32768 {
-            return Err(ConfigError::Invalid(format!("ring_depth {} not in 8..=32768", self.ring_depth)));
+            return Err(ConfigError::Invalid(format!(
+                "ring_depth {} not in 8..=32768",
+                self.ring_depth
+            )));
         }
         if let Durability::Interval { interval_ms } = self.durability {
             if interval_ms == 0 {
-                return Err(ConfigError::Invalid("durability interval_ms must be > 0".into()));
+                return Err(ConfigError::Invalid(
+                    "durability interval_ms must be > 0".into(),
+                ));
             }
         }
         Ok(())

@@ -78,7 +78,11 @@ impl FrameHeader {
     pub fn encode_into(&self, out: &mut [u8]) {
         let archive = rkyv::to_bytes::<rancor::Error>(self)
             .expect("serializing a struct of primitives into a Vec cannot fail");
-        assert_eq!(archive.len(), FRAME_ARCHIVE_BYTES, "frame archive size is fixed");
+        assert_eq!(
+            archive.len(),
+            FRAME_ARCHIVE_BYTES,
+            "frame archive size is fixed"
+        );
         out[..FRAME_ARCHIVE_BYTES].copy_from_slice(&archive);
         let crc = crc32c::crc32c(&archive);
         out[FRAME_ARCHIVE_BYTES..FRAME_HEADER_BYTES].copy_from_slice(&crc.to_le_bytes());
@@ -110,7 +114,9 @@ impl FrameHeader {
         if header.magic != FRAME_MAGIC || header.version != FRAME_VERSION {
             return Err(FrameError::Version(header.magic, header.version));
         }
-        if header.last_offset_delta < 0 || (header.batch_bytes as usize) < crate::limits::BATCH_HEADER_BYTES {
+        if header.last_offset_delta < 0
+            || (header.batch_bytes as usize) < crate::limits::BATCH_HEADER_BYTES
+        {
             return Err(FrameError::Invalid("impossible batch geometry".into()));
         }
         Ok(header)
@@ -147,7 +153,12 @@ mod tests {
 
     fn framed(base: i64) -> (FrameHeader, Vec<u8>) {
         let mut b = build::batch(3, 20, 1, 1_000);
-        stamp(&mut b, Offset(base), LeaderEpoch(2), TimestampStamp::CreateTime);
+        stamp(
+            &mut b,
+            Offset(base),
+            LeaderEpoch(2),
+            TimestampStamp::CreateTime,
+        );
         let view = BatchView::parse_checked(&b).unwrap();
         (FrameHeader::for_batch(&view), b)
     }

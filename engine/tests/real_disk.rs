@@ -46,14 +46,19 @@ fn config(dir: &Path, shards: usize) -> EngineConfig {
 /// Runs `work` on shard 0 while every other shard keeps serving, then stops them all.
 fn with_shards<R: Send + 'static>(
     config: EngineConfig,
-    work: impl Fn(Rc<Shard>) -> std::pin::Pin<Box<dyn std::future::Future<Output = R>>> + Send + Sync + Clone + 'static,
+    work: impl Fn(Rc<Shard>) -> std::pin::Pin<Box<dyn std::future::Future<Output = R>>>
+        + Send
+        + Sync
+        + Clone
+        + 'static,
 ) -> R {
     let out: Arc<Mutex<Option<R>>> = Arc::new(Mutex::new(None));
     let (done_tx, done_rx) = flume::unbounded::<()>();
     let n = config.shards.max(1);
     let out2 = out.clone();
     runtime::run(config, move |shard: Rc<Shard>| {
-        let (work, out, done_tx, done_rx) = (work.clone(), out2.clone(), done_tx.clone(), done_rx.clone());
+        let (work, out, done_tx, done_rx) =
+            (work.clone(), out2.clone(), done_tx.clone(), done_rx.clone());
         Box::pin(async move {
             if shard.id() == ShardId(0) {
                 let r = work(shard).await;
@@ -84,7 +89,16 @@ fn partitions_on_two_shards_append_and_read_through_dma_files() {
                     .route_to_owner(owner, move |owner_shard: Rc<Shard>| {
                         Box::pin(async move {
                             let here = owner_shard.id();
-                            let log = owner_shard.open_partition(tp, LogConfig { segment_bytes: 1 << 20, ..LogConfig::default() }).await.expect("open");
+                            let log = owner_shard
+                                .open_partition(
+                                    tp,
+                                    LogConfig {
+                                        segment_bytes: 1 << 20,
+                                        ..LogConfig::default()
+                                    },
+                                )
+                                .await
+                                .expect("open");
                             let mut sent = Vec::new();
                             for i in 0..30u8 {
                                 let b = build::batch(10, 4_000, i, 1_000 + i as i64);
@@ -99,7 +113,8 @@ fn partitions_on_two_shards_append_and_read_through_dma_files() {
                                     break;
                                 }
                                 for b in batches(&r.bytes) {
-                                    let b = BatchView::parse_checked(b.expect("batch").bytes()).expect("crc");
+                                    let b = BatchView::parse_checked(b.expect("batch").bytes())
+                                        .expect("crc");
                                     got.push(b.stored_crc());
                                     next = b.last_offset().next();
                                 }
@@ -132,8 +147,14 @@ fn partitions_on_two_shards_append_and_read_through_dma_files() {
             shard
                 .route_to_owner(owner, move |s: Rc<Shard>| {
                     Box::pin(async move {
-                        let log = s.open_partition(tp, LogConfig::default()).await.expect("open");
-                        (log.log_end_offset(), log.read(Offset(0), 1).await.expect("read").bytes.len())
+                        let log = s
+                            .open_partition(tp, LogConfig::default())
+                            .await
+                            .expect("open");
+                        (
+                            log.log_end_offset(),
+                            log.read(Offset(0), 1).await.expect("read").bytes.len(),
+                        )
                     })
                 })
                 .await
@@ -152,18 +173,35 @@ fn crash_writer_child() {
     let Ok(dir) = std::env::var("SLUICE_CRASH_DIR") else {
         return;
     };
-    let seed: u64 = std::env::var("SLUICE_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+    let seed: u64 = std::env::var("SLUICE_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
     let mut cfg = config(Path::new(&dir), 1);
     cfg.durability = Durability::GroupCommit;
     with_shards(cfg, move |shard: Rc<Shard>| {
         Box::pin(async move {
-            let log = shard.open_partition(TopicPartition::new("crash", 0), LogConfig { segment_bytes: 1 << 20, ..LogConfig::default() }).await.expect("open");
+            let log = shard
+                .open_partition(
+                    TopicPartition::new("crash", 0),
+                    LogConfig {
+                        segment_bytes: 1 << 20,
+                        ..LogConfig::default()
+                    },
+                )
+                .await
+                .expect("open");
             let mut rng = SmallRng::seed_from_u64(seed);
             let deadline = Instant::now() + Duration::from_secs(20);
             let mut i = 0u64;
             while Instant::now() < deadline {
                 let big = rng.gen_bool(0.05);
-                let b = build::batch(rng.gen_range(1..10), rng.gen_range(0..if big { 300_000 } else { 5_000 }), (i % 251) as u8, i as i64);
+                let b = build::batch(
+                    rng.gen_range(1..10),
+                    rng.gen_range(0..if big { 300_000 } else { 5_000 }),
+                    (i % 251) as u8,
+                    i as i64,
+                );
                 let crc = BatchView::parse(&b).expect("batch").stored_crc();
                 let info = log.append(&b, OPTS).await.expect("append");
                 println!("ACK {} {} {}", info.base_offset.0, info.last_offset.0, crc);
@@ -181,7 +219,13 @@ fn kill_9_at_random_points_loses_no_acknowledged_append() {
     let mut rng = SmallRng::seed_from_u64(0x5eed);
     for round in 0..4u64 {
         let mut child = Command::new(&exe)
-            .args(["crash_writer_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "crash_writer_child",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("SLUICE_CRASH_DIR", &dir)
             .env("SLUICE_CRASH_SEED", round.to_string())
             .env("RUST_LOG", "warn")
@@ -199,23 +243,41 @@ fn kill_9_at_random_points_loses_no_acknowledged_append() {
         while start.is_none_or(|s| s.elapsed() < kill_after) {
             let Some(Ok(line)) = lines.next() else { break };
             // The harness prints "test crash_writer_child ... " on the first line.
-            let Some(at) = line.find("ACK ") else { continue };
+            let Some(at) = line.find("ACK ") else {
+                continue;
+            };
             start.get_or_insert_with(Instant::now);
             let parts: Vec<&str> = line[at..].split_whitespace().collect();
             if parts.len() == 4 && parts[0] == "ACK" {
-                acked.push((parts[1].parse().expect("base"), parts[2].parse().expect("last"), parts[3].parse().expect("crc")));
+                acked.push((
+                    parts[1].parse().expect("base"),
+                    parts[2].parse().expect("last"),
+                    parts[3].parse().expect("crc"),
+                ));
                 round_acks += 1;
             }
         }
         // SIGKILL mid-stream; acks printed before the kill are the contract.
         let _ = child.kill();
         let _ = child.wait();
-        assert!(round_acks > 0, "round {round}: the child acknowledged nothing");
+        assert!(
+            round_acks > 0,
+            "round {round}: the child acknowledged nothing"
+        );
     }
     // Recover and verify in-process.
     let stored = with_shards(config(&dir, 1), |shard: Rc<Shard>| {
         Box::pin(async move {
-            let log = shard.open_partition(TopicPartition::new("crash", 0), LogConfig { segment_bytes: 1 << 20, ..LogConfig::default() }).await.expect("recover");
+            let log = shard
+                .open_partition(
+                    TopicPartition::new("crash", 0),
+                    LogConfig {
+                        segment_bytes: 1 << 20,
+                        ..LogConfig::default()
+                    },
+                )
+                .await
+                .expect("recover");
             let mut got = Vec::new();
             let mut next = Offset(0);
             loop {
@@ -232,11 +294,16 @@ fn kill_9_at_random_points_loses_no_acknowledged_append() {
             got
         })
     });
-    let stored_set: std::collections::HashMap<i64, (i64, u32)> = stored.iter().map(|(b, l, c)| (*b, (*l, *c))).collect();
+    let stored_set: std::collections::HashMap<i64, (i64, u32)> =
+        stored.iter().map(|(b, l, c)| (*b, (*l, *c))).collect();
     for (base, last, crc) in &acked {
         // Later rounds re-use offsets that were assigned but never acknowledged before a
         // kill; an acknowledged batch must be exactly where it was acknowledged.
-        assert_eq!(stored_set.get(base), Some(&(*last, *crc)), "acknowledged batch at {base} lost or changed");
+        assert_eq!(
+            stored_set.get(base),
+            Some(&(*last, *crc)),
+            "acknowledged batch at {base} lost or changed"
+        );
     }
     // Offsets in the recovered log are dense.
     for w in stored.windows(2) {

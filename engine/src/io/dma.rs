@@ -80,7 +80,9 @@ impl Storage for DmaStorage {
             opts.create(true);
         }
         let file = opts.dma_open(path).await.map_err(to_io)?;
-        Ok(DmaHandle { file: Rc::new(file) })
+        Ok(DmaHandle {
+            file: Rc::new(file),
+        })
     }
 
     async fn create_dir_all(&self, path: &Path) -> io::Result<()> {
@@ -126,7 +128,9 @@ impl Storage for DmaStorage {
 
 /// Directory-tree work has no io_uring op in glommio; run it on glommio's blocking pool so
 /// the reactor never blocks.
-async fn blocking<R: Send + 'static>(f: impl FnOnce() -> io::Result<R> + Send + 'static) -> io::Result<R> {
+async fn blocking<R: Send + 'static>(
+    f: impl FnOnce() -> io::Result<R> + Send + 'static,
+) -> io::Result<R> {
     glommio::executor().spawn_blocking(f).await
 }
 
@@ -139,7 +143,9 @@ async fn blocking<R: Send + 'static>(f: impl FnOnce() -> io::Result<R> + Send + 
 pub fn write_probe_file(data_dir: &Path) -> io::Result<std::path::PathBuf> {
     std::fs::create_dir_all(data_dir)?;
     let path = data_dir.join(".sluice-device-probe");
-    let ok = std::fs::metadata(&path).map(|m| m.len() >= super::IO_ALIGNMENT_BYTES as u64).unwrap_or(false);
+    let ok = std::fs::metadata(&path)
+        .map(|m| m.len() >= super::IO_ALIGNMENT_BYTES as u64)
+        .unwrap_or(false);
     if !ok {
         std::fs::write(&path, vec![0x5a; super::IO_ALIGNMENT_BYTES])?;
     }
@@ -149,9 +155,15 @@ pub fn write_probe_file(data_dir: &Path) -> io::Result<std::path::PathBuf> {
 /// Shard-side half of the probe work-around: open and read the probe file with DMA.
 pub async fn prime_device_probe(probe_file: &Path) -> io::Result<()> {
     let file = DmaFile::open(probe_file).await.map_err(to_io)?;
-    let read = file.read_at_aligned(0, super::IO_ALIGNMENT_BYTES).await.map_err(to_io)?;
+    let read = file
+        .read_at_aligned(0, super::IO_ALIGNMENT_BYTES)
+        .await
+        .map_err(to_io)?;
     if read.len() != super::IO_ALIGNMENT_BYTES {
-        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "device probe file is short"));
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "device probe file is short",
+        ));
     }
     file.close().await.map_err(to_io)
 }

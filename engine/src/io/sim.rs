@@ -116,7 +116,11 @@ impl SimStorage {
 
     /// The current (post-crash or live) image of a file, for assertions.
     pub fn file_image(&self, path: &Path) -> Option<Vec<u8>> {
-        self.fs.borrow().files.get(path).map(|f| f.borrow().current())
+        self.fs
+            .borrow()
+            .files
+            .get(path)
+            .map(|f| f.borrow().current())
     }
 
     /// Overwrites bytes of a file's durable image directly: bit rot for tests.
@@ -141,7 +145,10 @@ impl SimStorage {
 }
 
 fn not_found(path: &Path) -> io::Error {
-    io::Error::new(io::ErrorKind::NotFound, format!("{} not found", path.display()))
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{} not found", path.display()),
+    )
 }
 
 impl StorageFile for SimFile {
@@ -153,8 +160,16 @@ impl StorageFile for SimFile {
     }
 
     async fn write_at(&self, buf: Vec<u8>, pos: u64) -> io::Result<usize> {
-        assert_eq!(pos % IO_ALIGNMENT_BYTES as u64, 0, "unaligned O_DIRECT write position");
-        assert_eq!(buf.len() % IO_ALIGNMENT_BYTES, 0, "unaligned O_DIRECT write length");
+        assert_eq!(
+            pos % IO_ALIGNMENT_BYTES as u64,
+            0,
+            "unaligned O_DIRECT write position"
+        );
+        assert_eq!(
+            buf.len() % IO_ALIGNMENT_BYTES,
+            0,
+            "unaligned O_DIRECT write length"
+        );
         {
             let mut fs = self.fs.borrow_mut();
             if let Some(n) = fs.writes_until_failure.as_mut() {
@@ -173,7 +188,10 @@ impl StorageFile for SimFile {
 
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Rc<[u8]>> {
         let f = self.state.borrow();
-        let size = f.unsynced.iter().fold(f.durable.len(), |n, (p, d)| n.max(*p as usize + d.len()));
+        let size = f
+            .unsynced
+            .iter()
+            .fold(f.durable.len(), |n, (p, d)| n.max(*p as usize + d.len()));
         let start = (pos as usize).min(size);
         let end = (pos as usize + len).min(size);
         let mut out = vec![0u8; end - start];
@@ -221,7 +239,9 @@ impl StorageFile for SimFile {
 
     async fn size(&self) -> io::Result<u64> {
         let f = self.state.borrow();
-        Ok(f.unsynced.iter().fold(f.durable.len(), |n, (p, d)| n.max(*p as usize + d.len())) as u64)
+        Ok(f.unsynced
+            .iter()
+            .fold(f.durable.len(), |n, (p, d)| n.max(*p as usize + d.len())) as u64)
     }
 }
 
@@ -279,7 +299,12 @@ impl Storage for SimStorage {
     }
 
     async fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.fs.borrow_mut().files.remove(path).map(|_| ()).ok_or_else(|| not_found(path))
+        self.fs
+            .borrow_mut()
+            .files
+            .remove(path)
+            .map(|_| ())
+            .ok_or_else(|| not_found(path))
     }
 
     async fn remove_dir_all(&self, path: &Path) -> io::Result<()> {

@@ -117,7 +117,9 @@ impl SegmentIndex {
     /// Position of the frame to start scanning from for `offset`: the last entry at or below it.
     pub fn lookup_offset(&self, segment_base: Offset, offset: Offset) -> u64 {
         let relative = (offset.0 - segment_base.0).max(0) as u32;
-        let i = self.offsets.partition_point(|e| e.relative_offset <= relative);
+        let i = self
+            .offsets
+            .partition_point(|e| e.relative_offset <= relative);
         if i == 0 {
             0
         } else {
@@ -137,7 +139,12 @@ impl SegmentIndex {
         }
     }
 
-    pub fn to_file(&self, base_offset: Offset, segment_bytes: u64, next_offset: Offset) -> IndexFile {
+    pub fn to_file(
+        &self,
+        base_offset: Offset,
+        segment_bytes: u64,
+        next_offset: Offset,
+    ) -> IndexFile {
         IndexFile {
             magic: INDEX_MAGIC,
             version: INDEX_VERSION,
@@ -164,7 +171,8 @@ impl SegmentIndex {
 
 /// Serializes an index file: `[archive len u64][crc32c u32][archive]`.
 pub fn encode_index(file: &IndexFile) -> Vec<u8> {
-    let archive = rkyv::to_bytes::<rancor::Error>(file).expect("serializing plain data into a Vec cannot fail");
+    let archive = rkyv::to_bytes::<rancor::Error>(file)
+        .expect("serializing plain data into a Vec cannot fail");
     let mut out = Vec::with_capacity(INDEX_PREAMBLE_BYTES + archive.len());
     out.extend_from_slice(&(archive.len() as u64).to_le_bytes());
     out.extend_from_slice(&crc32c::crc32c(&archive).to_le_bytes());
@@ -182,11 +190,14 @@ pub fn decode_index(bytes: &[u8], expected_base: Offset) -> Result<IndexFile, In
     let len = u64::from_le_bytes(len) as usize;
     let mut crc = [0u8; 4];
     crc.copy_from_slice(&bytes[8..12]);
-    let body = bytes.get(INDEX_PREAMBLE_BYTES..INDEX_PREAMBLE_BYTES.saturating_add(len)).ok_or(IndexError::Truncated)?;
+    let body = bytes
+        .get(INDEX_PREAMBLE_BYTES..INDEX_PREAMBLE_BYTES.saturating_add(len))
+        .ok_or(IndexError::Truncated)?;
     if crc32c::crc32c(body) != u32::from_le_bytes(crc) {
         return Err(IndexError::Crc);
     }
-    let archived = rkyv::access::<ArchivedIndexFile, rancor::Error>(body).map_err(|e| IndexError::Invalid(e.to_string()))?;
+    let archived = rkyv::access::<ArchivedIndexFile, rancor::Error>(body)
+        .map_err(|e| IndexError::Invalid(e.to_string()))?;
     if archived.magic.to_native() != INDEX_MAGIC || archived.version.to_native() != INDEX_VERSION {
         return Err(IndexError::Invalid("magic or version".into()));
     }
@@ -196,7 +207,8 @@ pub fn decode_index(bytes: &[u8], expected_base: Offset) -> Result<IndexFile, In
             found: archived.base_offset.to_native(),
         });
     }
-    rkyv::deserialize::<IndexFile, rancor::Error>(archived).map_err(|e| IndexError::Invalid(e.to_string()))
+    rkyv::deserialize::<IndexFile, rancor::Error>(archived)
+        .map_err(|e| IndexError::Invalid(e.to_string()))
 }
 
 #[cfg(test)]
@@ -204,7 +216,10 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn build(frames: &[(u32, u64, i64)], interval: u64) -> (SegmentIndex, Vec<(i64, i64, u64, i64)>) {
+    fn build(
+        frames: &[(u32, u64, i64)],
+        interval: u64,
+    ) -> (SegmentIndex, Vec<(i64, i64, u64, i64)>) {
         // frames: (record count, frame bytes, max ts) -> returns (index, list of (base, last, pos, ts))
         let base = Offset(1000);
         let mut idx = SegmentIndex::new();
@@ -262,10 +277,16 @@ mod tests {
         let file = idx.to_file(Offset(1000), 15_000, Offset(1015));
         let mut bytes = encode_index(&file);
         assert_eq!(decode_index(&bytes, Offset(1000)).unwrap(), file);
-        assert!(matches!(decode_index(&bytes, Offset(0)), Err(IndexError::WrongSegment { .. })));
+        assert!(matches!(
+            decode_index(&bytes, Offset(0)),
+            Err(IndexError::WrongSegment { .. })
+        ));
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         assert_eq!(decode_index(&bytes, Offset(1000)), Err(IndexError::Crc));
-        assert_eq!(decode_index(&bytes[..5], Offset(1000)), Err(IndexError::Truncated));
+        assert_eq!(
+            decode_index(&bytes[..5], Offset(1000)),
+            Err(IndexError::Truncated)
+        );
     }
 }

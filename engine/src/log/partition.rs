@@ -29,7 +29,9 @@ use crate::frame::{FrameHeader, FRAME_HEADER_BYTES};
 use crate::ids::{LeaderEpoch, Offset, TopicPartition};
 use crate::io::dma::DmaStorage;
 use crate::io::{align_down, align_up, OpenMode, Storage, StorageFile, WriteBuf};
-use crate::limits::{APPENDS_PENDING_MAX, READ_BYTES_MAX, SEGMENT_PREALLOCATE_STEP_BYTES, WRITE_CHUNK_BYTES};
+use crate::limits::{
+    APPENDS_PENDING_MAX, READ_BYTES_MAX, SEGMENT_PREALLOCATE_STEP_BYTES, WRITE_CHUNK_BYTES,
+};
 use crate::log::index::{decode_index, encode_index, SegmentIndex};
 use crate::log::retention::{segments_to_delete, SegmentSummary};
 use crate::log::segment::{parse_log_file_name, scan_segment, Segment};
@@ -149,7 +151,10 @@ impl<F: StorageFile> LogState<F> {
     }
 
     fn active(&self) -> &Rc<Segment<F>> {
-        self.segments.values().next_back().expect("a log always has an active segment")
+        self.segments
+            .values()
+            .next_back()
+            .expect("a log always has an active segment")
     }
 
     fn release_waiters(&mut self, upto: Offset) {
@@ -208,15 +213,23 @@ where
             path: path.to_path_buf(),
             source: Arc::new(e),
         };
-        storage.create_dir_all(&dir).await.map_err(|e| io_err(&dir, e))?;
+        storage
+            .create_dir_all(&dir)
+            .await
+            .map_err(|e| io_err(&dir, e))?;
         let names = storage.list_dir(&dir).await.map_err(|e| io_err(&dir, e))?;
-        let mut bases: Vec<Offset> = names.iter().filter_map(|n| parse_log_file_name(n)).collect();
+        let mut bases: Vec<Offset> = names
+            .iter()
+            .filter_map(|n| parse_log_file_name(n))
+            .collect();
         bases.sort();
         for name in names.iter().filter(|n| n.ends_with(".tmp")) {
             let p = dir.join(name);
             storage.remove_file(&p).await.map_err(|e| io_err(&p, e))?;
         }
-        let checkpoint = read_log_start(&storage, &dir).await.map_err(|e| io_err(&dir.join(LOG_START_CHECKPOINT), e))?;
+        let checkpoint = read_log_start(&storage, &dir)
+            .await
+            .map_err(|e| io_err(&dir.join(LOG_START_CHECKPOINT), e))?;
 
         let now = clock.now_ms();
         let mut segments = BTreeMap::new();
@@ -242,15 +255,24 @@ where
                         tp: tp.clone(),
                         path: seg.log_path.clone(),
                         position: 0,
-                        detail: format!("segment starts at {} but the previous one ends at {}", seg.base_offset, end),
+                        detail: format!(
+                            "segment starts at {} but the previous one ends at {}",
+                            seg.base_offset, end
+                        ),
                     });
                 }
             }
             prev_end = Some(st.next_offset);
         }
-        let first_base = segments.values().next().map(|s| s.base_offset).unwrap_or_default();
+        let first_base = segments
+            .values()
+            .next()
+            .map(|s| s.base_offset)
+            .unwrap_or_default();
         let end = prev_end.unwrap_or(first_base);
-        let log_start = checkpoint.map_or(first_base, |c| c.max(first_base)).min(end);
+        let log_start = checkpoint
+            .map_or(first_base, |c| c.max(first_base))
+            .min(end);
         let (mut max_ts, mut max_ts_off) = (-1i64, Offset(-1));
         for seg in segments.values() {
             let st = seg.st.borrow();
@@ -339,7 +361,9 @@ where
     fn check_writable(&self) -> Result<(), LogError> {
         let st = self.st.borrow();
         if st.closed {
-            return Err(LogError::Closed { tp: self.tp.clone() });
+            return Err(LogError::Closed {
+                tp: self.tp.clone(),
+            });
         }
         if let Some(reason) = &st.failed {
             return Err(LogError::Failed {
@@ -354,7 +378,11 @@ where
     /// length, CRC-32C, size limit) before touching the log, stamps base offset and leader
     /// epoch (and LogAppendTime if configured), and resolves per the durability policy: when
     /// durable (`PerWrite`, `GroupCommit`) or written (`Interval`, `None`).
-    pub async fn append(&self, records: &[u8], opts: AppendOptions) -> Result<AppendInfo, LogError> {
+    pub async fn append(
+        &self,
+        records: &[u8],
+        opts: AppendOptions,
+    ) -> Result<AppendInfo, LogError> {
         validate_record_set(records, opts.batch_bytes_max).map_err(|source| LogError::Batch {
             tp: self.tp.clone(),
             source,
@@ -387,8 +415,14 @@ where
             let mut st = self.st.borrow_mut();
             st.check_invariants();
             let (tx, rx) = oneshot::channel();
-            st.waiters.push_back(Waiter { end: last.next(), tx });
-            assert!(st.waiters.len() <= APPENDS_PENDING_MAX * 4, "waiter queue unbounded");
+            st.waiters.push_back(Waiter {
+                end: last.next(),
+                tx,
+            });
+            assert!(
+                st.waiters.len() <= APPENDS_PENDING_MAX * 4,
+                "waiter queue unbounded"
+            );
             rx
         };
         if self.durability == Durability::PerWrite {
@@ -410,12 +444,19 @@ where
                 log_start_offset: self.log_start_offset(),
             }),
             Ok(Err(e)) => Err(e),
-            Err(_) => Err(LogError::Closed { tp: self.tp.clone() }),
+            Err(_) => Err(LogError::Closed {
+                tp: self.tp.clone(),
+            }),
         }
     }
 
     /// Copies one validated batch into the active segment's write chunk and stamps it.
-    fn copy_into_chunk(&self, view: &BatchView<'_>, epoch: LeaderEpoch, timestamp: TimestampStamp) -> (Offset, Offset) {
+    fn copy_into_chunk(
+        &self,
+        view: &BatchView<'_>,
+        epoch: LeaderEpoch,
+        timestamp: TimestampStamp,
+    ) -> (Offset, Offset) {
         let mut guard = self.st.borrow_mut();
         let st = &mut *guard;
         let seg = st.active().clone();
@@ -425,12 +466,14 @@ where
         let mut sst = seg.st.borrow_mut();
         let position = sst.size;
         let fits = st.pending.back().is_some_and(|c| {
-            Rc::ptr_eq(&c.segment, &seg) && (position - c.file_pos) as usize + frame_bytes <= c.buf.bytes().len()
+            Rc::ptr_eq(&c.segment, &seg)
+                && (position - c.file_pos) as usize + frame_bytes <= c.buf.bytes().len()
         });
         if !fits {
             let aligned = align_down(position);
             let carry = (position - aligned) as usize;
-            let capacity = (WRITE_CHUNK_BYTES as u64).max(align_up((carry + frame_bytes) as u64)) as usize;
+            let capacity =
+                (WRITE_CHUNK_BYTES as u64).max(align_up((carry + frame_bytes) as u64)) as usize;
             let mut buf = seg.file.alloc_buffer(capacity);
             let prev = st.pending.back().filter(|c| Rc::ptr_eq(&c.segment, &seg));
             match prev {
@@ -439,7 +482,11 @@ where
                     buf.bytes_mut()[..carry].copy_from_slice(&prev.buf.bytes()[from..from + carry]);
                 }
                 None => {
-                    assert_eq!(sst.tail_block.len(), carry, "tail block out of step with segment size");
+                    assert_eq!(
+                        sst.tail_block.len(),
+                        carry,
+                        "tail block out of step with segment size"
+                    );
                     buf.bytes_mut()[..carry].copy_from_slice(&sst.tail_block);
                 }
             }
@@ -456,13 +503,22 @@ where
         let dst = &mut chunk.buf.bytes_mut()[at..at + frame_bytes];
         dst[FRAME_HEADER_BYTES..].copy_from_slice(view.bytes());
         stamp(&mut dst[FRAME_HEADER_BYTES..], base, epoch, timestamp);
-        let stamped = BatchView::parse(&dst[FRAME_HEADER_BYTES..]).expect("a validated batch stays valid after stamping");
+        let stamped = BatchView::parse(&dst[FRAME_HEADER_BYTES..])
+            .expect("a validated batch stays valid after stamping");
         let max_ts = stamped.max_timestamp();
         FrameHeader::for_batch(&stamped).encode_into(&mut dst[..FRAME_HEADER_BYTES]);
         chunk.len = at + frame_bytes;
         chunk.end_offset = last.next();
         let interval = st.config.index_interval_bytes;
-        sst.index.on_append(seg.base_offset, base, last, position, frame_bytes as u64, max_ts, interval);
+        sst.index.on_append(
+            seg.base_offset,
+            base,
+            last,
+            position,
+            frame_bytes as u64,
+            max_ts,
+            interval,
+        );
         sst.size += frame_bytes as u64;
         sst.next_offset = last.next();
         st.assigned = last.next();
@@ -498,7 +554,10 @@ where
         };
         self.persist_index(&old).await?;
         let size = old.size();
-        old.file.truncate(size).await.map_err(|e| self.io_error(&old.log_path, e))?;
+        old.file
+            .truncate(size)
+            .await
+            .map_err(|e| self.io_error(&old.log_path, e))?;
         old.st.borrow_mut().sealed = true;
         let seg = create_segment(&self.storage, &self.dir, &self.tp, base, &config, now).await?;
         self.st.borrow_mut().segments.insert(base.0, Rc::new(seg));
@@ -508,7 +567,10 @@ where
     async fn persist_index(&self, seg: &Segment<S::File>) -> Result<(), LogError> {
         let bytes = {
             let sst = seg.st.borrow();
-            encode_index(&sst.index.to_file(seg.base_offset, sst.size, sst.next_offset))
+            encode_index(
+                &sst.index
+                    .to_file(seg.base_offset, sst.size, sst.next_offset),
+            )
         };
         write_small_file(&self.storage, &seg.index_path, &bytes)
             .await
@@ -548,7 +610,8 @@ where
                     let tail = align_down(c.len as u64) as usize;
                     let mut sst = c.segment.st.borrow_mut();
                     sst.tail_block.clear();
-                    sst.tail_block.extend_from_slice(&c.buf.bytes()[tail..c.len]);
+                    sst.tail_block
+                        .extend_from_slice(&c.buf.bytes()[tail..c.len]);
                 }
                 chunks
             };
@@ -566,8 +629,13 @@ where
             let count = chunks.len();
             let mut chunks: Vec<Option<Chunk<S::File>>> = chunks.into_iter().map(Some).collect();
             for i in 0..count {
-                let Some(mut chunk) = chunks[i].take() else { continue };
-                let followed = chunks[i + 1..].iter().flatten().any(|c| Rc::ptr_eq(&c.segment, &chunk.segment));
+                let Some(mut chunk) = chunks[i].take() else {
+                    continue;
+                };
+                let followed = chunks[i + 1..]
+                    .iter()
+                    .flatten()
+                    .any(|c| Rc::ptr_eq(&c.segment, &chunk.segment));
                 let write_len = if followed {
                     align_down(chunk.len as u64) as usize
                 } else {
@@ -587,7 +655,8 @@ where
                 }
                 chunk.buf.shrink_to(write_len);
                 let seg = chunk.segment.clone();
-                writes.push(async move { (seg.file.write_at(chunk.buf, chunk.file_pos).await, seg) });
+                writes
+                    .push(async move { (seg.file.write_at(chunk.buf, chunk.file_pos).await, seg) });
             }
             for (result, seg) in futures_util::future::join_all(writes).await {
                 if let Err(e) = result {
@@ -604,11 +673,20 @@ where
                 st.written = last_end_offset;
                 st.check_invariants();
                 st.wake_readers();
-                if mode == SyncMode::Policy && matches!(self.durability, Durability::Interval { .. } | Durability::None) {
+                if mode == SyncMode::Policy
+                    && matches!(
+                        self.durability,
+                        Durability::Interval { .. } | Durability::None
+                    )
+                {
                     st.release_waiters(last_end_offset);
                 }
             }
-            let sync = mode == SyncMode::Force || matches!(self.durability, Durability::PerWrite | Durability::GroupCommit);
+            let sync = mode == SyncMode::Force
+                || matches!(
+                    self.durability,
+                    Durability::PerWrite | Durability::GroupCommit
+                );
             if sync && !self.sync_round(&touched).await {
                 return;
             }
@@ -660,7 +738,11 @@ where
                     high_watermark: st.written,
                 });
             }
-            let seg = st.segments.range(..=from.0).next_back().map(|(_, s)| s.clone());
+            let seg = st
+                .segments
+                .range(..=from.0)
+                .next_back()
+                .map(|(_, s)| s.clone());
             (seg, st.written, st.log_start)
         };
         let mut result = ReadResult {
@@ -678,14 +760,19 @@ where
                 (sst.index.lookup_offset(seg.base_offset, from), sst.written)
             };
             let before = result.bytes.len();
-            let next = self.read_segment(&seg, start, limit, from, hw, max_bytes, &mut result.bytes).await?;
+            let next = self
+                .read_segment(&seg, start, limit, from, hw, max_bytes, &mut result.bytes)
+                .await?;
             if result.bytes.len() > before || next.is_none() {
                 break;
             }
             // Nothing at or after `from` in this segment: continue in the next one.
             let next_seg = {
                 let st = self.st.borrow();
-                st.segments.range(seg.base_offset.0 + 1..).next().map(|(_, s)| s.clone())
+                st.segments
+                    .range(seg.base_offset.0 + 1..)
+                    .next()
+                    .map(|(_, s)| s.clone())
             };
             match next_seg {
                 Some(s) => {
@@ -715,20 +802,28 @@ where
         let window_bytes = (max_bytes + 64 * 1024).min(READ_BYTES_MAX) as u64;
         while pos < limit {
             let want = window_bytes.min(limit - pos) as usize;
-            let window = seg.file.read_at(pos, want).await.map_err(|e| self.io_error(&seg.log_path, e))?;
+            let window = seg
+                .file
+                .read_at(pos, want)
+                .await
+                .map_err(|e| self.io_error(&seg.log_path, e))?;
             let mut at = 0usize;
             loop {
                 let rest = &window[at..];
                 if rest.len() < FRAME_HEADER_BYTES {
                     break;
                 }
-                let header = FrameHeader::decode(rest).map_err(|e| self.corrupt(seg, pos + at as u64, e.to_string()))?;
+                let header = FrameHeader::decode(rest)
+                    .map_err(|e| self.corrupt(seg, pos + at as u64, e.to_string()))?;
                 if header.base_offset >= hw.0 {
                     return Ok(None);
                 }
                 let frame = header.frame_bytes();
                 let batch_len = header.batch_bytes as usize;
-                if header.last_offset() >= from.0 && !out.is_empty() && out.len() + batch_len > max_bytes {
+                if header.last_offset() >= from.0
+                    && !out.is_empty()
+                    && out.len() + batch_len > max_bytes
+                {
                     return Ok(None);
                 }
                 if rest.len() < frame {
@@ -740,7 +835,11 @@ where
                             .await
                             .map_err(|e| self.io_error(&seg.log_path, e))?;
                         if whole.len() < frame {
-                            return Err(self.corrupt(seg, pos, "frame runs past the written end".into()));
+                            return Err(self.corrupt(
+                                seg,
+                                pos,
+                                "frame runs past the written end".into(),
+                            ));
                         }
                         let batch = &whole[FRAME_HEADER_BYTES..frame];
                         check_served(&header, batch).map_err(|e| self.corrupt(seg, pos, e))?;
@@ -783,12 +882,20 @@ where
     pub async fn batch_for_timestamp(&self, ts_ms: i64) -> Result<Option<TimestampHit>, LogError> {
         let (segs, hw, log_start) = {
             let st = self.st.borrow();
-            (st.segments.values().cloned().collect::<Vec<_>>(), st.written, st.log_start)
+            (
+                st.segments.values().cloned().collect::<Vec<_>>(),
+                st.written,
+                st.log_start,
+            )
         };
         for seg in segs {
             let (start, limit, seg_max) = {
                 let sst = seg.st.borrow();
-                (sst.index.lookup_time(ts_ms), sst.written, sst.index.max_timestamp)
+                (
+                    sst.index.lookup_time(ts_ms),
+                    sst.written,
+                    sst.index.max_timestamp,
+                )
             };
             if seg_max < ts_ms || sst_next(&seg) <= log_start {
                 continue;
@@ -800,7 +907,8 @@ where
                     .read_at(pos, FRAME_HEADER_BYTES)
                     .await
                     .map_err(|e| self.io_error(&seg.log_path, e))?;
-                let header = FrameHeader::decode(&head).map_err(|e| self.corrupt(&seg, pos, e.to_string()))?;
+                let header = FrameHeader::decode(&head)
+                    .map_err(|e| self.corrupt(&seg, pos, e.to_string()))?;
                 if header.base_offset >= hw.0 {
                     return Ok(None);
                 }
@@ -810,7 +918,9 @@ where
                         .read_at(pos + FRAME_HEADER_BYTES as u64, header.batch_bytes as usize)
                         .await
                         .map_err(|e| self.io_error(&seg.log_path, e))?;
-                    header.check_batch(&whole).map_err(|e| self.corrupt(&seg, pos, e.to_string()))?;
+                    header
+                        .check_batch(&whole)
+                        .map_err(|e| self.corrupt(&seg, pos, e.to_string()))?;
                     return Ok(Some(TimestampHit {
                         batch_base_offset: Offset(header.base_offset),
                         batch_max_timestamp: header.max_timestamp,
@@ -901,7 +1011,12 @@ where
                     }
                 })
                 .collect();
-            let n = segments_to_delete(&summaries, now, st.config.retention_ms, st.config.retention_bytes);
+            let n = segments_to_delete(
+                &summaries,
+                now,
+                st.config.retention_ms,
+                st.config.retention_bytes,
+            );
             let bases: Vec<i64> = st.segments.keys().take(n).copied().collect();
             let doomed: Vec<_> = bases.iter().filter_map(|b| st.segments.remove(b)).collect();
             if let Some(first) = st.segments.values().next() {
@@ -920,7 +1035,10 @@ where
         Ok(n)
     }
 
-    async fn delete_segment_files(&self, doomed: Vec<Rc<Segment<S::File>>>) -> Result<(), LogError> {
+    async fn delete_segment_files(
+        &self,
+        doomed: Vec<Rc<Segment<S::File>>>,
+    ) -> Result<(), LogError> {
         for seg in doomed {
             for path in [&seg.log_path, &seg.index_path] {
                 match self.storage.remove_file(path).await {
@@ -930,7 +1048,10 @@ where
                 }
             }
         }
-        self.storage.sync_dir(&self.dir).await.map_err(|e| self.io_error(&self.dir, e))
+        self.storage
+            .sync_dir(&self.dir)
+            .await
+            .map_err(|e| self.io_error(&self.dir, e))
     }
 
     /// Flushes and syncs everything, persists the active segment's index as a clean-shutdown
@@ -955,7 +1076,9 @@ where
             let mut st = self.st.borrow_mut();
             st.closed = true;
             st.pending.clear();
-            let err = LogError::Closed { tp: self.tp.clone() };
+            let err = LogError::Closed {
+                tp: self.tp.clone(),
+            };
             for w in st.waiters.drain(..) {
                 let _ = w.tx.send(Err(err.clone()));
             }
@@ -1009,7 +1132,10 @@ async fn read_log_start<S: Storage>(storage: &S, dir: &Path) -> io::Result<Optio
     let Some(bytes) = read_small_file(storage, &dir.join(LOG_START_CHECKPOINT)).await? else {
         return Ok(None);
     };
-    if bytes.len() != 16 || crc32c::crc32c(&bytes[..12]).to_le_bytes() != bytes[12..16] || bytes[..4] != CHECKPOINT_MAGIC.to_le_bytes() {
+    if bytes.len() != 16
+        || crc32c::crc32c(&bytes[..12]).to_le_bytes() != bytes[12..16]
+        || bytes[..4] != CHECKPOINT_MAGIC.to_le_bytes()
+    {
         tracing::warn!(dir = %dir.display(), "log start checkpoint is damaged; using the first segment's base");
         return Ok(None);
     }
@@ -1032,7 +1158,10 @@ async fn create_segment<S: Storage>(
         path: path.clone(),
         source: Arc::new(e),
     };
-    let file = storage.open(&path, OpenMode::CreateOrOpen).await.map_err(io_err)?;
+    let file = storage
+        .open(&path, OpenMode::CreateOrOpen)
+        .await
+        .map_err(io_err)?;
     file.truncate(0).await.map_err(io_err)?;
     let reserve = SEGMENT_PREALLOCATE_STEP_BYTES.min(config.segment_bytes_clamped());
     file.preallocate(reserve).await.map_err(io_err)?;
@@ -1060,26 +1189,43 @@ where
         path: p.to_path_buf(),
         source: Arc::new(e),
     };
-    let file = storage.open(&path, OpenMode::Existing).await.map_err(|e| io_err(&path, e))?;
+    let file = storage
+        .open(&path, OpenMode::Existing)
+        .await
+        .map_err(|e| io_err(&path, e))?;
     let seg = Segment::new(dir, base, file.clone(), now);
     let file_size = file.size().await.map_err(|e| io_err(&path, e))?;
     // A persisted index is trusted when it checks out and, for the last segment, nothing
     // valid follows the end it records (otherwise it is stale: more was appended after it).
     let mut loaded = None;
-    if let Some(bytes) = read_small_file(storage, &seg.index_path).await.map_err(|e| io_err(&seg.index_path, e))? {
+    if let Some(bytes) = read_small_file(storage, &seg.index_path)
+        .await
+        .map_err(|e| io_err(&seg.index_path, e))?
+    {
         match decode_index(&bytes, base) {
             Ok(f) if f.segment_bytes <= file_size => {
-                let stale = is_last && frame_follows(&file, f.segment_bytes, file_size).await.map_err(|e| io_err(&path, e))?;
+                let stale = is_last
+                    && frame_follows(&file, f.segment_bytes, file_size)
+                        .await
+                        .map_err(|e| io_err(&path, e))?;
                 if !stale {
                     loaded = Some(f);
                 }
             }
-            Ok(_) => tracing::warn!(partition = %tp, segment = %base, "index longer than its segment; rebuilding"),
-            Err(e) => tracing::warn!(partition = %tp, segment = %base, error = %e, "index unusable; rebuilding"),
+            Ok(_) => {
+                tracing::warn!(partition = %tp, segment = %base, "index longer than its segment; rebuilding")
+            }
+            Err(e) => {
+                tracing::warn!(partition = %tp, segment = %base, error = %e, "index unusable; rebuilding")
+            }
         }
     }
     let (index, valid_bytes, next_offset) = match loaded {
-        Some(f) => (SegmentIndex::from_file(&f), f.segment_bytes, Offset(f.next_offset)),
+        Some(f) => (
+            SegmentIndex::from_file(&f),
+            f.segment_bytes,
+            Offset(f.next_offset),
+        ),
         None => {
             let scan = scan_segment(&file, base, config.index_interval_bytes)
                 .await
@@ -1097,10 +1243,13 @@ where
             }
             if scan.stopped_on.is_some() || (is_last && scan.valid_bytes < file_size) {
                 // Drop everything past the valid prefix so stale frames can never reappear.
-                file.truncate(scan.valid_bytes).await.map_err(|e| io_err(&path, e))?;
+                file.truncate(scan.valid_bytes)
+                    .await
+                    .map_err(|e| io_err(&path, e))?;
             }
             if !is_last {
-                let bytes = encode_index(&scan.index.to_file(base, scan.valid_bytes, scan.next_offset));
+                let bytes =
+                    encode_index(&scan.index.to_file(base, scan.valid_bytes, scan.next_offset));
                 write_small_file(storage, &seg.index_path, &bytes)
                     .await
                     .map_err(|e| io_err(&seg.index_path, e))?;
@@ -1133,7 +1282,9 @@ where
             seg.st.borrow_mut().tail_block = tail.to_vec();
         }
         let reserve = align_up(valid_bytes) + SEGMENT_PREALLOCATE_STEP_BYTES;
-        file.preallocate(reserve).await.map_err(|e| io_err(&path, e))?;
+        file.preallocate(reserve)
+            .await
+            .map_err(|e| io_err(&path, e))?;
         seg.st.borrow_mut().preallocated = reserve;
         storage.sync_dir(dir).await.map_err(|e| io_err(dir, e))?;
     }

@@ -14,17 +14,27 @@ pub struct SegmentSummary {
 /// active one): those past `retention_ms` by their largest timestamp, and then as many more
 /// as keep the total at or above `retention_bytes` after their removal (Kafka's rule).
 /// Negative limits disable that rule.
-pub fn segments_to_delete(segments: &[SegmentSummary], now_ms: i64, retention_ms: i64, retention_bytes: i64) -> usize {
+pub fn segments_to_delete(
+    segments: &[SegmentSummary],
+    now_ms: i64,
+    retention_ms: i64,
+    retention_bytes: i64,
+) -> usize {
     let deletable = segments.iter().take_while(|s| !s.active).count();
     let mut count = 0;
     if retention_ms >= 0 {
-        while count < deletable && segments[count].max_timestamp >= 0 && now_ms - segments[count].max_timestamp > retention_ms {
+        while count < deletable
+            && segments[count].max_timestamp >= 0
+            && now_ms - segments[count].max_timestamp > retention_ms
+        {
             count += 1;
         }
     }
     if retention_bytes >= 0 {
         let mut total: u64 = segments[count..].iter().map(|s| s.bytes).sum();
-        while count < deletable && total.saturating_sub(segments[count].bytes) >= retention_bytes as u64 {
+        while count < deletable
+            && total.saturating_sub(segments[count].bytes) >= retention_bytes as u64
+        {
             total -= segments[count].bytes;
             count += 1;
         }
@@ -38,7 +48,11 @@ mod tests {
     use proptest::prelude::*;
 
     fn seg(bytes: u64, ts: i64) -> SegmentSummary {
-        SegmentSummary { bytes, max_timestamp: ts, active: false }
+        SegmentSummary {
+            bytes,
+            max_timestamp: ts,
+            active: false,
+        }
     }
 
     #[test]

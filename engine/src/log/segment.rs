@@ -122,7 +122,11 @@ pub async fn scan_segment<F: StorageFile>(
             }
             let header = match FrameHeader::decode(rest) {
                 Ok(h) => h,
-                Err(FrameError::HeaderCrc) if rest[..FRAME_HEADER_BYTES].iter().all(|b| *b == 0) => break 'outer,
+                Err(FrameError::HeaderCrc)
+                    if rest[..FRAME_HEADER_BYTES].iter().all(|b| *b == 0) =>
+                {
+                    break 'outer
+                }
                 Err(e) => {
                     stopped_on = Some(format!("frame header at {pos}: {e}"));
                     break 'outer;
@@ -141,7 +145,15 @@ pub async fn scan_segment<F: StorageFile>(
                         stopped_on = Some(format!("frame at {pos}: {e}"));
                         break 'outer;
                     }
-                    index.on_append(base_offset, Offset(header.base_offset), Offset(header.last_offset()), pos, frame_bytes as u64, header.max_timestamp, index_interval_bytes);
+                    index.on_append(
+                        base_offset,
+                        Offset(header.base_offset),
+                        Offset(header.last_offset()),
+                        pos,
+                        frame_bytes as u64,
+                        header.max_timestamp,
+                        index_interval_bytes,
+                    );
                     next = Offset(header.last_offset() + 1);
                     pos += frame_bytes as u64;
                 }
@@ -151,7 +163,15 @@ pub async fn scan_segment<F: StorageFile>(
                 stopped_on = Some(format!("frame at {pos}: {e}"));
                 break 'outer;
             }
-            index.on_append(base_offset, Offset(header.base_offset), Offset(header.last_offset()), pos, frame_bytes as u64, header.max_timestamp, index_interval_bytes);
+            index.on_append(
+                base_offset,
+                Offset(header.base_offset),
+                Offset(header.last_offset()),
+                pos,
+                frame_bytes as u64,
+                header.max_timestamp,
+                index_interval_bytes,
+            );
             next = Offset(header.last_offset() + 1);
             pos += frame_bytes as u64;
             at += frame_bytes;
@@ -168,7 +188,10 @@ pub async fn scan_segment<F: StorageFile>(
 fn check_frame(header: &FrameHeader, batch: &[u8], expected: Offset) -> Result<(), String> {
     header.check_batch(batch).map_err(|e| e.to_string())?;
     if header.base_offset != expected.0 {
-        return Err(format!("base offset {} where {} was expected", header.base_offset, expected.0));
+        return Err(format!(
+            "base offset {} where {} was expected",
+            header.base_offset, expected.0
+        ));
     }
     let view = BatchView::parse_checked(batch).map_err(|e| e.to_string())?;
     if view.last_offset_delta() != header.last_offset_delta {
@@ -184,7 +207,10 @@ mod tests {
     #[test]
     fn log_file_names_round_trip() {
         assert_eq!(log_file_name(Offset(42)), "00000000000000000042.log");
-        assert_eq!(parse_log_file_name("00000000000000000042.log"), Some(Offset(42)));
+        assert_eq!(
+            parse_log_file_name("00000000000000000042.log"),
+            Some(Offset(42))
+        );
         assert_eq!(parse_log_file_name("42.log"), None);
         assert_eq!(parse_log_file_name("00000000000000000042.index"), None);
     }

@@ -10,7 +10,11 @@ use crate::io::{align_up, OpenMode, Storage, StorageFile, WriteBuf};
 /// Largest small file we read back (an index of a max-size segment fits comfortably).
 pub const SMALL_FILE_BYTES_MAX: usize = 64 * 1024 * 1024;
 
-pub async fn write_small_file<S: Storage>(storage: &S, path: &Path, payload: &[u8]) -> io::Result<()> {
+pub async fn write_small_file<S: Storage>(
+    storage: &S,
+    path: &Path,
+    payload: &[u8],
+) -> io::Result<()> {
     let file = storage.open(path, OpenMode::CreateOrOpen).await?;
     let total = align_up((8 + payload.len()) as u64) as usize;
     let mut buf = file.alloc_buffer(total);
@@ -26,7 +30,11 @@ pub async fn write_small_file<S: Storage>(storage: &S, path: &Path, payload: &[u
 
 /// Writes to a temporary name, syncs, renames over `path` and syncs the directory: the file
 /// is either the old or the new version after a crash.
-pub async fn replace_small_file<S: Storage>(storage: &S, path: &Path, payload: &[u8]) -> io::Result<()> {
+pub async fn replace_small_file<S: Storage>(
+    storage: &S,
+    path: &Path,
+    payload: &[u8],
+) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
     write_small_file(storage, &tmp, payload).await?;
     storage.rename(&tmp, path).await?;

@@ -32,7 +32,12 @@ fn small_segments() -> LogConfig {
     }
 }
 
-fn open(storage: &SimStorage, config: LogConfig, durability: Durability, clock: &ManualClock) -> PartitionLog<SimStorage> {
+fn open(
+    storage: &SimStorage,
+    config: LogConfig,
+    durability: Durability,
+    clock: &ManualClock,
+) -> PartitionLog<SimStorage> {
     block_on(PartitionLog::open(
         storage.clone(),
         dir(),
@@ -59,7 +64,8 @@ fn read_all(log: &PartitionLog<SimStorage>, from: Offset) -> Vec<(i64, i32, u32)
             break;
         }
         for b in batches(&r.bytes) {
-            let b = BatchView::parse_checked(b.expect("whole batches").bytes()).expect("stored CRC holds");
+            let b = BatchView::parse_checked(b.expect("whole batches").bytes())
+                .expect("stored CRC holds");
             out.push((b.base_offset().0, b.record_count(), b.stored_crc()));
             next = b.last_offset().next();
         }
@@ -71,7 +77,12 @@ fn read_all(log: &PartitionLog<SimStorage>, from: Offset) -> Vec<(i64, i32, u32)
 fn appended_batches_read_back_in_order_with_assigned_offsets() {
     let storage = SimStorage::new();
     let clock = ManualClock::new(1_000);
-    let log = open(&storage, LogConfig::default(), Durability::GroupCommit, &clock);
+    let log = open(
+        &storage,
+        LogConfig::default(),
+        Durability::GroupCommit,
+        &clock,
+    );
     let mut crcs = Vec::new();
     for i in 0..50u8 {
         let b = build::batch(1 + i as usize % 4, 100, i, 1_000);
@@ -91,40 +102,75 @@ fn appended_batches_read_back_in_order_with_assigned_offsets() {
     assert_eq!(log.durable_offset(), Offset(expect_base));
     // Stored batches carry the leader epoch the broker stamped.
     let r = block_on(log.read(Offset(0), 1)).expect("read");
-    assert_eq!(BatchView::parse(&r.bytes).expect("batch").leader_epoch(), LeaderEpoch(3));
+    assert_eq!(
+        BatchView::parse(&r.bytes).expect("batch").leader_epoch(),
+        LeaderEpoch(3)
+    );
 }
 
 #[test]
 fn read_honours_max_bytes_but_returns_at_least_one_batch() {
     let storage = SimStorage::new();
     let clock = ManualClock::new(0);
-    let log = open(&storage, LogConfig::default(), Durability::GroupCommit, &clock);
+    let log = open(
+        &storage,
+        LogConfig::default(),
+        Durability::GroupCommit,
+        &clock,
+    );
     for i in 0..10u8 {
         block_on(log.append(&build::batch(2, 1000, i, 0), OPTS)).expect("append");
     }
     let one = block_on(log.read(Offset(0), 10)).expect("read");
-    assert_eq!(batches(&one.bytes).count(), 1, "a tiny max still yields one whole batch");
+    assert_eq!(
+        batches(&one.bytes).count(),
+        1,
+        "a tiny max still yields one whole batch"
+    );
     let three = block_on(log.read(Offset(0), 3 * 2100)).expect("read");
     assert_eq!(batches(&three.bytes).count(), 3);
     // Reading from the middle of a batch returns that whole batch.
     let mid = block_on(log.read(Offset(5), 10)).expect("read");
-    assert_eq!(BatchView::parse(&mid.bytes).expect("batch").base_offset(), Offset(4));
+    assert_eq!(
+        BatchView::parse(&mid.bytes).expect("batch").base_offset(),
+        Offset(4)
+    );
     // At the high watermark: empty; beyond it: out of range.
-    assert!(block_on(log.read(Offset(20), 100)).expect("read").bytes.is_empty());
-    assert!(matches!(block_on(log.read(Offset(21), 100)), Err(LogError::OffsetOutOfRange { .. })));
+    assert!(block_on(log.read(Offset(20), 100))
+        .expect("read")
+        .bytes
+        .is_empty());
+    assert!(matches!(
+        block_on(log.read(Offset(21), 100)),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
 }
 
 #[test]
 fn corrupt_batch_is_refused_before_touching_the_log() {
     let storage = SimStorage::new();
     let clock = ManualClock::new(0);
-    let log = open(&storage, LogConfig::default(), Durability::GroupCommit, &clock);
+    let log = open(
+        &storage,
+        LogConfig::default(),
+        Durability::GroupCommit,
+        &clock,
+    );
     let mut b = build::batch(3, 50, 1, 0);
     let n = b.len();
     b[n - 2] ^= 0xff;
-    assert!(matches!(block_on(log.append(&b, OPTS)), Err(LogError::Batch { .. })));
-    let too_big = AppendOptions { batch_bytes_max: 100, ..OPTS };
-    assert!(matches!(block_on(log.append(&build::batch(3, 50, 1, 0), too_big)), Err(LogError::Batch { .. })));
+    assert!(matches!(
+        block_on(log.append(&b, OPTS)),
+        Err(LogError::Batch { .. })
+    ));
+    let too_big = AppendOptions {
+        batch_bytes_max: 100,
+        ..OPTS
+    };
+    assert!(matches!(
+        block_on(log.append(&build::batch(3, 50, 1, 0), too_big)),
+        Err(LogError::Batch { .. })
+    ));
     assert_eq!(log.log_end_offset(), Offset(0));
 }
 
@@ -136,11 +182,22 @@ fn segments_roll_by_size_and_survive_reopen_with_their_indexes() {
     for i in 0..40u8 {
         block_on(log.append(&build::batch(10, 10_000, i, i as i64), OPTS)).expect("append");
     }
-    assert!(log.segment_count() >= 3, "100 KiB batches into 1 MiB segments roll");
+    assert!(
+        log.segment_count() >= 3,
+        "100 KiB batches into 1 MiB segments roll"
+    );
     let before = read_all(&log, Offset(0));
     block_on(log.close()).expect("close");
-    let indexes = storage.paths().iter().filter(|p| p.extension().is_some_and(|e| e == "index")).count();
-    assert_eq!(indexes, log.segment_count(), "every segment has an index after a clean close");
+    let indexes = storage
+        .paths()
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "index"))
+        .count();
+    assert_eq!(
+        indexes,
+        log.segment_count(),
+        "every segment has an index after a clean close"
+    );
     drop(log);
     let log = open(&storage, small_segments(), Durability::GroupCommit, &clock);
     assert_eq!(read_all(&log, Offset(0)), before);
@@ -161,20 +218,30 @@ fn missing_and_damaged_indexes_are_rebuilt() {
     let before = read_all(&log, Offset(0));
     block_on(log.close()).expect("close");
     drop(log);
-    let mut index_paths: Vec<_> = storage.paths().into_iter().filter(|p| p.extension().is_some_and(|e| e == "index")).collect();
+    let mut index_paths: Vec<_> = storage
+        .paths()
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "index"))
+        .collect();
     index_paths.sort();
     block_on(crate::io::Storage::remove_file(&storage, &index_paths[0])).expect("remove");
     storage.corrupt(&index_paths[1], 20, &[0xde, 0xad]);
     let log = open(&storage, small_segments(), Durability::GroupCommit, &clock);
     assert_eq!(read_all(&log, Offset(0)), before);
-    assert!(storage.paths().contains(&index_paths[0]), "rebuilt index is persisted again");
+    assert!(
+        storage.paths().contains(&index_paths[0]),
+        "rebuilt index is persisted again"
+    );
 }
 
 #[test]
 fn segments_roll_by_age() {
     let storage = SimStorage::new();
     let clock = ManualClock::new(0);
-    let config = LogConfig { segment_ms: 1_000, ..LogConfig::default() };
+    let config = LogConfig {
+        segment_ms: 1_000,
+        ..LogConfig::default()
+    };
     let log = open(&storage, config, Durability::GroupCommit, &clock);
     block_on(log.append(&build::batch(1, 10, 1, 0), OPTS)).expect("append");
     clock.advance_ms(999);
@@ -205,13 +272,23 @@ fn retention_deletes_whole_old_segments_and_moves_log_start() {
     clock.set_ms(100_000);
     let segments = log.segment_count();
     let deleted = block_on(log.enforce_retention()).expect("retention");
-    assert!(deleted >= 1 && deleted < segments, "deleted {deleted} of {segments}");
+    assert!(
+        deleted >= 1 && deleted < segments,
+        "deleted {deleted} of {segments}"
+    );
     let start = log.log_start_offset();
     assert!(start > Offset(0) && start <= Offset(250));
-    assert!(matches!(block_on(log.read(Offset(0), 100)), Err(LogError::OffsetOutOfRange { .. })));
+    assert!(matches!(
+        block_on(log.read(Offset(0), 100)),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
     assert_eq!(read_all(&log, start).last().map(|b| b.0), Some(490));
     // Size retention: keep at least ~2 MiB.
-    log.set_config(LogConfig { retention_ms: -1, retention_bytes: 2 << 20, ..small_segments() });
+    log.set_config(LogConfig {
+        retention_ms: -1,
+        retention_bytes: 2 << 20,
+        ..small_segments()
+    });
     block_on(log.enforce_retention()).expect("retention");
     assert!(log.size_bytes() >= 2 << 20);
 }
@@ -224,13 +301,26 @@ fn delete_records_moves_log_start_durably() {
     for i in 0..30u8 {
         block_on(log.append(&build::batch(10, 10_000, i, 0), OPTS)).expect("append");
     }
-    assert_eq!(block_on(log.delete_records_before(Offset(155))).expect("delete"), Offset(155));
-    assert!(matches!(block_on(log.delete_records_before(Offset(301))), Err(LogError::OffsetOutOfRange { .. })));
+    assert_eq!(
+        block_on(log.delete_records_before(Offset(155))).expect("delete"),
+        Offset(155)
+    );
+    assert!(matches!(
+        block_on(log.delete_records_before(Offset(301))),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
     drop(log);
     let log = open(&storage, small_segments(), Durability::GroupCommit, &clock);
     assert_eq!(log.log_start_offset(), Offset(155));
-    assert!(matches!(block_on(log.read(Offset(154), 100)), Err(LogError::OffsetOutOfRange { .. })));
-    assert_eq!(read_all(&log, Offset(155))[0].0, 150, "the batch holding 155 starts at 150");
+    assert!(matches!(
+        block_on(log.read(Offset(154), 100)),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+    assert_eq!(
+        read_all(&log, Offset(155))[0].0,
+        150,
+        "the batch holding 155 starts at 150"
+    );
 }
 
 #[test]
@@ -242,11 +332,17 @@ fn timestamp_lookup_finds_first_batch_reaching_the_target() {
         // batch i has records at 1000*i .. 1000*i+4
         block_on(log.append(&build::batch(5, 5_000, i as u8, 1_000 * i), OPTS)).expect("append");
     }
-    let hit = block_on(log.batch_for_timestamp(17_500)).expect("lookup").expect("found");
+    let hit = block_on(log.batch_for_timestamp(17_500))
+        .expect("lookup")
+        .expect("found");
     assert_eq!(hit.batch_base_offset, Offset(18 * 5));
-    let hit = block_on(log.batch_for_timestamp(17_003)).expect("lookup").expect("found");
+    let hit = block_on(log.batch_for_timestamp(17_003))
+        .expect("lookup")
+        .expect("found");
     assert_eq!(hit.batch_base_offset, Offset(17 * 5));
-    assert!(block_on(log.batch_for_timestamp(1_000_000)).expect("lookup").is_none());
+    assert!(block_on(log.batch_for_timestamp(1_000_000))
+        .expect("lookup")
+        .is_none());
     assert_eq!(log.max_timestamp(), Some((Offset(199), 39_004)));
 }
 
@@ -254,11 +350,22 @@ fn timestamp_lookup_finds_first_batch_reaching_the_target() {
 fn write_failure_fails_the_append_and_keeps_durable_data_readable() {
     let storage = SimStorage::new();
     let clock = ManualClock::new(0);
-    let log = open(&storage, LogConfig::default(), Durability::GroupCommit, &clock);
+    let log = open(
+        &storage,
+        LogConfig::default(),
+        Durability::GroupCommit,
+        &clock,
+    );
     block_on(log.append(&build::batch(2, 100, 1, 0), OPTS)).expect("append");
     storage.fail_writes_after(0);
-    assert!(matches!(block_on(log.append(&build::batch(2, 100, 2, 0), OPTS)), Err(LogError::Io { .. })));
-    assert!(matches!(block_on(log.append(&build::batch(2, 100, 3, 0), OPTS)), Err(LogError::Failed { .. })));
+    assert!(matches!(
+        block_on(log.append(&build::batch(2, 100, 2, 0), OPTS)),
+        Err(LogError::Io { .. })
+    ));
+    assert!(matches!(
+        block_on(log.append(&build::batch(2, 100, 3, 0), OPTS)),
+        Err(LogError::Failed { .. })
+    ));
     assert_eq!(read_all(&log, Offset(0)).len(), 1);
 }
 
@@ -266,7 +373,12 @@ fn write_failure_fails_the_append_and_keeps_durable_data_readable() {
 fn long_poll_waiter_wakes_on_write() {
     let storage = SimStorage::new();
     let clock = ManualClock::new(0);
-    let log = open(&storage, LogConfig::default(), Durability::GroupCommit, &clock);
+    let log = open(
+        &storage,
+        LogConfig::default(),
+        Durability::GroupCommit,
+        &clock,
+    );
     let (woke, _) = block_on(futures_lite::future::zip(
         async {
             log.wait_for_data(Offset(-1)).await;
@@ -285,7 +397,12 @@ fn long_poll_waiter_wakes_on_write() {
 fn concurrent_appends_share_one_sync() {
     let storage = SimStorage::new();
     let clock = ManualClock::new(0);
-    let log = open(&storage, LogConfig::default(), Durability::GroupCommit, &clock);
+    let log = open(
+        &storage,
+        LogConfig::default(),
+        Durability::GroupCommit,
+        &clock,
+    );
     let syncs_before = storage.sync_count();
     let b: Vec<Vec<u8>> = (0..6u8).map(|i| build::batch(1, 10, i, 0)).collect();
     let (r0, (r1, (r2, (r3, (r4, r5))))) = block_on(futures_lite::future::zip(
@@ -294,11 +411,17 @@ fn concurrent_appends_share_one_sync() {
             log.append(&b[1], OPTS),
             futures_lite::future::zip(
                 log.append(&b[2], OPTS),
-                futures_lite::future::zip(log.append(&b[3], OPTS), futures_lite::future::zip(log.append(&b[4], OPTS), log.append(&b[5], OPTS))),
+                futures_lite::future::zip(
+                    log.append(&b[3], OPTS),
+                    futures_lite::future::zip(log.append(&b[4], OPTS), log.append(&b[5], OPTS)),
+                ),
             ),
         ),
     ));
-    let offsets: Vec<i64> = [r0, r1, r2, r3, r4, r5].into_iter().map(|r| r.expect("append").base_offset.0).collect();
+    let offsets: Vec<i64> = [r0, r1, r2, r3, r4, r5]
+        .into_iter()
+        .map(|r| r.expect("append").base_offset.0)
+        .collect();
     assert_eq!(offsets, vec![0, 1, 2, 3, 4, 5]);
     let syncs = storage.sync_count() - syncs_before;
     // The first append syncs alone; the five that arrived while it was in flight share one.
@@ -352,17 +475,32 @@ fn crash_and_recover(seed: u64, mode: CrashMode) {
     storage.crash(seed, mode);
     let log = open(&storage, config.clone(), Durability::None, &clock);
     let got = read_all(&log, Offset(0));
-    assert!(got.len() <= appended.len(), "seed {seed}: more batches than appended");
-    assert_eq!(got[..], appended[..got.len()], "seed {seed}: recovered log is not a prefix of what was appended");
+    assert!(
+        got.len() <= appended.len(),
+        "seed {seed}: more batches than appended"
+    );
+    assert_eq!(
+        got[..],
+        appended[..got.len()],
+        "seed {seed}: recovered log is not a prefix of what was appended"
+    );
     let end = got.last().map_or(0, |(b, c, _)| b + *c as i64);
-    assert!(Offset(end) >= durable_end, "seed {seed}: lost durable data: recovered to {end}, durable {durable_end}");
+    assert!(
+        Offset(end) >= durable_end,
+        "seed {seed}: lost durable data: recovered to {end}, durable {durable_end}"
+    );
     assert_eq!(log.log_end_offset(), Offset(end), "seed {seed}");
-    let info = block_on(log.append(&build::batch(1, 10, 7, 0), OPTS)).expect("append after recovery");
+    let info =
+        block_on(log.append(&build::batch(1, 10, 7, 0), OPTS)).expect("append after recovery");
     assert_eq!(info.base_offset, Offset(end), "seed {seed}");
     block_on(log.flush_all()).expect("flush");
     drop(log);
     let log = open(&storage, config, Durability::None, &clock);
-    assert_eq!(read_all(&log, Offset(0)).len(), got.len() + 1, "seed {seed}: second recovery");
+    assert_eq!(
+        read_all(&log, Offset(0)).len(),
+        got.len() + 1,
+        "seed {seed}: second recovery"
+    );
 }
 
 #[test]
@@ -387,7 +525,8 @@ fn group_commit_acknowledged_appends_survive_a_crash() {
         let log = open(&storage, small_segments(), Durability::GroupCommit, &clock);
         let mut acked = 0;
         for i in 0..(10 + seed as usize * 3) {
-            let info = block_on(log.append(&build::batch(5, 7_000, i as u8, 0), OPTS)).expect("append");
+            let info =
+                block_on(log.append(&build::batch(5, 7_000, i as u8, 0), OPTS)).expect("append");
             acked = info.last_offset.0 + 1;
         }
         drop(log);
@@ -406,7 +545,11 @@ fn corruption_inside_a_closed_segment_is_never_served() {
         block_on(log.append(&build::batch(10, 10_000, i, 0), OPTS)).expect("append");
     }
     drop(log);
-    let mut logs: Vec<_> = storage.paths().into_iter().filter(|p| p.extension().is_some_and(|e| e == "log")).collect();
+    let mut logs: Vec<_> = storage
+        .paths()
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
     logs.sort();
     // Bit rot in the middle of the first (closed) segment, in a batch payload.
     storage.corrupt(&logs[0], 300_000, &[0xff; 8]);
@@ -453,15 +596,31 @@ proptest! {
 fn segment_files_are_reserved_step_by_step_not_whole() {
     let storage = SimStorage::new();
     let clock = ManualClock::new(0);
-    let log = open(&storage, LogConfig::default(), Durability::GroupCommit, &clock);
+    let log = open(
+        &storage,
+        LogConfig::default(),
+        Durability::GroupCommit,
+        &clock,
+    );
     let path = dir().join("00000000000000000000.log");
     let step = crate::limits::SEGMENT_PREALLOCATE_STEP_BYTES;
-    assert_eq!(storage.file_image(&path).map(|f| f.len() as u64), Some(step), "1 GiB segment.bytes reserves one step");
+    assert_eq!(
+        storage.file_image(&path).map(|f| f.len() as u64),
+        Some(step),
+        "1 GiB segment.bytes reserves one step"
+    );
     for i in 0..40u8 {
         block_on(log.append(&build::batch(10, 100_000, i, 0), OPTS)).expect("append");
     }
-    let size = storage.file_image(&path).map(|f| f.len() as u64).unwrap_or(0);
-    assert!(size >= log.size_bytes() && size <= log.size_bytes() + 2 * step + WRITE_CHUNK, "file {size} vs data {}", log.size_bytes());
+    let size = storage
+        .file_image(&path)
+        .map(|f| f.len() as u64)
+        .unwrap_or(0);
+    assert!(
+        size >= log.size_bytes() && size <= log.size_bytes() + 2 * step + WRITE_CHUNK,
+        "file {size} vs data {}",
+        log.size_bytes()
+    );
 }
 
 const WRITE_CHUNK: u64 = crate::limits::WRITE_CHUNK_BYTES as u64;

@@ -39,7 +39,11 @@ pub enum EngineError {
         source: std::io::Error,
     },
     #[error("{tp} is owned by {owner}, not {here}")]
-    NotOwner { tp: TopicPartition, owner: ShardId, here: ShardId },
+    NotOwner {
+        tp: TopicPartition,
+        owner: ShardId,
+        here: ShardId,
+    },
     #[error("{0} does not exist")]
     NoSuchShard(ShardId),
     #[error("{0} stopped")]
@@ -67,13 +71,18 @@ pub fn plan_placement(config: &EngineConfig) -> Result<Vec<Option<usize>>, Engin
     if !config.cores.is_empty() {
         for c in &config.cores {
             if !online.contains(c) {
-                return Err(ConfigError::Invalid(format!("core {c} is not online (online: {online:?})")).into());
+                return Err(ConfigError::Invalid(format!(
+                    "core {c} is not online (online: {online:?})"
+                ))
+                .into());
             }
         }
         return Ok(config.cores.iter().map(|c| Some(*c)).collect());
     }
     let n = config.shard_count(online.len());
-    Ok((0..n).map(|i| (n <= online.len()).then(|| online[i])).collect())
+    Ok((0..n)
+        .map(|i| (n <= online.len()).then(|| online[i]))
+        .collect())
 }
 
 /// Raises RLIMIT_MEMLOCK toward `want` if allowed; glommio needs at least 512 KiB, and
@@ -82,7 +91,10 @@ pub fn plan_placement(config: &EngineConfig) -> Result<Vec<Option<usize>>, Engin
 fn ensure_memlock(want: u64) -> Result<(), EngineError> {
     let (soft, hard) = rlimit::Resource::MEMLOCK
         .get()
-        .map_err(|e| EngineError::Io { path: PathBuf::from("RLIMIT_MEMLOCK"), source: e })?;
+        .map_err(|e| EngineError::Io {
+            path: PathBuf::from("RLIMIT_MEMLOCK"),
+            source: e,
+        })?;
     if soft >= want {
         return Ok(());
     }
@@ -92,7 +104,10 @@ fn ensure_memlock(want: u64) -> Result<(), EngineError> {
     }
     let (soft, _) = rlimit::Resource::MEMLOCK
         .get()
-        .map_err(|e| EngineError::Io { path: PathBuf::from("RLIMIT_MEMLOCK"), source: e })?;
+        .map_err(|e| EngineError::Io {
+            path: PathBuf::from("RLIMIT_MEMLOCK"),
+            source: e,
+        })?;
     if soft < MEMLOCK_BYTES_MIN {
         return Err(EngineError::Executor(format!(
             "locked-memory limit is {soft} bytes; glommio needs at least {MEMLOCK_BYTES_MIN} (raise `ulimit -l` or LimitMEMLOCK)"
@@ -114,20 +129,30 @@ where
 {
     let placement = plan_placement(&config)?;
     let n = placement.len();
-    ensure_memlock((config.io_memory_bytes as u64).saturating_mul(n as u64).max(MEMLOCK_BYTES_MIN))?;
-    let probe = crate::io::dma::write_probe_file(&config.data_dir).map_err(|e| EngineError::Io {
-        path: config.data_dir.clone(),
-        source: e,
-    })?;
+    ensure_memlock(
+        (config.io_memory_bytes as u64)
+            .saturating_mul(n as u64)
+            .max(MEMLOCK_BYTES_MIN),
+    )?;
+    let probe =
+        crate::io::dma::write_probe_file(&config.data_dir).map_err(|e| EngineError::Io {
+            path: config.data_dir.clone(),
+            source: e,
+        })?;
     for (i, cpu) in placement.iter().enumerate() {
         match cpu {
             Some(c) => tracing::info!(shard = i, cpu = c, "shard placement"),
-            None => tracing::info!(shard = i, "shard placement: unpinned (more shards than cores)"),
+            None => tracing::info!(
+                shard = i,
+                "shard placement: unpinned (more shards than cores)"
+            ),
         }
     }
     let table = Arc::new(ShardTable::new(n, config.pin.clone()));
     let config = Arc::new(config);
-    let (senders, receivers): (Vec<_>, Vec<_>) = (0..n).map(|_| flume::bounded::<Job>(SHARD_INBOX_DEPTH)).unzip();
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..n)
+        .map(|_| flume::bounded::<Job>(SHARD_INBOX_DEPTH))
+        .unzip();
     let (stop_txs, stop_rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| flume::bounded::<()>(1)).unzip();
 
     let mut handles = Vec::with_capacity(n);
@@ -136,7 +161,13 @@ where
             Some(cpu) => Placement::Fixed(cpu),
             None => Placement::Unbound,
         };
-        let (table, config, peers, serve, probe) = (table.clone(), config.clone(), senders.clone(), serve.clone(), probe.clone());
+        let (table, config, peers, serve, probe) = (
+            table.clone(),
+            config.clone(),
+            senders.clone(),
+            serve.clone(),
+            probe.clone(),
+        );
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("sluice-shard-{i}"))
             .io_memory(config.io_memory_bytes)
@@ -170,8 +201,14 @@ where
     drop(senders);
 
     // Wait for a stop signal on this (non-shard) thread, then tell every shard.
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
-        .map_err(|e| EngineError::Io { path: PathBuf::from("signals"), source: e })?;
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .map_err(|e| EngineError::Io {
+        path: PathBuf::from("signals"),
+        source: e,
+    })?;
     let handle_signals = signals.handle();
     let waiter = std::thread::Builder::new()
         .name("sluice-signals".into())
@@ -183,7 +220,10 @@ where
                 }
             }
         })
-        .map_err(|e| EngineError::Io { path: PathBuf::from("signal thread"), source: e })?;
+        .map_err(|e| EngineError::Io {
+            path: PathBuf::from("signal thread"),
+            source: e,
+        })?;
     let mut first_err = None;
     for h in handles {
         if let Err(e) = h.join() {

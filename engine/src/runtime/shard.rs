@@ -83,7 +83,11 @@ impl Shard {
     /// Local work runs as a detached task here; remote work goes over the owner's bounded
     /// flume inbox (a full inbox makes this wait: backpressure, never a drop). Either way the
     /// work runs to completion even if the caller goes away.
-    pub async fn route_to_owner<R, W>(self: &Rc<Self>, owner: ShardId, work: W) -> Result<R, EngineError>
+    pub async fn route_to_owner<R, W>(
+        self: &Rc<Self>,
+        owner: ShardId,
+        work: W,
+    ) -> Result<R, EngineError>
     where
         R: Send + 'static,
         W: FnOnce(Rc<Shard>) -> Pin<Box<dyn Future<Output = R>>> + Send + 'static,
@@ -98,8 +102,13 @@ impl Shard {
         if owner == self.id {
             glommio::spawn_local(job(self.clone())).detach();
         } else {
-            let peer = self.peers.get(owner.0).ok_or(EngineError::NoSuchShard(owner))?;
-            peer.send_async(job).await.map_err(|_| EngineError::ShardGone(owner))?;
+            let peer = self
+                .peers
+                .get(owner.0)
+                .ok_or(EngineError::NoSuchShard(owner))?;
+            peer.send_async(job)
+                .await
+                .map_err(|_| EngineError::ShardGone(owner))?;
         }
         rx.await.map_err(|_| EngineError::ShardGone(owner))
     }
@@ -134,7 +143,11 @@ impl Shard {
 
     /// Opens (creating or recovering) a partition this shard owns; returns the open log if
     /// it already is.
-    pub async fn open_partition(&self, tp: TopicPartition, config: LogConfig) -> Result<Rc<PartitionLog>, EngineError> {
+    pub async fn open_partition(
+        &self,
+        tp: TopicPartition,
+        config: LogConfig,
+    ) -> Result<Rc<PartitionLog>, EngineError> {
         self.check_owner(&tp)?;
         let _admin = self.admin_lock.lock().await;
         if let Some(log) = self.partitions.borrow().get(&tp) {
@@ -144,7 +157,15 @@ impl Shard {
             return Err(EngineError::TooManyPartitions(self.id));
         }
         let dir = self.partition_dir(&tp);
-        let log = PartitionLog::open(DmaStorage, dir, tp.clone(), config, self.config.durability, self.clock.clone()).await?;
+        let log = PartitionLog::open(
+            DmaStorage,
+            dir,
+            tp.clone(),
+            config,
+            self.config.durability,
+            self.clock.clone(),
+        )
+        .await?;
         let log = Rc::new(log);
         self.partitions.borrow_mut().insert(tp, log.clone());
         Ok(log)
@@ -176,7 +197,10 @@ impl Shard {
                 match crate::io::Storage::remove_dir_all(&storage, &dir).await {
                     Ok(()) => Ok(()),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                    Err(e) => Err(EngineError::Io { path: dir, source: e }),
+                    Err(e) => Err(EngineError::Io {
+                        path: dir,
+                        source: e,
+                    }),
                 }
             }
         }
@@ -199,7 +223,8 @@ impl Shard {
     /// the periodic fdatasync when durability is `interval`.
     pub(crate) fn start_background(self: &Rc<Self>) -> Result<(), EngineError> {
         let shard = self.clone();
-        let every = std::time::Duration::from_millis(self.config.retention_check_interval_ms.max(10));
+        let every =
+            std::time::Duration::from_millis(self.config.retention_check_interval_ms.max(10));
         glommio::spawn_local_into(
             async move {
                 loop {

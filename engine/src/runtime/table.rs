@@ -16,7 +16,10 @@ pub struct ShardTable {
 impl ShardTable {
     pub fn new(shard_count: usize, pins: BTreeMap<String, usize>) -> Self {
         assert!(shard_count > 0, "a broker runs at least one shard");
-        assert!(pins.values().all(|s| *s < shard_count), "pins were validated against the shard count");
+        assert!(
+            pins.values().all(|s| *s < shard_count),
+            "pins were validated against the shard count"
+        );
         ShardTable { shard_count, pins }
     }
 
@@ -61,7 +64,9 @@ mod tests {
     #[test]
     fn partitions_of_a_topic_spread_round_robin() {
         let t = ShardTable::new(4, BTreeMap::new());
-        let owners: Vec<usize> = (0..8).map(|p| t.owner(&TopicPartition::new("orders", p)).0).collect();
+        let owners: Vec<usize> = (0..8)
+            .map(|p| t.owner(&TopicPartition::new("orders", p)).0)
+            .collect();
         for w in owners.windows(2) {
             assert_eq!((w[0] + 1) % 4, w[1]);
         }
