@@ -9,7 +9,8 @@
 #                                               test a running broker (no SIGKILL test)
 #   extra arguments go to pytest, e.g.  scripts/interop/run.sh -k seek
 #
-# INTEROP_WORK (default <repo>/target/interop) holds the venv, the Java build and broker state.
+# INTEROP_WORK (default <repo>/target/interop) holds the venv and the Java build; the broker's
+# data dir and log go to a fresh ${TMPDIR:-/tmp}/interop-<broker>.XXXXXX (printed at the end).
 # Exits non-zero when any test fails.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -71,8 +72,8 @@ case "$BROKER" in
             CTL="$HERE/kafka-broker.sh"
             "$CTL" fetch
         fi
-        mkdir -p "$WORK/state"
-        STATE="$(mktemp -d "$WORK/state/$BROKER.XXXXXX")"
+        # Broker state outside the shared target/ tree; kept after the run for its log.
+        STATE="$(mktemp -d "${TMPDIR:-/tmp}/interop-$BROKER.XXXXXX")"
         port="$(free_port)"
         "$CTL" init "$STATE" "$port"
         log "starting $BROKER on 127.0.0.1:$port (state $STATE)"
@@ -84,7 +85,7 @@ esac
 
 log "running the suite against $BROKER at $INTEROP_BOOTSTRAP"
 set +e
-(cd "$HERE/tests" && "$VENV/bin/python" -m pytest -p no:cacheprovider --timeout=300 -rfEs \
+(cd "$HERE/tests" && "$VENV/bin/python" -m pytest -p no:cacheprovider --timeout=300 -rfEs --show-capture=no \
     --junitxml="$WORK/results-$BROKER.xml" "$@")
 status=$?
 set -e

@@ -44,6 +44,40 @@ def clients(bootstrap) -> dict:
     }
 
 
+def _managed_broker_pid():
+    state = os.environ.get("INTEROP_BROKER_STATE")
+    if not state:
+        return None, None
+    try:
+        with open(os.path.join(state, "pid")) as f:
+            return int(f.read().strip()), state
+    except (OSError, ValueError):
+        return -1, state
+
+
+@pytest.fixture(autouse=True)
+def managed_broker_is_alive():
+    """Stops the run at once when the managed broker has died: every later test would
+    only wait out its client timeouts against a closed port."""
+    pid, state = _managed_broker_pid()
+    if pid is None:
+        return
+    alive = pid > 0
+    if alive:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            alive = False
+    if not alive:
+        tail = ""
+        try:
+            with open(os.path.join(state, "broker.log"), errors="replace") as f:
+                tail = "".join(f.readlines()[-30:])
+        except OSError:
+            pass
+        pytest.exit(f"the broker process (pid {pid}) is gone; last lines of {state}/broker.log:\n{tail}", returncode=1)
+
+
 @pytest.fixture
 def new_topic(clients, request):
     """new_topic(partitions) -> a fresh topic created with librdkafka's admin client."""

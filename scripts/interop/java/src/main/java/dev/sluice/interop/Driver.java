@@ -307,7 +307,11 @@ public final class Driver {
         pp.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, "30000");
         pp.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, "30000");
         pp.put(ProducerConfig.REQUEST_TIMEOUT_MS_CONFIG, "20000");
+        // The producer only feeds the consumer under test; keep it off InitProducerId so the
+        // check is about the consumer's fetch alone.
+        pp.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, "false");
         AtomicLong ackNanos = new AtomicLong();
+        java.util.concurrent.atomic.AtomicReference<String> sendError = new java.util.concurrent.atomic.AtomicReference<>();
         try (KafkaConsumer<byte[], byte[]> c = consumer(a);
              KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(pp)) {
             producer.partitionsFor(tp.topic()); // warm metadata so the send itself is quick
@@ -320,6 +324,7 @@ public final class Driver {
                     producer.send(new ProducerRecord<>(tp.topic(), tp.partition(), null, value)).get(30, TimeUnit.SECONDS);
                     ackNanos.set(System.nanoTime());
                 } catch (Exception e) {
+                    sendError.set(e.toString());
                     e.printStackTrace(System.err);
                 }
             });
@@ -333,6 +338,7 @@ public final class Driver {
                 }
             }
             sender.join(40_000);
+            if (sendError.get() != null) throw new IllegalStateException("helper producer failed: " + sendError.get());
             if (got == null) throw new IllegalStateException("no record received within 40 s (start offset " + start + ")");
             if (ackNanos.get() == 0) throw new IllegalStateException("producer never got an ack");
             long ms = TimeUnit.NANOSECONDS.toMillis(gotNanos - ackNanos.get());
