@@ -217,7 +217,7 @@ for mode in $MODES; do
     # shellcheck disable=SC2086
     if ! timeout 600 "$SLUICE_BIN" bench run --bootstrap "127.0.0.1:$port" --label "$mode" \
         --topic-prefix "bench-$workload" $args --acks all --duration "$DURATION" --warmup "$WARMUP" \
-        --records "$records_max" --cpus "$CLIENT_CPUS" --out-dir "$OUT/runs/$mode/$workload" \
+        --records "$records_max" --request-timeout 120s --cpus "$CLIENT_CPUS" --out-dir "$OUT/runs/$mode/$workload" \
         >"$OUT/runs/$mode/$workload.txt" 2>"$WORK/bench.err"; then
       status="bench failed: $(tail -1 "$WORK/bench.err")"
     fi

@@ -82,11 +82,11 @@ lines = [
     "*ack* from each record's intended send time (at a fixed rate its scheduled time, so a stall is not hidden) "
     "to its produce ack; *e2e* from the intended send time to the consumer's receipt. Broker CPU is the broker "
     "process's user+system CPU over the whole run (topic creation included); CPU-s/GB divides it by the value "
-    "bytes acknowledged.",
+    "bytes acknowledged, and records per CPU-s divides the records acknowledged by it.",
     "",
     "| workload | broker | records/s | MB/s | % of disk write | % of loopback | ack p50 | ack p99 | ack p99.9 "
-    "| ack max | e2e p50 | e2e p99 | e2e p99.9 | broker CPU-s | CPU-s/GB | acked = sent |",
-    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    "| ack max | e2e p50 | e2e p99 | e2e p99.9 | broker CPU-s | CPU-s/GB | records per CPU-s | acked = sent |",
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
 ]
 for w in workloads:
     for m in modes:
@@ -97,13 +97,14 @@ for w in workloads:
             status = row.get("status") or "not run"
             if m.startswith("sluice") and "did not start" in status:
                 status = "not available (sluice serve did not start)"
-            lines.append(f"| {WORKLOAD_LABELS.get(w, w)} | {label} | {status} |" + " |" * 13)
+            lines.append(f"| {WORKLOAD_LABELS.get(w, w)} | {label} | {status} |" + " |" * 14)
             continue
         s = json.loads(f.read_text())
         rate = s["produce"]["megabytes_per_second"]
         gb = s["bytes_sent"] / 1e9 if s["records_failed"] == 0 else None
         cpu_s = float(row["broker_cpu_seconds"]) if row.get("broker_cpu_seconds") else None
         per_gb = cpu_s / gb if cpu_s is not None and gb else None
+        per_cpu = s["records_acknowledged"] / cpu_s if cpu_s else None
         ok = (
             "yes"
             if s["records_acknowledged"] == s["records_sent"] and s["records_failed"] == 0
@@ -124,7 +125,7 @@ for w in workloads:
             f"| {WORKLOAD_LABELS.get(w, w)} | {label} | {fmt(s['produce']['records_per_second'], 0)} | {fmt(rate, 1)} "
             f"| {fmt(100 * rate / disk_w if disk_w else None, 0)}% | {fmt(100 * rate / net if net else None, 1)}% "
             f"| {fmt(pa['p50_ms'])} | {fmt(pa['p99_ms'])} | {fmt(pa['p999_ms'])} | {fmt(pa['max_ms'])} "
-            f"| {e('p50_ms')} | {e('p99_ms')} | {e('p999_ms')} | {fmt(cpu_s, 1)} | {fmt(per_gb, 1)} | {ok} |"
+            f"| {e('p50_ms')} | {e('p99_ms')} | {e('p999_ms')} | {fmt(cpu_s, 1)} | {fmt(per_gb, 1)} | {fmt(per_cpu, 0)} | {ok} |"
         )
 
 lines += ["", "## Percentile spectra", ""]

@@ -292,3 +292,123 @@ fn consume_batches(
     }
     Ok((count, bytes))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+        NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE,
+    };
+
+    use crate::workload::stamp_value;
+
+    const TAG: u64 = 77;
+
+    fn batch(base_offset: i64, intended_ns: &[u64], tag: u64, compression: Compression) -> Bytes {
+        let records: Vec<Record> = intended_ns
+            .iter()
+            .enumerate()
+            .map(|(i, ns)| {
+                let mut value = BytesMut::new();
+                stamp_value(&mut value, *ns, tag);
+                value.extend_from_slice(b"payload");
+                Record {
+                    transactional: false,
+                    control: false,
+                    delete_horizon: false,
+                    partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
+                    producer_id: NO_PRODUCER_ID,
+                    producer_epoch: NO_PRODUCER_EPOCH,
+                    timestamp_type: TimestampType::Creation,
+                    offset: base_offset + i as i64,
+                    sequence: NO_SEQUENCE.wrapping_add(i as i32),
+                    timestamp: 0,
+                    key: None,
+                    value: Some(value.freeze()),
+                    headers: Default::default(),
+                }
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            records.iter(),
+            &RecordEncodeOptions {
+                version: 2,
+                compression,
+            },
+        )
+        .expect("encode");
+        buf.freeze()
+    }
+
+    fn shared() -> Shared {
+        Shared::new(&["t".to_string()], 1, 1_000, TAG, 0)
+    }
+
+    #[test]
+    fn complete_batches_advance_the_position_and_record_end_to_end_latency() {
+        let shared = shared();
+        let mut set = BytesMut::new();
+        set.extend_from_slice(&batch(10, &[2_000, 3_000, 4_000], TAG, Compression::None));
+        set.extend_from_slice(&batch(13, &[5_000, 6_000], TAG, Compression::Lz4));
+        let mut out = ConsumerOutcome::default();
+        let mut position = 10;
+        let (count, bytes) = consume_batches(
+            &set.freeze(),
+            &mut position,
+            &shared,
+            10_000,
+            &mut out,
+            "test",
+        )
+        .expect("well-formed batches");
+        assert_eq!((count, position), (5, 15));
+        assert_eq!(bytes, 5 * (16 + 7));
+        assert_eq!(out.end_to_end.count(), 5);
+        // now 10_000 ns minus the oldest stamp 2_000 ns, within the histogram's precision.
+        assert!((out.end_to_end.summary().max_ms - 0.008).abs() < 0.000_01);
+    }
+
+    #[test]
+    fn a_trailing_partial_batch_is_left_for_the_next_fetch() {
+        let shared = shared();
+        let whole = batch(0, &[2_000, 2_000], TAG, Compression::None);
+        let mut set = BytesMut::new();
+        set.extend_from_slice(&whole);
+        set.extend_from_slice(&batch(2, &[2_000], TAG, Compression::None)[..40]);
+        let mut out = ConsumerOutcome::default();
+        let mut position = 0;
+        let (count, _) = consume_batches(
+            &set.freeze(),
+            &mut position,
+            &shared,
+            3_000,
+            &mut out,
+            "test",
+        )
+        .expect("ok");
+        assert_eq!((count, position), (2, 2));
+    }
+
+    #[test]
+    fn records_before_the_position_warm_up_and_other_runs_are_not_measured() {
+        let shared = shared();
+        let mut out = ConsumerOutcome::default();
+        // A compressed batch can start before the fetch offset: offsets 0..3, position 2.
+        let set = batch(0, &[5_000, 5_000, 500, 5_000], TAG, Compression::Gzip);
+        let mut position = 2;
+        let (count, _) =
+            consume_batches(&set, &mut position, &shared, 9_000, &mut out, "test").expect("ok");
+        // Offsets 2 and 3 are consumed; offset 2 was sent during warm-up (500 < 1_000).
+        assert_eq!((count, position), (2, 4));
+        assert_eq!(out.end_to_end.count(), 1);
+        let other_run = batch(4, &[5_000], TAG + 1, Compression::None);
+        let (count, _) =
+            consume_batches(&other_run, &mut position, &shared, 9_000, &mut out, "test")
+                .expect("ok");
+        assert_eq!((count, position, out.end_to_end.count()), (1, 5, 1));
+    }
+}

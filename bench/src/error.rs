@@ -30,6 +30,11 @@ pub enum BenchError {
         addr: String,
         source: CodecError,
     },
+    #[error("no response from {addr} within the request timeout ({timeout:?})")]
+    Timeout {
+        addr: String,
+        timeout: std::time::Duration,
+    },
     #[error("protocol error from {addr}: {detail}")]
     Protocol { addr: String, detail: String },
     #[error("broker answered error code {code} to {what}")]

@@ -4,7 +4,7 @@
 //! and a `ResponseReader` that run on two threads; responses come back in request order
 //! (Kafka guarantees per-connection ordering), which the reader checks by correlation id.
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
@@ -247,9 +247,17 @@ fn write_frame(stream: &mut TcpStream, addr: &str, frame: &[u8]) -> Result<()> {
 }
 
 fn read_frame(stream: &mut TcpStream, addr: &str) -> Result<Bytes> {
-    let io_err = |source| BenchError::Io {
-        addr: addr.to_string(),
-        source,
+    let timeout = stream.read_timeout().ok().flatten().unwrap_or_default();
+    let io_err = |source: std::io::Error| match source.kind() {
+        // SO_RCVTIMEO expiring shows up as WouldBlock on Linux.
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => BenchError::Timeout {
+            addr: addr.to_string(),
+            timeout,
+        },
+        _ => BenchError::Io {
+            addr: addr.to_string(),
+            source,
+        },
     };
     let mut size = [0u8; 4];
     stream.read_exact(&mut size).map_err(io_err)?;

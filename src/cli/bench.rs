@@ -80,6 +80,9 @@ pub struct RunArgs {
     /// Longest wait for outstanding acks and consumers after generation stops.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+    /// Longest wait for any one response (topic creation with many partitions is slow).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
     /// Pin the load generator's threads to these cores, e.g. `1` or `2,3`.
     #[arg(long, value_delimiter = ',')]
     pub cpus: Vec<usize>,
@@ -160,7 +163,7 @@ fn run_workload(a: RunArgs) -> Result<(), String> {
         duration: a.duration,
         records_max: a.records,
         drain_timeout: a.drain_timeout,
-        request_timeout: Duration::from_secs(30),
+        request_timeout: a.request_timeout,
         cpus: a.cpus,
         seed: a.seed,
         output_dir: a.out_dir,
