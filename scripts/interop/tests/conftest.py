@@ -24,6 +24,26 @@ CLIENT_NAMES = ["librdkafka", "kafka-python", "java"]
 RUN = os.environ.get("INTEROP_RUN_ID") or f"it{int(time.time())}{uuid.uuid4().hex[:4]}"
 
 
+def pytest_collection_modifyitems(config, items):
+    """INTEROP_KNOWN_FAILURES=<file> (opt-in, off by default): each line "<test id> # reason"
+    marks that test xfail(strict=True): it still runs, its failure is reported as XFAIL
+    with the reason, and once the broker is fixed the XPASS fails the run, so the line
+    has to be deleted. Nothing is marked unless the variable is set."""
+    path = os.environ.get("INTEROP_KNOWN_FAILURES")
+    if not path:
+        return
+    known = {}
+    with open(path) as f:
+        for line in f:
+            test_id, _, reason = line.partition("#")
+            if test_id.strip():
+                known[test_id.strip()] = reason.strip() or "known failure"
+    for item in items:
+        reason = known.get(item.nodeid)
+        if reason:
+            item.add_marker(pytest.mark.xfail(reason=reason, strict=True))
+
+
 @pytest.fixture(scope="session")
 def bootstrap() -> str:
     b = os.environ.get("INTEROP_BOOTSTRAP")
