@@ -274,7 +274,7 @@ fn main() {
     let probe = write_probe_file(&args.dir).expect("probe file");
     let a = args.clone();
     let handle = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(args.core))
-        .io_memory(8 << 20)
+        .io_memory(64 << 20)
         .spawn(move || async move {
             prime_device_probe(&probe).await.expect("device probe");
             let args = a;

@@ -96,7 +96,7 @@ impl Default for EngineConfig {
             data_dir: PathBuf::from("./data"),
             cores: Vec::new(),
             shards: 0,
-            io_memory_bytes: 4 << 20,
+            io_memory_bytes: 64 << 20,
             ring_depth: 256,
             durability: Durability::GroupCommit,
             retention_check_interval_ms: 30_000,

@@ -27,9 +27,9 @@ impl StorageFile for DmaHandle {
     type ReadBuf = ReadResult;
 
     fn alloc_buffer(&self, len: usize) -> DmaBuffer {
-        let mut buf = self.file.alloc_dma_buffer(len);
-        buf.as_bytes_mut().fill(0);
-        buf
+        // From the shard's I/O memory arena when it has room (no page faults, registered with
+        // io_uring when memlock allows); not zeroed - callers write or zero every byte.
+        self.file.alloc_dma_buffer(len)
     }
 
     async fn write_at(&self, buf: DmaBuffer, pos: u64) -> io::Result<usize> {

@@ -55,7 +55,8 @@ pub trait StorageFile: 'static {
     type Buf: WriteBuf;
     type ReadBuf: Deref<Target = [u8]> + Clone;
 
-    /// A zeroed buffer of `len` bytes (`len` a multiple of the alignment).
+    /// A buffer of `len` bytes (`len` a multiple of the alignment). Its contents are
+    /// unspecified: the caller writes or zeroes every byte it hands to `write_at`.
     fn alloc_buffer(&self, len: usize) -> Self::Buf;
     /// Writes the whole buffer at `pos`; both aligned.
     async fn write_at(&self, buf: Self::Buf, pos: u64) -> io::Result<usize>;

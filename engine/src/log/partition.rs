@@ -653,6 +653,10 @@ where
                 if write_len == 0 {
                     continue;
                 }
+                if write_len > chunk.len {
+                    // Zero the padding after the last frame: recovery reads it as "no frame".
+                    chunk.buf.bytes_mut()[chunk.len..write_len].fill(0);
+                }
                 chunk.buf.shrink_to(write_len);
                 let seg = chunk.segment.clone();
                 writes

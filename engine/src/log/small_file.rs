@@ -22,6 +22,7 @@ pub async fn write_small_file<S: Storage>(
         let bytes = buf.bytes_mut();
         bytes[..8].copy_from_slice(&(payload.len() as u64).to_le_bytes());
         bytes[8..8 + payload.len()].copy_from_slice(payload);
+        bytes[8 + payload.len()..].fill(0);
     }
     file.truncate(0).await?;
     file.write_at(buf, 0).await?;
