@@ -21,17 +21,24 @@ pub struct Broker {
     pub advertised_port: u16,
     /// Connections this shard is serving now.
     pub connections: Cell<usize>,
+    /// Request frame buffers for this shard's connections.
+    pub buffers: crate::buffer_pool::BufferPool,
 }
 
 impl std::fmt::Debug for Broker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Broker").field("shard", &self.shard.id()).finish()
+        f.debug_struct("Broker")
+            .field("shard", &self.shard.id())
+            .finish()
     }
 }
 
 impl Broker {
     /// This shard's context from the broker-wide pieces.
-    pub fn new(shard: Rc<Shard>, shared: &crate::server::ServerShared) -> Result<Broker, crate::config::ServerConfigError> {
+    pub fn new(
+        shard: Rc<Shard>,
+        shared: &crate::server::ServerShared,
+    ) -> Result<Broker, crate::config::ServerConfigError> {
         let (advertised_host, advertised_port) = shared.config.advertised()?;
         Ok(Broker {
             shard,
@@ -41,6 +48,7 @@ impl Broker {
             advertised_host,
             advertised_port,
             connections: Cell::new(0),
+            buffers: crate::buffer_pool::BufferPool::default(),
         })
     }
 

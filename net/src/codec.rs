@@ -69,10 +69,11 @@ pub fn decode_header(mut frame: Bytes) -> Result<RequestFrame, CodecError> {
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let api_key = ApiKey::try_from(raw_key).map_err(|_| CodecError::UnknownApiKey(raw_key))?;
     let header_version = api_key.request_header_version(version);
-    let header = RequestHeader::decode(&mut frame, header_version).map_err(|e| CodecError::Malformed {
-        what: "request header",
-        source: anyhow_like::Error::from_display(e),
-    })?;
+    let header =
+        RequestHeader::decode(&mut frame, header_version).map_err(|e| CodecError::Malformed {
+            what: "request header",
+            source: anyhow_like::Error::from_display(e),
+        })?;
     Ok(RequestFrame {
         api_key,
         header,
@@ -81,7 +82,11 @@ pub fn decode_header(mut frame: Bytes) -> Result<RequestFrame, CodecError> {
 }
 
 /// Decodes a request body of type `T` at `version`.
-pub fn decode_body<T: Decodable>(body: &mut Bytes, version: i16, what: &'static str) -> Result<T, CodecError> {
+pub fn decode_body<T: Decodable>(
+    body: &mut Bytes,
+    version: i16,
+    what: &'static str,
+) -> Result<T, CodecError> {
     T::decode(body, version).map_err(|e| CodecError::Malformed {
         what,
         source: anyhow_like::Error::from_display(e),
@@ -106,7 +111,8 @@ pub fn encode_response<T: Encodable>(
         key: api_key,
         source: anyhow_like::Error::from_display(e),
     };
-    let size = header.compute_size(header_version).map_err(wrap)? + body.compute_size(version).map_err(wrap)?;
+    let size = header.compute_size(header_version).map_err(wrap)?
+        + body.compute_size(version).map_err(wrap)?;
     let mut out = BytesMut::with_capacity(4 + size);
     out.put_i32(i32::try_from(size).map_err(|e| wrap(e.into()))?);
     header.encode(&mut out, header_version).map_err(wrap)?;
@@ -135,12 +141,17 @@ mod tests {
     #[test]
     fn header_and_body_round_trip_for_flexible_and_old_versions() {
         for version in [0, 4, 9, 12] {
-            let frame = request_bytes(ApiKey::Metadata, version, &MetadataRequest::default().with_topics(None));
+            let frame = request_bytes(
+                ApiKey::Metadata,
+                version,
+                &MetadataRequest::default().with_topics(None),
+            );
             let mut req = decode_header(frame).expect("decodes");
             assert_eq!(req.api_key, ApiKey::Metadata);
             assert_eq!(req.header.correlation_id, 42);
             let v = req.version();
-            let _: MetadataRequest = decode_body(&mut req.body, v, "Metadata").expect("body decodes");
+            let _: MetadataRequest =
+                decode_body(&mut req.body, v, "Metadata").expect("body decodes");
         }
     }
 
@@ -151,8 +162,14 @@ mod tests {
         frame.put_i16(0);
         frame.put_i32(1);
         frame.put_i16(-1);
-        assert!(matches!(decode_header(frame.freeze()), Err(CodecError::UnknownApiKey(9999))));
-        assert!(matches!(decode_header(Bytes::from_static(&[0, 18, 0])), Err(CodecError::Short(3))));
+        assert!(matches!(
+            decode_header(frame.freeze()),
+            Err(CodecError::UnknownApiKey(9999))
+        ));
+        assert!(matches!(
+            decode_header(Bytes::from_static(&[0, 18, 0])),
+            Err(CodecError::Short(3))
+        ));
     }
 
     #[test]
@@ -168,7 +185,9 @@ mod tests {
     fn huge_array_count_is_refused_without_allocating() {
         // Metadata v0 with a topic-array count of 0x033c0c00: upstream 0.18 would try to
         // allocate gigabytes here (see net/vendor/README.md).
-        let frame = Bytes::from_static(&[0, 3, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 0x03, 0x3c, 0x0c, 0x00, 0xb6]);
+        let frame = Bytes::from_static(&[
+            0, 3, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 0x03, 0x3c, 0x0c, 0x00, 0xb6,
+        ]);
         let mut req = decode_header(frame).expect("header");
         let r: Result<MetadataRequest, _> = decode_body(&mut req.body, 0, "Metadata");
         assert!(r.is_err());

@@ -80,12 +80,19 @@ impl ServerConfig {
     /// The socket addresses to bind, parsed from `listeners`.
     pub fn listener_addrs(&self) -> Result<Vec<SocketAddr>, ServerConfigError> {
         let mut out = Vec::new();
-        for raw in self.listeners.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        for raw in self
+            .listeners
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
             let addr = raw.rsplit_once("://").map_or(raw, |(_, a)| a);
-            let parsed = addr.parse().map_err(|source| ServerConfigError::BadListener {
-                listener: raw.to_string(),
-                source,
-            })?;
+            let parsed = addr
+                .parse()
+                .map_err(|source| ServerConfigError::BadListener {
+                    listener: raw.to_string(),
+                    source,
+                })?;
             out.push(parsed);
         }
         if out.is_empty() {
@@ -97,7 +104,10 @@ impl ServerConfig {
     /// Host and port this broker advertises in Metadata and DescribeCluster.
     pub fn advertised(&self) -> Result<(String, u16), ServerConfigError> {
         let first = self.listener_addrs()?[0];
-        let host = self.advertised_host.clone().unwrap_or_else(|| first.ip().to_string());
+        let host = self
+            .advertised_host
+            .clone()
+            .unwrap_or_else(|| first.ip().to_string());
         Ok((host, self.advertised_port.unwrap_or(first.port())))
     }
 
@@ -136,12 +146,18 @@ impl ServerConfig {
             ));
         }
         if self.num_partitions < 1 || self.num_partitions > self.partitions_per_topic_max {
-            return bad(format!("num_partitions {} not in 1..={}", self.num_partitions, self.partitions_per_topic_max));
+            return bad(format!(
+                "num_partitions {} not in 1..={}",
+                self.num_partitions, self.partitions_per_topic_max
+            ));
         }
         if self.message_max_bytes < 0
             || self.message_max_bytes as usize > sluice_engine::limits::BATCH_BYTES_MAX
         {
-            return bad(format!("message_max_bytes {} out of range", self.message_max_bytes));
+            return bad(format!(
+                "message_max_bytes {} out of range",
+                self.message_max_bytes
+            ));
         }
         if self.node_id < 0 {
             return bad(format!("node_id {} is negative", self.node_id));
@@ -159,7 +175,10 @@ mod tests {
         let c: ServerConfig = toml::from_str("").expect("empty parses");
         assert_eq!(c, ServerConfig::default());
         c.validate().expect("defaults are valid");
-        assert_eq!(c.advertised().expect("advertised"), ("127.0.0.1".to_string(), 9092));
+        assert_eq!(
+            c.advertised().expect("advertised"),
+            ("127.0.0.1".to_string(), 9092)
+        );
     }
 
     #[test]
@@ -180,7 +199,10 @@ mod tests {
         assert_eq!(c.num_partitions, 3);
         assert_eq!(c.socket_request_max_bytes, 1 << 20);
         assert_eq!(c.listener_addrs().expect("addrs").len(), 2);
-        assert_eq!(c.advertised().expect("advertised"), ("broker.example".to_string(), 19092));
+        assert_eq!(
+            c.advertised().expect("advertised"),
+            ("broker.example".to_string(), 19092)
+        );
     }
 
     #[test]

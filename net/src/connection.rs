@@ -40,8 +40,9 @@ pub async fn serve(broker: Rc<Broker>, stream: TcpStream) {
         tracing::debug!(error = %e, "set_nodelay failed");
     }
     let (reader, writer) = futures_lite::io::split(stream);
-    let (pending_tx, pending_rx) =
-        glommio::channels::local_channel::new_bounded::<Pending>(broker.config.in_flight_requests_per_connection);
+    let (pending_tx, pending_rx) = glommio::channels::local_channel::new_bounded::<Pending>(
+        broker.config.in_flight_requests_per_connection,
+    );
     let writer_task = glommio::spawn_local(write_responses(writer, pending_rx)).detach();
     enum Ended {
         Reader(Result<(), ConnectionError>),
@@ -52,12 +53,10 @@ pub async fn serve(broker: Rc<Broker>, stream: TcpStream) {
     // socket halves go and the peer sees the close instead of waiting for an answer.
     let writer = async move { Ended::Writer(writer_task.await) };
     match futures_lite::future::or(reader, writer).await {
-        Ended::Reader(result) => {
-            match &result {
-                Ok(()) => tracing::debug!(?peer, "connection closed by peer"),
-                Err(e) => tracing::info!(?peer, error = %e, "closing connection"),
-            }
-        }
+        Ended::Reader(result) => match &result {
+            Ok(()) => tracing::debug!(?peer, "connection closed by peer"),
+            Err(e) => tracing::info!(?peer, error = %e, "closing connection"),
+        },
         Ended::Writer(result) => {
             if let Some(Err(e)) = result {
                 tracing::warn!(?peer, error = %e, "closing connection: writer failed");
@@ -72,16 +71,20 @@ async fn read_requests<R: futures_lite::AsyncRead + Unpin>(
     pending: glommio::channels::local_channel::LocalSender<Pending>,
 ) -> Result<(), ConnectionError> {
     let mut reader = BufReader::with_capacity(CONNECTION_READ_BUFFER_BYTES, reader);
-    let in_flight = Rc::new(Semaphore::new(broker.config.in_flight_bytes_per_connection as u64));
+    let in_flight = Rc::new(Semaphore::new(
+        broker.config.in_flight_bytes_per_connection as u64,
+    ));
     loop {
-        let Some(size) = read_frame_size(&mut reader, broker.config.socket_request_max_bytes).await? else {
+        let Some(size) =
+            read_frame_size(&mut reader, broker.config.socket_request_max_bytes).await?
+        else {
             return Ok(());
         };
         // Config validation guarantees size <= in-flight bound, so this always completes.
         let Ok(permit) = in_flight.acquire_static_permit(size as u64).await else {
             return Ok(());
         };
-        let frame = read_frame_body(&mut reader, size).await?;
+        let frame = read_frame_body(&mut reader, size, &broker.buffers).await?;
         let request = decode_request(decode_header(frame)?)?;
         let broker = broker.clone();
         let task = glommio::spawn_local(async move {
@@ -103,13 +106,22 @@ async fn write_responses<W: futures_lite::AsyncWrite + Unpin>(
     while let Some(task) = pending.recv().await {
         match task.await {
             Some(Ok(Some(bytes))) => {
-                writer.write_all(&bytes).await.map_err(|source| ConnectionError::Write { source })?;
+                writer
+                    .write_all(&bytes)
+                    .await
+                    .map_err(|source| ConnectionError::Write { source })?;
             }
             Some(Ok(None)) => {}
             Some(Err(e)) => return Err(e.into()),
             None => return Ok(()),
         }
     }
-    writer.flush().await.map_err(|source| ConnectionError::Write { source })?;
-    writer.close().await.map_err(|source| ConnectionError::Write { source })
+    writer
+        .flush()
+        .await
+        .map_err(|source| ConnectionError::Write { source })?;
+    writer
+        .close()
+        .await
+        .map_err(|source| ConnectionError::Write { source })
 }

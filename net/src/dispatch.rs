@@ -72,14 +72,33 @@ pub fn decode_request(frame: RequestFrame) -> Result<Request, CodecError> {
         ApiKey::ListOffsets => Body::ListOffsets(decode_body(&mut raw, version, "ListOffsets")?),
         ApiKey::CreateTopics => Body::CreateTopics(decode_body(&mut raw, version, "CreateTopics")?),
         ApiKey::DeleteTopics => Body::DeleteTopics(decode_body(&mut raw, version, "DeleteTopics")?),
-        ApiKey::CreatePartitions => Body::CreatePartitions(decode_body(&mut raw, version, "CreatePartitions")?),
-        ApiKey::DescribeConfigs => Body::DescribeConfigs(decode_body(&mut raw, version, "DescribeConfigs")?),
+        ApiKey::CreatePartitions => {
+            Body::CreatePartitions(decode_body(&mut raw, version, "CreatePartitions")?)
+        }
+        ApiKey::DescribeConfigs => {
+            Body::DescribeConfigs(decode_body(&mut raw, version, "DescribeConfigs")?)
+        }
         ApiKey::AlterConfigs => Body::AlterConfigs(decode_body(&mut raw, version, "AlterConfigs")?),
-        ApiKey::IncrementalAlterConfigs => Body::IncrementalAlterConfigs(decode_body(&mut raw, version, "IncrementalAlterConfigs")?),
-        ApiKey::DescribeCluster => Body::DescribeCluster(decode_body(&mut raw, version, "DescribeCluster")?),
-        ApiKey::DescribeLogDirs => Body::DescribeLogDirs(decode_body(&mut raw, version, "DescribeLogDirs")?),
-        ApiKey::DeleteRecords => Body::DeleteRecords(decode_body(&mut raw, version, "DeleteRecords")?),
-        other => return Err(CodecError::UnsupportedVersion { key: other, version }),
+        ApiKey::IncrementalAlterConfigs => Body::IncrementalAlterConfigs(decode_body(
+            &mut raw,
+            version,
+            "IncrementalAlterConfigs",
+        )?),
+        ApiKey::DescribeCluster => {
+            Body::DescribeCluster(decode_body(&mut raw, version, "DescribeCluster")?)
+        }
+        ApiKey::DescribeLogDirs => {
+            Body::DescribeLogDirs(decode_body(&mut raw, version, "DescribeLogDirs")?)
+        }
+        ApiKey::DeleteRecords => {
+            Body::DeleteRecords(decode_body(&mut raw, version, "DeleteRecords")?)
+        }
+        other => {
+            return Err(CodecError::UnsupportedVersion {
+                key: other,
+                version,
+            })
+        }
     };
     Ok(Request {
         api_key: key,
@@ -104,7 +123,9 @@ pub async fn handle(broker: &Rc<Broker>, request: Request) -> Result<Option<Byte
         };
     }
     match body {
-        Body::ApiVersionsUnsupported => respond!(handlers::api_versions::handle(errors::UNSUPPORTED_VERSION)),
+        Body::ApiVersionsUnsupported => {
+            respond!(handlers::api_versions::handle(errors::UNSUPPORTED_VERSION))
+        }
         Body::ApiVersions(_) => respond!(handlers::api_versions::ok()),
         Body::Produce(req) => match handlers::produce::handle(broker, req, version).await {
             Some(resp) => respond!(resp),
@@ -112,15 +133,31 @@ pub async fn handle(broker: &Rc<Broker>, request: Request) -> Result<Option<Byte
         },
         Body::Metadata(req) => respond!(handlers::metadata::handle(broker, req, version).await),
         Body::Fetch(req) => respond!(handlers::fetch::handle(broker, req, version).await),
-        Body::ListOffsets(req) => respond!(handlers::list_offsets::handle(broker, req, version).await),
-        Body::CreateTopics(req) => respond!(handlers::create_topics::handle(broker, req, version).await),
-        Body::DeleteTopics(req) => respond!(handlers::delete_topics::handle(broker, req, version).await),
-        Body::CreatePartitions(req) => respond!(handlers::create_partitions::handle(broker, req, version).await),
+        Body::ListOffsets(req) => {
+            respond!(handlers::list_offsets::handle(broker, req, version).await)
+        }
+        Body::CreateTopics(req) => {
+            respond!(handlers::create_topics::handle(broker, req, version).await)
+        }
+        Body::DeleteTopics(req) => {
+            respond!(handlers::delete_topics::handle(broker, req, version).await)
+        }
+        Body::CreatePartitions(req) => {
+            respond!(handlers::create_partitions::handle(broker, req, version).await)
+        }
         Body::DescribeConfigs(req) => respond!(handlers::configs::describe(broker, req, version)),
         Body::AlterConfigs(req) => respond!(handlers::configs::alter(broker, req, version).await),
-        Body::IncrementalAlterConfigs(req) => respond!(handlers::configs::incremental_alter(broker, req, version).await),
-        Body::DescribeCluster(req) => respond!(handlers::describe_cluster::handle(broker, req, version)),
-        Body::DescribeLogDirs(req) => respond!(handlers::describe_log_dirs::handle(broker, req, version).await),
-        Body::DeleteRecords(req) => respond!(handlers::delete_records::handle(broker, req, version).await),
+        Body::IncrementalAlterConfigs(req) => {
+            respond!(handlers::configs::incremental_alter(broker, req, version).await)
+        }
+        Body::DescribeCluster(req) => {
+            respond!(handlers::describe_cluster::handle(broker, req, version))
+        }
+        Body::DescribeLogDirs(req) => {
+            respond!(handlers::describe_log_dirs::handle(broker, req, version).await)
+        }
+        Body::DeleteRecords(req) => {
+            respond!(handlers::delete_records::handle(broker, req, version).await)
+        }
     }
 }

@@ -30,7 +30,8 @@ pub const KAFKA_STORAGE_ERROR: i16 = code(ResponseError::KafkaStorageError);
 pub const FETCH_SESSION_ID_NOT_FOUND: i16 = code(ResponseError::FetchSessionIdNotFound);
 pub const UNKNOWN_TOPIC_ID: i16 = code(ResponseError::UnknownTopicId);
 pub const INVALID_RECORD: i16 = code(ResponseError::InvalidRecord);
-pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = code(ResponseError::TransactionalIdAuthorizationFailed);
+pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 =
+    code(ResponseError::TransactionalIdAuthorizationFailed);
 pub const CLUSTER_AUTHORIZATION_FAILED: i16 = code(ResponseError::ClusterAuthorizationFailed);
 pub const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = code(ResponseError::UnsupportedForMessageFormat);
 

@@ -1,9 +1,10 @@
 //! Kafka request framing: a big-endian i32 size, then that many bytes. The size is checked
 //! against `socket.request.max.bytes` before a single byte of the body is allocated.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_lite::{AsyncRead, AsyncReadExt};
 
+use crate::buffer_pool::BufferPool;
 use crate::limits::REQUEST_HEADER_BYTES_MIN;
 
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +27,10 @@ pub enum FrameError {
 
 /// Reads the size prefix of the next frame. `Ok(None)` is a clean end of stream (the peer
 /// closed between frames). The returned size is within `REQUEST_HEADER_BYTES_MIN..=max`.
-pub async fn read_frame_size<R: AsyncRead + Unpin>(reader: &mut R, max: usize) -> Result<Option<usize>, FrameError> {
+pub async fn read_frame_size<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    max: usize,
+) -> Result<Option<usize>, FrameError> {
     let mut size_bytes = [0u8; 4];
     let mut have = 0;
     while have < size_bytes.len() {
@@ -59,10 +63,15 @@ pub fn check_frame_size(size: i32, max: usize) -> Result<usize, FrameError> {
     Ok(size as usize)
 }
 
-/// Reads exactly `size` body bytes (a size from [`read_frame_size`], already bounded).
-pub async fn read_frame_body<R: AsyncRead + Unpin>(reader: &mut R, size: usize) -> Result<Bytes, FrameError> {
-    let mut body = BytesMut::zeroed(size);
-    reader.read_exact(&mut body).await.map_err(|source| {
+/// Reads exactly `size` body bytes (a size from [`read_frame_size`], already bounded) into
+/// a buffer from `pool`.
+pub async fn read_frame_body<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    size: usize,
+    pool: &BufferPool,
+) -> Result<Bytes, FrameError> {
+    let mut body = pool.take(size);
+    reader.read_exact(body.bytes_mut()).await.map_err(|source| {
         if source.kind() == std::io::ErrorKind::UnexpectedEof {
             FrameError::Truncated { source }
         } else {
@@ -89,10 +98,26 @@ mod tests {
         wire.extend(frame(b"abcdefgh"));
         let mut r = &wire[..];
         block_on(async {
-            let n = read_frame_size(&mut r, 100).await.expect("ok").expect("frame");
-            assert_eq!(&read_frame_body(&mut r, n).await.expect("body")[..], b"0123456789");
-            let n = read_frame_size(&mut r, 100).await.expect("ok").expect("frame");
-            assert_eq!(&read_frame_body(&mut r, n).await.expect("body")[..], b"abcdefgh");
+            let n = read_frame_size(&mut r, 100)
+                .await
+                .expect("ok")
+                .expect("frame");
+            assert_eq!(
+                &read_frame_body(&mut r, n, &BufferPool::default())
+                    .await
+                    .expect("body")[..],
+                b"0123456789"
+            );
+            let n = read_frame_size(&mut r, 100)
+                .await
+                .expect("ok")
+                .expect("frame");
+            assert_eq!(
+                &read_frame_body(&mut r, n, &BufferPool::default())
+                    .await
+                    .expect("body")[..],
+                b"abcdefgh"
+            );
             assert!(read_frame_size(&mut r, 100).await.expect("ok").is_none());
         });
     }
@@ -102,17 +127,31 @@ mod tests {
         let wire = i32::MAX.to_be_bytes();
         let mut r = &wire[..];
         let err = block_on(read_frame_size(&mut r, 1024)).expect_err("too large");
-        assert!(matches!(err, FrameError::TooLarge { size, max: 1024 } if size == i64::from(i32::MAX)));
+        assert!(
+            matches!(err, FrameError::TooLarge { size, max: 1024 } if size == i64::from(i32::MAX))
+        );
     }
 
     #[test]
     fn negative_and_tiny_sizes_are_refused() {
-        assert!(matches!(check_frame_size(-1, 1024), Err(FrameError::TooSmall { .. })));
-        assert!(matches!(check_frame_size(0, 1024), Err(FrameError::TooSmall { .. })));
-        assert!(matches!(check_frame_size(7, 1024), Err(FrameError::TooSmall { .. })));
+        assert!(matches!(
+            check_frame_size(-1, 1024),
+            Err(FrameError::TooSmall { .. })
+        ));
+        assert!(matches!(
+            check_frame_size(0, 1024),
+            Err(FrameError::TooSmall { .. })
+        ));
+        assert!(matches!(
+            check_frame_size(7, 1024),
+            Err(FrameError::TooSmall { .. })
+        ));
         assert_eq!(check_frame_size(8, 1024).expect("min ok"), 8);
         assert_eq!(check_frame_size(1024, 1024).expect("max ok"), 1024);
-        assert!(matches!(check_frame_size(1025, 1024), Err(FrameError::TooLarge { .. })));
+        assert!(matches!(
+            check_frame_size(1025, 1024),
+            Err(FrameError::TooLarge { .. })
+        ));
     }
 
     #[test]
@@ -120,10 +159,19 @@ mod tests {
         let wire = frame(b"0123456789");
         let mut r = &wire[..wire.len() - 1];
         block_on(async {
-            let n = read_frame_size(&mut r, 100).await.expect("ok").expect("frame");
-            assert!(matches!(read_frame_body(&mut r, n).await, Err(FrameError::Truncated { .. })));
+            let n = read_frame_size(&mut r, 100)
+                .await
+                .expect("ok")
+                .expect("frame");
+            assert!(matches!(
+                read_frame_body(&mut r, n, &BufferPool::default()).await,
+                Err(FrameError::Truncated { .. })
+            ));
         });
         let mut r = &wire[..2];
-        assert!(matches!(block_on(read_frame_size(&mut r, 100)), Err(FrameError::Truncated { .. })));
+        assert!(matches!(
+            block_on(read_frame_size(&mut r, 100)),
+            Err(FrameError::Truncated { .. })
+        ));
     }
 }

@@ -11,19 +11,20 @@
 #![allow(clippy::future_not_send)]
 
 pub mod broker;
+pub mod buffer_pool;
 pub mod codec;
+pub mod config;
 pub mod connection;
 pub mod dispatch;
 pub mod errors;
+pub mod frame;
 pub mod handlers;
+pub mod limits;
+pub mod metadata;
 pub mod partition_ops;
 pub mod routing;
 pub mod server;
 pub mod topics;
-pub mod config;
-pub mod frame;
-pub mod limits;
-pub mod metadata;
 pub mod versions;
 
 pub use config::ServerConfig;

@@ -39,4 +39,14 @@ const _: () = assert!(REQUEST_BYTES_MAX_DEFAULT <= REQUEST_BYTES_MAX_CEILING);
 // A connection must be able to have at least one maximal request in flight.
 const _: () = assert!(REQUEST_BYTES_MAX_DEFAULT <= IN_FLIGHT_BYTES_PER_CONNECTION_DEFAULT);
 const _: () = assert!(FETCH_RESPONSE_BYTES_MAX <= sluice_engine::limits::READ_BYTES_MAX);
-const _: () = assert!((MESSAGE_BYTES_MAX_DEFAULT as usize) <= sluice_engine::limits::BATCH_BYTES_MAX);
+const _: () =
+    assert!((MESSAGE_BYTES_MAX_DEFAULT as usize) <= sluice_engine::limits::BATCH_BYTES_MAX);
+
+/// Smallest frame buffer allocated (small requests share the size class).
+pub const FRAME_BUFFER_BYTES_MIN: usize = 64 * 1024;
+/// Largest frame buffer kept for reuse.
+pub const FRAME_BUFFER_POOLED_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Frame buffers a shard keeps for reuse.
+pub const FRAME_BUFFERS_POOLED_MAX: usize = 64;
+
+const _: () = assert!(FRAME_BUFFER_BYTES_MIN <= FRAME_BUFFER_POOLED_BYTES_MAX);

@@ -22,7 +22,11 @@ pub struct OwnerContext {
 
 /// The partition's log on this (owner) shard, opened on first use if the metadata says
 /// the partition exists (after a restart, or when another shard just created the topic).
-pub async fn partition_log(shard: &Rc<Shard>, ctx: &OwnerContext, tp: &TopicPartition) -> Result<Rc<PartitionLog>, i16> {
+pub async fn partition_log(
+    shard: &Rc<Shard>,
+    ctx: &OwnerContext,
+    tp: &TopicPartition,
+) -> Result<Rc<PartitionLog>, i16> {
     if let Some(log) = shard.partition(tp) {
         return Ok(log);
     }
@@ -81,7 +85,12 @@ impl ProduceOutcome {
 /// Appends `records`; resolves when the engine's durability policy says the append is
 /// done (group commit by default: fdatasync'd), which is what acks=1 and acks=all wait
 /// for on a single broker.
-pub async fn produce(shard: Rc<Shard>, ctx: OwnerContext, tp: TopicPartition, records: Bytes) -> ProduceOutcome {
+pub async fn produce(
+    shard: Rc<Shard>,
+    ctx: OwnerContext,
+    tp: TopicPartition,
+    records: Bytes,
+) -> ProduceOutcome {
     let log = match partition_log(&shard, &ctx, &tp).await {
         Ok(log) => log,
         Err(code) => return ProduceOutcome::error(code, None),
@@ -118,7 +127,13 @@ pub struct FetchOutcome {
     pub records: Bytes,
 }
 
-pub async fn fetch(shard: Rc<Shard>, ctx: OwnerContext, tp: TopicPartition, from: i64, max_bytes: usize) -> FetchOutcome {
+pub async fn fetch(
+    shard: Rc<Shard>,
+    ctx: OwnerContext,
+    tp: TopicPartition,
+    from: i64,
+    max_bytes: usize,
+) -> FetchOutcome {
     let log = match partition_log(&shard, &ctx, &tp).await {
         Ok(log) => log,
         Err(code) => {
@@ -158,7 +173,12 @@ pub async fn fetch(shard: Rc<Shard>, ctx: OwnerContext, tp: TopicPartition, from
 
 /// Resolves once any of `partitions` (all owned here) has data beyond the given offset,
 /// or after `wait`.
-pub async fn wait_for_any(shard: Rc<Shard>, ctx: OwnerContext, partitions: Vec<(TopicPartition, i64)>, wait: std::time::Duration) {
+pub async fn wait_for_any(
+    shard: Rc<Shard>,
+    ctx: OwnerContext,
+    partitions: Vec<(TopicPartition, i64)>,
+    wait: std::time::Duration,
+) {
     let mut logs = Vec::with_capacity(partitions.len());
     for (tp, from) in partitions {
         if let Ok(log) = partition_log(&shard, &ctx, &tp).await {
@@ -189,7 +209,12 @@ pub const MAX_TIMESTAMP: i64 = -3;
 pub const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
 pub const LATEST_TIERED_TIMESTAMP: i64 = -5;
 
-pub async fn list_offset(shard: Rc<Shard>, ctx: OwnerContext, tp: TopicPartition, timestamp: i64) -> OffsetOutcome {
+pub async fn list_offset(
+    shard: Rc<Shard>,
+    ctx: OwnerContext,
+    tp: TopicPartition,
+    timestamp: i64,
+) -> OffsetOutcome {
     let log = match partition_log(&shard, &ctx, &tp).await {
         Ok(log) => log,
         Err(code) => {
@@ -235,7 +260,12 @@ pub async fn list_offset(shard: Rc<Shard>, ctx: OwnerContext, tp: TopicPartition
 
 /// DeleteRecords on one partition: returns the new low watermark. `-1` means "up to the
 /// high watermark", as Kafka's admin client sends for "delete everything".
-pub async fn delete_records(shard: Rc<Shard>, ctx: OwnerContext, tp: TopicPartition, before: i64) -> (i16, i64) {
+pub async fn delete_records(
+    shard: Rc<Shard>,
+    ctx: OwnerContext,
+    tp: TopicPartition,
+    before: i64,
+) -> (i16, i64) {
     let log = match partition_log(&shard, &ctx, &tp).await {
         Ok(log) => log,
         Err(code) => return (code, -1),
@@ -253,7 +283,10 @@ pub async fn delete_records(shard: Rc<Shard>, ctx: OwnerContext, tp: TopicPartit
 
 /// Size on disk of one partition (DescribeLogDirs); None when it is not hosted here.
 pub async fn size_bytes(shard: Rc<Shard>, ctx: OwnerContext, tp: TopicPartition) -> Option<u64> {
-    partition_log(&shard, &ctx, &tp).await.ok().map(|log| log.size_bytes())
+    partition_log(&shard, &ctx, &tp)
+        .await
+        .ok()
+        .map(|log| log.size_bytes())
 }
 
 /// Pushes a topic's (new) log config to an open partition.

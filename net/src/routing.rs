@@ -32,7 +32,10 @@ where
 {
     let mut by_owner: BTreeMap<ShardId, Vec<(TopicPartition, I)>> = BTreeMap::new();
     for (tp, input) in items {
-        by_owner.entry(shard.owner(&tp)).or_default().push((tp, input));
+        by_owner
+            .entry(shard.owner(&tp))
+            .or_default()
+            .push((tp, input));
     }
     let mut tasks = Vec::with_capacity(by_owner.len());
     for (owner, batch) in by_owner {
@@ -68,7 +71,11 @@ where
 }
 
 /// On the owner: one local task per partition so appends share a group commit.
-async fn run_concurrently<I, O, W, F>(shard: Rc<Shard>, batch: Vec<(TopicPartition, I)>, work: W) -> Vec<(TopicPartition, O)>
+async fn run_concurrently<I, O, W, F>(
+    shard: Rc<Shard>,
+    batch: Vec<(TopicPartition, I)>,
+    work: W,
+) -> Vec<(TopicPartition, O)>
 where
     I: 'static,
     O: 'static,
@@ -106,16 +113,25 @@ pub async fn wait_for_any(
 ) {
     let mut by_owner: BTreeMap<ShardId, Vec<(TopicPartition, i64)>> = BTreeMap::new();
     for (tp, from) in partitions {
-        by_owner.entry(broker.shard.owner(&tp)).or_default().push((tp, from));
+        by_owner
+            .entry(broker.shard.owner(&tp))
+            .or_default()
+            .push((tp, from));
     }
-    let mut any: std::pin::Pin<Box<dyn Future<Output = ()>>> = Box::pin(glommio::timer::sleep(wait));
+    let mut any: std::pin::Pin<Box<dyn Future<Output = ()>>> =
+        Box::pin(glommio::timer::sleep(wait));
     for (owner, batch) in by_owner {
         let ctx = ctx.clone();
         let shard = broker.shard.clone();
         let one = async move {
             let routed = shard
                 .route_to_owner(owner, move |owner_shard| {
-                    Box::pin(crate::partition_ops::wait_for_any(owner_shard, ctx, batch, wait))
+                    Box::pin(crate::partition_ops::wait_for_any(
+                        owner_shard,
+                        ctx,
+                        batch,
+                        wait,
+                    ))
                 })
                 .await;
             if routed.is_err() {

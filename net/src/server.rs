@@ -81,7 +81,9 @@ async fn recover_owned_partitions(broker: &Rc<Broker>) {
 }
 
 async fn accept_loop(broker: Rc<Broker>, listener: TcpListener) {
-    let limit = broker.config.connections_per_shard(broker.shard.shard_count());
+    let limit = broker
+        .config
+        .connections_per_shard(broker.shard.shard_count());
     loop {
         match listener.accept().await {
             Ok(stream) => {

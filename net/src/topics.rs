@@ -55,8 +55,13 @@ pub struct TopicSpec {
 
 /// Checks a spec and fills in defaults; returns the topic as it would be stored.
 pub fn validate_spec(broker: &Broker, spec: &TopicSpec) -> Result<TopicMetadata, AdminError> {
-    validate_topic_name(&spec.name).map_err(|e| AdminError::new(errors::INVALID_TOPIC_EXCEPTION, e.to_string()))?;
-    let partitions = if spec.partitions == -1 { broker.config.num_partitions } else { spec.partitions };
+    validate_topic_name(&spec.name)
+        .map_err(|e| AdminError::new(errors::INVALID_TOPIC_EXCEPTION, e.to_string()))?;
+    let partitions = if spec.partitions == -1 {
+        broker.config.num_partitions
+    } else {
+        spec.partitions
+    };
     let max = broker.config.partitions_per_topic_max;
     if !(1..=max).contains(&partitions) {
         return Err(AdminError::new(
@@ -67,11 +72,15 @@ pub fn validate_spec(broker: &Broker, spec: &TopicSpec) -> Result<TopicMetadata,
     if spec.replication_factor != -1 && spec.replication_factor != 1 {
         return Err(AdminError::new(
             errors::INVALID_REPLICATION_FACTOR,
-            format!("replication factor {} but this cluster has 1 broker", spec.replication_factor),
+            format!(
+                "replication factor {} but this cluster has 1 broker",
+                spec.replication_factor
+            ),
         ));
     }
     for (name, value) in &spec.configs {
-        topic_config::validate(name, value).map_err(|e| AdminError::new(errors::INVALID_CONFIG, e.to_string()))?;
+        topic_config::validate(name, value)
+            .map_err(|e| AdminError::new(errors::INVALID_CONFIG, e.to_string()))?;
     }
     Ok(TopicMetadata {
         name: spec.name.clone(),
@@ -82,10 +91,19 @@ pub fn validate_spec(broker: &Broker, spec: &TopicSpec) -> Result<TopicMetadata,
 }
 
 /// Opens `partitions` of `topic` on their owners; the first failure is returned.
-async fn open_partitions(broker: &Rc<Broker>, topic: &str, partitions: std::ops::Range<i32>) -> Result<(), AdminError> {
-    let items = partitions.map(|p| (TopicPartition::new(topic, p), ())).collect();
+async fn open_partitions(
+    broker: &Rc<Broker>,
+    topic: &str,
+    partitions: std::ops::Range<i32>,
+) -> Result<(), AdminError> {
+    let items = partitions
+        .map(|p| (TopicPartition::new(topic, p), ()))
+        .collect();
     let ctx = broker.owner_context();
-    let results = fan_out(&broker.shard, items, move |shard, tp, ()| partition_ops::open(shard, ctx.clone(), tp)).await;
+    let results = fan_out(&broker.shard, items, move |shard, tp, ()| {
+        partition_ops::open(shard, ctx.clone(), tp)
+    })
+    .await;
     for (tp, r) in results {
         match r {
             Ok(errors::NONE) => {}
@@ -97,8 +115,15 @@ async fn open_partitions(broker: &Rc<Broker>, topic: &str, partitions: std::ops:
 }
 
 /// Creates a validated topic: durable in the metadata store, then every partition opened.
-pub async fn create(broker: &Rc<Broker>, topic: TopicMetadata) -> Result<TopicMetadata, AdminError> {
-    broker.store.create_topic(topic.clone()).await.map_err(from_metadata)?;
+pub async fn create(
+    broker: &Rc<Broker>,
+    topic: TopicMetadata,
+) -> Result<TopicMetadata, AdminError> {
+    broker
+        .store
+        .create_topic(topic.clone())
+        .await
+        .map_err(from_metadata)?;
     open_partitions(broker, &topic.name, 0..topic.partitions).await?;
     tracing::info!(topic = %topic.name, partitions = topic.partitions, "created topic");
     Ok(topic)
@@ -123,9 +148,19 @@ pub async fn auto_create(broker: &Rc<Broker>, name: &str) -> Result<(), AdminErr
 
 /// Deletes a topic: removed from the metadata (durable), then its partitions' files.
 pub async fn delete(broker: &Rc<Broker>, name: &str) -> Result<TopicMetadata, AdminError> {
-    let topic = broker.store.delete_topic(name.to_string()).await.map_err(from_metadata)?;
-    let items = (0..topic.partitions).map(|p| (TopicPartition::new(name, p), ())).collect();
-    for (tp, r) in fan_out(&broker.shard, items, |shard, tp, ()| partition_ops::remove(shard, tp)).await {
+    let topic = broker
+        .store
+        .delete_topic(name.to_string())
+        .await
+        .map_err(from_metadata)?;
+    let items = (0..topic.partitions)
+        .map(|p| (TopicPartition::new(name, p), ()))
+        .collect();
+    for (tp, r) in fan_out(&broker.shard, items, |shard, tp, ()| {
+        partition_ops::remove(shard, tp)
+    })
+    .await
+    {
         if !matches!(r, Ok(errors::NONE)) {
             tracing::warn!(partition = %tp, "partition files of a deleted topic were not removed");
         }
@@ -135,11 +170,21 @@ pub async fn delete(broker: &Rc<Broker>, name: &str) -> Result<TopicMetadata, Ad
 }
 
 /// Raises a topic's partition count (CreatePartitions).
-pub async fn grow(broker: &Rc<Broker>, name: &str, count: i32, validate_only: bool) -> Result<(), AdminError> {
+pub async fn grow(
+    broker: &Rc<Broker>,
+    name: &str,
+    count: i32,
+    validate_only: bool,
+) -> Result<(), AdminError> {
     let snapshot = broker.store.snapshot();
     let current = snapshot
         .topic(name)
-        .ok_or_else(|| AdminError::new(errors::UNKNOWN_TOPIC_OR_PARTITION, format!("topic {name:?} does not exist")))?
+        .ok_or_else(|| {
+            AdminError::new(
+                errors::UNKNOWN_TOPIC_OR_PARTITION,
+                format!("topic {name:?} does not exist"),
+            )
+        })?
         .partitions;
     if count <= current || count > broker.config.partitions_per_topic_max {
         return Err(AdminError::new(
@@ -150,16 +195,37 @@ pub async fn grow(broker: &Rc<Broker>, name: &str, count: i32, validate_only: bo
     if validate_only {
         return Ok(());
     }
-    broker.store.set_partition_count(name.to_string(), count).await.map_err(from_metadata)?;
+    broker
+        .store
+        .set_partition_count(name.to_string(), count)
+        .await
+        .map_err(from_metadata)?;
     open_partitions(broker, name, current..count).await
 }
 
 /// Replaces a topic's config overrides and pushes the new log config to its partitions.
-pub async fn set_configs(broker: &Rc<Broker>, name: &str, configs: BTreeMap<String, String>) -> Result<(), AdminError> {
-    broker.store.set_topic_configs(name.to_string(), configs).await.map_err(from_metadata)?;
-    let partitions = broker.store.snapshot().topic(name).map_or(0, |t| t.partitions);
-    let items = (0..partitions).map(|p| (TopicPartition::new(name, p), ())).collect();
+pub async fn set_configs(
+    broker: &Rc<Broker>,
+    name: &str,
+    configs: BTreeMap<String, String>,
+) -> Result<(), AdminError> {
+    broker
+        .store
+        .set_topic_configs(name.to_string(), configs)
+        .await
+        .map_err(from_metadata)?;
+    let partitions = broker
+        .store
+        .snapshot()
+        .topic(name)
+        .map_or(0, |t| t.partitions);
+    let items = (0..partitions)
+        .map(|p| (TopicPartition::new(name, p), ()))
+        .collect();
     let ctx = broker.owner_context();
-    fan_out(&broker.shard, items, move |shard, tp, ()| partition_ops::apply_config(shard, ctx.clone(), tp)).await;
+    fan_out(&broker.shard, items, move |shard, tp, ()| {
+        partition_ops::apply_config(shard, ctx.clone(), tp)
+    })
+    .await;
     Ok(())
 }

@@ -46,7 +46,10 @@ mod tests {
         for (key, _) in ADVERTISED {
             let ours = served(*key).expect("advertised implies served");
             let codec = key.valid_versions();
-            assert!(ours.min >= codec.min && ours.max <= codec.max, "{key:?} {ours:?} vs {codec:?}");
+            assert!(
+                ours.min >= codec.min && ours.max <= codec.max,
+                "{key:?} {ours:?} vs {codec:?}"
+            );
             assert!(ours.min <= ours.max);
         }
     }
@@ -54,10 +57,17 @@ mod tests {
     #[test]
     fn kafka_4_client_minimums_are_met() {
         // Kafka 4.x clients need at least Produce v3, Fetch v4, ListOffsets v1.
-        for (key, needed) in [(ApiKey::Produce, 3), (ApiKey::Fetch, 4), (ApiKey::ListOffsets, 1)] {
+        for (key, needed) in [
+            (ApiKey::Produce, 3),
+            (ApiKey::Fetch, 4),
+            (ApiKey::ListOffsets, 1),
+        ] {
             let v = served(key).expect("served");
             assert!(v.min <= needed && needed <= v.max);
         }
-        assert_eq!(ADVERTISED[0].1.min, 0, "Produce advertised from v0 for librdkafka");
+        assert_eq!(
+            ADVERTISED[0].1.min, 0,
+            "Produce advertised from v0 for librdkafka"
+        );
     }
 }

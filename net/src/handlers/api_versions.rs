@@ -34,9 +34,17 @@ mod tests {
     #[test]
     fn advertises_produce_from_v0_and_fetch_from_v4() {
         let r = ok();
-        let produce = r.api_keys.iter().find(|k| k.api_key == ApiKey::Produce as i16).expect("produce");
+        let produce = r
+            .api_keys
+            .iter()
+            .find(|k| k.api_key == ApiKey::Produce as i16)
+            .expect("produce");
         assert_eq!((produce.min_version, produce.max_version), (0, 12));
-        let fetch = r.api_keys.iter().find(|k| k.api_key == ApiKey::Fetch as i16).expect("fetch");
+        let fetch = r
+            .api_keys
+            .iter()
+            .find(|k| k.api_key == ApiKey::Fetch as i16)
+            .expect("fetch");
         assert_eq!((fetch.min_version, fetch.max_version), (4, 17));
     }
 }

@@ -4,7 +4,9 @@
 use std::collections::{BTreeMap, HashSet};
 use std::rc::Rc;
 
-use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 
 use super::{str_bytes, uuid};
@@ -14,7 +16,10 @@ use crate::limits::TOPICS_PER_REQUEST_MAX;
 use crate::metadata::topic_config::{self, TOPIC_CONFIG_NAMES};
 use crate::topics::{self, AdminError, TopicSpec};
 
-fn spec_of(broker: &Broker, t: &kafka_protocol::messages::create_topics_request::CreatableTopic) -> Result<TopicSpec, AdminError> {
+fn spec_of(
+    broker: &Broker,
+    t: &kafka_protocol::messages::create_topics_request::CreatableTopic,
+) -> Result<TopicSpec, AdminError> {
     let mut configs = BTreeMap::new();
     for c in &t.configs {
         if let Some(v) = &c.value {
@@ -32,13 +37,22 @@ fn spec_of(broker: &Broker, t: &kafka_protocol::messages::create_topics_request:
         let me = broker.node_id();
         let mut seen = HashSet::new();
         for a in &t.assignments {
-            if a.broker_ids.iter().any(|b| b.0 != me) || a.broker_ids.len() != 1 || !seen.insert(a.partition_index) {
-                return Err(AdminError::new(errors::INVALID_REPLICA_ASSIGNMENT, format!("broker {me} is the only broker")));
+            if a.broker_ids.iter().any(|b| b.0 != me)
+                || a.broker_ids.len() != 1
+                || !seen.insert(a.partition_index)
+            {
+                return Err(AdminError::new(
+                    errors::INVALID_REPLICA_ASSIGNMENT,
+                    format!("broker {me} is the only broker"),
+                ));
             }
         }
         partitions = t.assignments.len() as i32;
         if (0..partitions).any(|p| !seen.contains(&p)) {
-            return Err(AdminError::new(errors::INVALID_REPLICA_ASSIGNMENT, "partitions must be numbered 0..n"));
+            return Err(AdminError::new(
+                errors::INVALID_REPLICA_ASSIGNMENT,
+                "partitions must be numbered 0..n",
+            ));
         }
     }
     Ok(TopicSpec {
@@ -49,7 +63,11 @@ fn spec_of(broker: &Broker, t: &kafka_protocol::messages::create_topics_request:
     })
 }
 
-pub async fn handle(broker: &Rc<Broker>, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+pub async fn handle(
+    broker: &Rc<Broker>,
+    req: CreateTopicsRequest,
+    version: i16,
+) -> CreateTopicsResponse {
     let mut resp = CreateTopicsResponse::default();
     let mut names = HashSet::new();
     let duplicates: HashSet<String> = req
@@ -64,16 +82,24 @@ pub async fn handle(broker: &Rc<Broker>, req: CreateTopicsRequest, version: i16)
         out.num_partitions = -1;
         out.replication_factor = -1;
         let result = if i >= TOPICS_PER_REQUEST_MAX {
-            Err(AdminError::new(errors::POLICY_VIOLATION, "too many topics in one request"))
+            Err(AdminError::new(
+                errors::POLICY_VIOLATION,
+                "too many topics in one request",
+            ))
         } else if duplicates.contains(t.name.0.as_str()) {
-            Err(AdminError::new(errors::INVALID_REQUEST, "topic named twice in one request"))
+            Err(AdminError::new(
+                errors::INVALID_REQUEST,
+                "topic named twice in one request",
+            ))
         } else {
             match spec_of(broker, t).and_then(|s| topics::validate_spec(broker, &s)) {
                 Err(e) => Err(e),
-                Ok(topic) if broker.store.snapshot().topic(&topic.name).is_some() => Err(AdminError::new(
-                    errors::TOPIC_ALREADY_EXISTS,
-                    format!("topic {:?} already exists", topic.name),
-                )),
+                Ok(topic) if broker.store.snapshot().topic(&topic.name).is_some() => {
+                    Err(AdminError::new(
+                        errors::TOPIC_ALREADY_EXISTS,
+                        format!("topic {:?} already exists", topic.name),
+                    ))
+                }
                 Ok(topic) if req.validate_only => Ok(topic),
                 Ok(topic) => topics::create(broker, topic).await,
             }
@@ -88,7 +114,11 @@ pub async fn handle(broker: &Rc<Broker>, req: CreateTopicsRequest, version: i16)
                         TOPIC_CONFIG_NAMES
                             .iter()
                             .filter_map(|name| {
-                                let (value, is_default) = topic_config::effective(&broker.defaults, &topic.configs, name)?;
+                                let (value, is_default) = topic_config::effective(
+                                    &broker.defaults,
+                                    &topic.configs,
+                                    name,
+                                )?;
                                 let mut c = CreatableTopicConfigs::default();
                                 c.name = str_bytes(*name);
                                 c.value = Some(str_bytes(value));

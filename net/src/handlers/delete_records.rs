@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use sluice_engine::TopicPartition;
 
@@ -12,18 +14,30 @@ use crate::errors;
 use crate::partition_ops;
 use crate::routing::fan_out;
 
-pub async fn handle(broker: &Rc<Broker>, req: DeleteRecordsRequest, _version: i16) -> DeleteRecordsResponse {
+pub async fn handle(
+    broker: &Rc<Broker>,
+    req: DeleteRecordsRequest,
+    _version: i16,
+) -> DeleteRecordsResponse {
     let mut items = Vec::new();
     for (ti, t) in req.topics.iter().enumerate() {
         for (pi, p) in t.partitions.iter().enumerate() {
-            items.push((TopicPartition::new(t.name.0.to_string(), p.partition_index), ((ti, pi), p.offset)));
+            items.push((
+                TopicPartition::new(t.name.0.to_string(), p.partition_index),
+                ((ti, pi), p.offset),
+            ));
         }
     }
     let ctx = broker.owner_context();
     let mut outcomes: HashMap<(usize, usize), (i16, i64)> = HashMap::new();
     for (_, r) in fan_out(&broker.shard, items, move |shard, tp, (at, before)| {
         let ctx = ctx.clone();
-        async move { (at, partition_ops::delete_records(shard, ctx, tp, before).await) }
+        async move {
+            (
+                at,
+                partition_ops::delete_records(shard, ctx, tp, before).await,
+            )
+        }
     })
     .await
     {
@@ -36,7 +50,9 @@ pub async fn handle(broker: &Rc<Broker>, req: DeleteRecordsRequest, _version: i1
         let mut out = DeleteRecordsTopicResult::default();
         out.name = t.name.clone();
         for (pi, p) in t.partitions.iter().enumerate() {
-            let (code, low) = outcomes.remove(&(ti, pi)).unwrap_or((errors::NOT_LEADER_OR_FOLLOWER, -1));
+            let (code, low) = outcomes
+                .remove(&(ti, pi))
+                .unwrap_or((errors::NOT_LEADER_OR_FOLLOWER, -1));
             let mut part = DeleteRecordsPartitionResult::default();
             part.partition_index = p.partition_index;
             part.error_code = code;

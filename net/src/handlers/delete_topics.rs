@@ -10,12 +10,27 @@ use crate::broker::Broker;
 use crate::errors;
 use crate::topics;
 
-pub async fn handle(broker: &Rc<Broker>, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+pub async fn handle(
+    broker: &Rc<Broker>,
+    req: DeleteTopicsRequest,
+    version: i16,
+) -> DeleteTopicsResponse {
     // (name as asked, id as asked)
     let wanted: Vec<(Option<String>, u128)> = if version >= 6 {
-        req.topics.iter().map(|t| (t.name.as_ref().map(|n| n.0.to_string()), t.topic_id.as_u128())).collect()
+        req.topics
+            .iter()
+            .map(|t| {
+                (
+                    t.name.as_ref().map(|n| n.0.to_string()),
+                    t.topic_id.as_u128(),
+                )
+            })
+            .collect()
     } else {
-        req.topic_names.iter().map(|n| (Some(n.0.to_string()), 0)).collect()
+        req.topic_names
+            .iter()
+            .map(|n| (Some(n.0.to_string()), 0))
+            .collect()
     };
     let mut resp = DeleteTopicsResponse::default();
     for (name, id) in wanted {
@@ -23,7 +38,11 @@ pub async fn handle(broker: &Rc<Broker>, req: DeleteTopicsRequest, version: i16)
         out.topic_id = uuid(id);
         let resolved = match &name {
             Some(n) => Some(n.clone()),
-            None => broker.store.snapshot().topic_by_id(id).map(|t| t.name.clone()),
+            None => broker
+                .store
+                .snapshot()
+                .topic_by_id(id)
+                .map(|t| t.name.clone()),
         };
         out.name = resolved.clone().map(|n| TopicName(str_bytes(n)));
         match resolved {

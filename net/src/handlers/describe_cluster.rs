@@ -8,7 +8,11 @@ use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeCluster
 use super::str_bytes;
 use crate::broker::Broker;
 
-pub fn handle(broker: &Rc<Broker>, req: DescribeClusterRequest, _version: i16) -> DescribeClusterResponse {
+pub fn handle(
+    broker: &Rc<Broker>,
+    req: DescribeClusterRequest,
+    _version: i16,
+) -> DescribeClusterResponse {
     let mut resp = DescribeClusterResponse::default();
     resp.cluster_id = str_bytes(broker.config.cluster_id.clone());
     resp.controller_id = BrokerId(broker.node_id());

@@ -14,13 +14,19 @@ use crate::broker::Broker;
 use crate::partition_ops;
 use crate::routing::fan_out;
 
-pub async fn handle(broker: &Rc<Broker>, req: DescribeLogDirsRequest, _version: i16) -> DescribeLogDirsResponse {
+pub async fn handle(
+    broker: &Rc<Broker>,
+    req: DescribeLogDirsRequest,
+    _version: i16,
+) -> DescribeLogDirsResponse {
     let snapshot = broker.store.snapshot();
     let mut items = Vec::new();
     match &req.topics {
         None => {
             for t in snapshot.topics.values() {
-                items.extend((0..t.partitions).map(|p| (TopicPartition::new(t.name.clone(), p), ())));
+                items.extend(
+                    (0..t.partitions).map(|p| (TopicPartition::new(t.name.clone(), p), ())),
+                );
             }
         }
         Some(topics) => {
@@ -33,7 +39,11 @@ pub async fn handle(broker: &Rc<Broker>, req: DescribeLogDirsRequest, _version: 
     }
     let ctx = broker.owner_context();
     let mut by_topic: BTreeMap<String, Vec<DescribeLogDirsPartition>> = BTreeMap::new();
-    for (tp, r) in fan_out(&broker.shard, items, move |shard, tp, ()| partition_ops::size_bytes(shard, ctx.clone(), tp)).await {
+    for (tp, r) in fan_out(&broker.shard, items, move |shard, tp, ()| {
+        partition_ops::size_bytes(shard, ctx.clone(), tp)
+    })
+    .await
+    {
         if let Ok(Some(size)) = r {
             let mut p = DescribeLogDirsPartition::default();
             p.partition_index = tp.partition.0;

@@ -52,7 +52,10 @@ pub async fn handle(broker: &Rc<Broker>, req: FetchRequest, version: i16) -> Fet
             }
         } else {
             let name = topic.topic.0.to_string();
-            let error = snapshot.topic(&name).is_none().then_some(errors::UNKNOWN_TOPIC_OR_PARTITION);
+            let error = snapshot
+                .topic(&name)
+                .is_none()
+                .then_some(errors::UNKNOWN_TOPIC_OR_PARTITION);
             (name, error)
         };
         topic_names.push(name.clone());
@@ -101,7 +104,10 @@ pub async fn handle(broker: &Rc<Broker>, req: FetchRequest, version: i16) -> Fet
         if bytes >= min_bytes.max(1) || any_error || elapsed >= max_wait || wanted.is_empty() {
             break outcomes;
         }
-        let waits = wanted.iter().map(|w| (w.tp.clone(), w.fetch_offset)).collect();
+        let waits = wanted
+            .iter()
+            .map(|w| (w.tp.clone(), w.fetch_offset))
+            .collect();
         wait_for_any(broker, ctx.clone(), waits, max_wait - elapsed).await;
     };
 
@@ -115,7 +121,11 @@ pub async fn handle(broker: &Rc<Broker>, req: FetchRequest, version: i16) -> Fet
         .zip(&topic_names)
         .map(|(t, name)| {
             let mut out = FetchableTopicResponse::default();
-            out.topic = if version >= 13 { TopicName::default() } else { TopicName(str_bytes(name.clone())) };
+            out.topic = if version >= 13 {
+                TopicName::default()
+            } else {
+                TopicName(str_bytes(name.clone()))
+            };
             out.topic_id = if version >= 13 { t.topic_id } else { uuid(0) };
             out
         })

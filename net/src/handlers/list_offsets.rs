@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use sluice_engine::TopicPartition;
 
@@ -13,11 +15,18 @@ use crate::errors;
 use crate::partition_ops::{self, OffsetOutcome};
 use crate::routing::fan_out;
 
-pub async fn handle(broker: &Rc<Broker>, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+pub async fn handle(
+    broker: &Rc<Broker>,
+    req: ListOffsetsRequest,
+    version: i16,
+) -> ListOffsetsResponse {
     let mut items = Vec::new();
     for (ti, t) in req.topics.iter().enumerate() {
         for (pi, p) in t.partitions.iter().enumerate() {
-            items.push((TopicPartition::new(t.name.0.to_string(), p.partition_index), ((ti, pi), p.timestamp)));
+            items.push((
+                TopicPartition::new(t.name.0.to_string(), p.partition_index),
+                ((ti, pi), p.timestamp),
+            ));
         }
     }
     let ctx = broker.owner_context();

@@ -61,11 +61,16 @@ pub async fn handle(broker: &Rc<Broker>, req: MetadataRequest, version: i16) -> 
     };
     let Some(requested) = requested else {
         let snapshot = broker.store.snapshot();
-        resp.topics = snapshot.topics.values().map(|t| topic_entry(broker, t)).collect();
+        resp.topics = snapshot
+            .topics
+            .values()
+            .map(|t| topic_entry(broker, t))
+            .collect();
         return resp;
     };
     // Versions before 4 always allow auto-creation; later ones say so per request.
-    let allow_create = broker.config.auto_create_topics_enable && (version < 4 || req.allow_auto_topic_creation);
+    let allow_create =
+        broker.config.auto_create_topics_enable && (version < 4 || req.allow_auto_topic_creation);
     for wanted in requested {
         let snapshot = broker.store.snapshot();
         let Some(name) = wanted.name.map(|n| n.0.to_string()) else {
@@ -81,17 +86,26 @@ pub async fn handle(broker: &Rc<Broker>, req: MetadataRequest, version: i16) -> 
             continue;
         }
         if validate_topic_name(&name).is_err() {
-            resp.topics.push(error_entry(Some(name), 0, errors::INVALID_TOPIC_EXCEPTION));
+            resp.topics
+                .push(error_entry(Some(name), 0, errors::INVALID_TOPIC_EXCEPTION));
             continue;
         }
         if !allow_create {
-            resp.topics.push(error_entry(Some(name), 0, errors::UNKNOWN_TOPIC_OR_PARTITION));
+            resp.topics.push(error_entry(
+                Some(name),
+                0,
+                errors::UNKNOWN_TOPIC_OR_PARTITION,
+            ));
             continue;
         }
         match topics::auto_create(broker, &name).await {
             Ok(()) => match broker.store.snapshot().topic(&name) {
                 Some(t) => resp.topics.push(topic_entry(broker, t)),
-                None => resp.topics.push(error_entry(Some(name), 0, errors::UNKNOWN_TOPIC_OR_PARTITION)),
+                None => resp.topics.push(error_entry(
+                    Some(name),
+                    0,
+                    errors::UNKNOWN_TOPIC_OR_PARTITION,
+                )),
             },
             Err(e) => resp.topics.push(error_entry(Some(name), 0, e.code)),
         }

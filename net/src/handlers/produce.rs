@@ -22,7 +22,11 @@ use crate::topics;
 type PartitionWork = ((usize, usize), Bytes);
 
 /// `None` when the producer asked for no response (acks=0).
-pub async fn handle(broker: &Rc<Broker>, req: ProduceRequest, _version: i16) -> Option<ProduceResponse> {
+pub async fn handle(
+    broker: &Rc<Broker>,
+    req: ProduceRequest,
+    _version: i16,
+) -> Option<ProduceResponse> {
     let acks = req.acks;
     // Outcomes by (topic index, partition index) in the request.
     let mut outcomes: HashMap<(usize, usize), ProduceOutcome> = HashMap::new();
@@ -36,7 +40,10 @@ pub async fn handle(broker: &Rc<Broker>, req: ProduceRequest, _version: i16) -> 
             topic_error = Some(errors::INVALID_TOPIC_EXCEPTION);
         } else if broker.store.snapshot().topic(&name).is_none() {
             topic_error = if broker.config.auto_create_topics_enable {
-                topics::auto_create(broker, &name).await.err().map(|e| e.code)
+                topics::auto_create(broker, &name)
+                    .await
+                    .err()
+                    .map(|e| e.code)
             } else {
                 Some(errors::UNKNOWN_TOPIC_OR_PARTITION)
             };
@@ -48,10 +55,19 @@ pub async fn handle(broker: &Rc<Broker>, req: ProduceRequest, _version: i16) -> 
             }
             match &part.records {
                 Some(records) if !records.is_empty() => {
-                    work.push((TopicPartition::new(name.clone(), part.index), ((ti, pi), records.clone())));
+                    work.push((
+                        TopicPartition::new(name.clone(), part.index),
+                        ((ti, pi), records.clone()),
+                    ));
                 }
                 _ => {
-                    outcomes.insert((ti, pi), ProduceOutcome::error(errors::CORRUPT_MESSAGE, Some("empty record set".into())));
+                    outcomes.insert(
+                        (ti, pi),
+                        ProduceOutcome::error(
+                            errors::CORRUPT_MESSAGE,
+                            Some("empty record set".into()),
+                        ),
+                    );
                 }
             }
         }

@@ -7,7 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use super::{apply, Change, ClusterMetadata, LocalFuture, MetadataError, MetadataStore, TopicMetadata};
+use super::{
+    apply, Change, ClusterMetadata, LocalFuture, MetadataError, MetadataStore, TopicMetadata,
+};
 use crate::limits::METADATA_FILE_BYTES_MAX;
 
 const FILE_NAME: &str = "topics.json";
@@ -24,7 +26,9 @@ pub struct FileMetadataStore {
 
 impl std::fmt::Debug for FileMetadataStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FileMetadataStore").field("dir", &self.dir).finish()
+        f.debug_struct("FileMetadataStore")
+            .field("dir", &self.dir)
+            .finish()
     }
 }
 
@@ -33,7 +37,12 @@ fn encode(path: &Path, m: &ClusterMetadata) -> Result<Vec<u8>, MetadataError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let mut out = format!("{MAGIC} {FORMAT} {:08x} {}\n", crc32c::crc32c(&body), body.len()).into_bytes();
+    let mut out = format!(
+        "{MAGIC} {FORMAT} {:08x} {}\n",
+        crc32c::crc32c(&body),
+        body.len()
+    )
+    .into_bytes();
     out.extend_from_slice(&body);
     Ok(out)
 }
@@ -43,8 +52,12 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<ClusterMetadata, MetadataError> {
         path: path.to_path_buf(),
         what,
     };
-    let newline = bytes.iter().position(|&b| b == b'\n').ok_or_else(|| corrupt("no header line".into()))?;
-    let header = std::str::from_utf8(&bytes[..newline]).map_err(|_| corrupt("header is not UTF-8".into()))?;
+    let newline = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or_else(|| corrupt("no header line".into()))?;
+    let header = std::str::from_utf8(&bytes[..newline])
+        .map_err(|_| corrupt("header is not UTF-8".into()))?;
     let body = &bytes[newline + 1..];
     let fields: Vec<&str> = header.split(' ').collect();
     let [magic, format, crc, len] = fields[..] else {
@@ -54,7 +67,10 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<ClusterMetadata, MetadataError> {
         return Err(corrupt(format!("unknown header {header:?}")));
     }
     if len.parse::<usize>().ok() != Some(body.len()) {
-        return Err(corrupt(format!("body is {} bytes, header says {len}", body.len())));
+        return Err(corrupt(format!(
+            "body is {} bytes, header says {len}",
+            body.len()
+        )));
     }
     let computed = format!("{:08x}", crc32c::crc32c(body));
     if crc != computed {
@@ -77,7 +93,10 @@ impl FileMetadataStore {
             Ok(meta) if meta.len() > METADATA_FILE_BYTES_MAX as u64 => {
                 return Err(MetadataError::Corrupt {
                     path,
-                    what: format!("{} bytes, above the {METADATA_FILE_BYTES_MAX} limit", meta.len()),
+                    what: format!(
+                        "{} bytes, above the {METADATA_FILE_BYTES_MAX} limit",
+                        meta.len()
+                    ),
                 })
             }
             Ok(_) => {
@@ -116,9 +135,14 @@ impl FileMetadataStore {
                 source: source.into(),
             }
         };
-        let file = glommio::io::BufferedFile::create(&temp).await.map_err(io(&temp, "create temp"))?;
+        let file = glommio::io::BufferedFile::create(&temp)
+            .await
+            .map_err(io(&temp, "create temp"))?;
         let len = bytes.len();
-        let written = file.write_at(bytes, 0).await.map_err(io(&temp, "write temp"))?;
+        let written = file
+            .write_at(bytes, 0)
+            .await
+            .map_err(io(&temp, "write temp"))?;
         if written != len {
             return Err(MetadataError::Io {
                 path: temp,
@@ -126,10 +150,16 @@ impl FileMetadataStore {
                 source: std::io::ErrorKind::WriteZero.into(),
             });
         }
-        file.fdatasync().await.map_err(io(&temp, "fdatasync temp"))?;
+        file.fdatasync()
+            .await
+            .map_err(io(&temp, "fdatasync temp"))?;
         file.close().await.map_err(io(&temp, "close temp"))?;
-        glommio::io::rename(&temp, &path).await.map_err(io(&path, "rename"))?;
-        let dir = glommio::io::BufferedFile::open(&self.dir).await.map_err(io(&self.dir, "open dir"))?;
+        glommio::io::rename(&temp, &path)
+            .await
+            .map_err(io(&path, "rename"))?;
+        let dir = glommio::io::BufferedFile::open(&self.dir)
+            .await
+            .map_err(io(&self.dir, "open dir"))?;
         dir.fdatasync().await.map_err(io(&self.dir, "fsync dir"))?;
         dir.close().await.map_err(io(&self.dir, "close dir"))?;
         Ok(())
@@ -139,14 +169,20 @@ impl FileMetadataStore {
         let _writer = self.writer.lock().await;
         let next = apply(&self.snapshot(), change)?;
         self.write_file(&next).await?;
-        *self.current.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(next.clone());
+        *self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(next.clone());
         Ok(next)
     }
 }
 
 impl MetadataStore for FileMetadataStore {
     fn snapshot(&self) -> Arc<ClusterMetadata> {
-        self.current.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        self.current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     fn create_topic(&self, topic: TopicMetadata) -> LocalFuture<'_, Result<(), MetadataError>> {
@@ -161,8 +197,16 @@ impl MetadataStore for FileMetadataStore {
         })
     }
 
-    fn set_partition_count(&self, name: String, partitions: i32) -> LocalFuture<'_, Result<(), MetadataError>> {
-        Box::pin(async move { self.change(Change::Partitions(name, partitions)).await.map(drop) })
+    fn set_partition_count(
+        &self,
+        name: String,
+        partitions: i32,
+    ) -> LocalFuture<'_, Result<(), MetadataError>> {
+        Box::pin(async move {
+            self.change(Change::Partitions(name, partitions))
+                .await
+                .map(drop)
+        })
     }
 
     fn set_topic_configs(
@@ -188,7 +232,9 @@ mod tests {
         }
     }
 
-    fn on_glommio<F: std::future::Future<Output = ()> + 'static>(f: impl FnOnce() -> F + Send + 'static) {
+    fn on_glommio<F: std::future::Future<Output = ()> + 'static>(
+        f: impl FnOnce() -> F + Send + 'static,
+    ) {
         glommio::LocalExecutorBuilder::default()
             .spawn(move || async move { f().await })
             .expect("executor starts")
@@ -205,8 +251,14 @@ mod tests {
             let store = FileMetadataStore::open(&p).expect("opens empty");
             store.create_topic(topic("a", 3)).await.expect("create a");
             store.create_topic(topic("b", 1)).await.expect("create b");
-            assert!(matches!(store.create_topic(topic("a", 1)).await, Err(MetadataError::TopicExists(_))));
-            store.set_partition_count("b".into(), 4).await.expect("grow b");
+            assert!(matches!(
+                store.create_topic(topic("a", 1)).await,
+                Err(MetadataError::TopicExists(_))
+            ));
+            store
+                .set_partition_count("b".into(), 4)
+                .await
+                .expect("grow b");
             assert!(store.set_partition_count("b".into(), 2).await.is_err());
             store.delete_topic("a".into()).await.expect("delete a");
         });
@@ -216,7 +268,10 @@ mod tests {
         let b = snap.topic("b").expect("b survives");
         assert_eq!(b.partitions, 4);
         assert_eq!(b.topic_id, topic("b", 1).topic_id);
-        assert_eq!(b.configs.get("retention.ms").map(String::as_str), Some("1000"));
+        assert_eq!(
+            b.configs.get("retention.ms").map(String::as_str),
+            Some("1000")
+        );
         assert!(!path.join(TEMP_NAME).exists());
     }
 
@@ -233,8 +288,14 @@ mod tests {
         let last = bytes.len() - 3;
         bytes[last] ^= 0x20;
         std::fs::write(&path, &bytes).expect("write");
-        assert!(matches!(FileMetadataStore::open(dir.path()), Err(MetadataError::Corrupt { .. })));
+        assert!(matches!(
+            FileMetadataStore::open(dir.path()),
+            Err(MetadataError::Corrupt { .. })
+        ));
         std::fs::write(&path, b"garbage").expect("write");
-        assert!(matches!(FileMetadataStore::open(dir.path()), Err(MetadataError::Corrupt { .. })));
+        assert!(matches!(
+            FileMetadataStore::open(dir.path()),
+            Err(MetadataError::Corrupt { .. })
+        ));
     }
 }

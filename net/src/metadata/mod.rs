@@ -53,11 +53,18 @@ pub enum MetadataError {
     #[error("topic {0:?} does not exist")]
     UnknownTopic(String),
     #[error("topic {topic:?} has {current} partitions; cannot go to {requested}")]
-    BadPartitionCount { topic: String, current: i32, requested: i32 },
+    BadPartitionCount {
+        topic: String,
+        current: i32,
+        requested: i32,
+    },
     #[error("the store holds {0} topics, its limit")]
     TooManyTopics(usize),
     #[error("metadata file {path}: {what}")]
-    Corrupt { path: std::path::PathBuf, what: String },
+    Corrupt {
+        path: std::path::PathBuf,
+        what: String,
+    },
     #[error("metadata file {path}: encoding")]
     Encode {
         path: std::path::PathBuf,
@@ -87,9 +94,17 @@ pub trait MetadataStore: Send + Sync {
     /// Removes a topic and returns what it was.
     fn delete_topic(&self, name: String) -> LocalFuture<'_, Result<TopicMetadata, MetadataError>>;
     /// Raises a topic's partition count (never lowers it).
-    fn set_partition_count(&self, name: String, partitions: i32) -> LocalFuture<'_, Result<(), MetadataError>>;
+    fn set_partition_count(
+        &self,
+        name: String,
+        partitions: i32,
+    ) -> LocalFuture<'_, Result<(), MetadataError>>;
     /// Replaces a topic's config overrides.
-    fn set_topic_configs(&self, name: String, configs: BTreeMap<String, String>) -> LocalFuture<'_, Result<(), MetadataError>>;
+    fn set_topic_configs(
+        &self,
+        name: String,
+        configs: BTreeMap<String, String>,
+    ) -> LocalFuture<'_, Result<(), MetadataError>>;
 }
 
 /// Applies one mutation to a copy of `m`; shared by every store implementation.
@@ -112,7 +127,10 @@ pub fn apply(m: &ClusterMetadata, change: Change) -> Result<ClusterMetadata, Met
             }
         }
         Change::Partitions(name, requested) => {
-            let t = next.topics.get_mut(&name).ok_or_else(|| MetadataError::UnknownTopic(name.clone()))?;
+            let t = next
+                .topics
+                .get_mut(&name)
+                .ok_or_else(|| MetadataError::UnknownTopic(name.clone()))?;
             if requested <= t.partitions {
                 return Err(MetadataError::BadPartitionCount {
                     topic: name,
@@ -123,7 +141,10 @@ pub fn apply(m: &ClusterMetadata, change: Change) -> Result<ClusterMetadata, Met
             t.partitions = requested;
         }
         Change::Configs(name, configs) => {
-            let t = next.topics.get_mut(&name).ok_or(MetadataError::UnknownTopic(name))?;
+            let t = next
+                .topics
+                .get_mut(&name)
+                .ok_or(MetadataError::UnknownTopic(name))?;
             t.configs = configs;
         }
     }

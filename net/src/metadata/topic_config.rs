@@ -17,7 +17,11 @@ pub enum TopicConfigError {
     #[error("unknown topic config {0:?}")]
     Unknown(String),
     #[error("invalid value {value:?} for {name}: {why}")]
-    BadValue { name: String, value: String, why: &'static str },
+    BadValue {
+        name: String,
+        value: String,
+        why: &'static str,
+    },
 }
 
 /// Every topic config this broker knows, in the order DescribeConfigs lists them.
@@ -55,7 +59,11 @@ pub fn validate(name: &str, value: &str) -> Result<(), TopicConfigError> {
     };
     match name {
         "cleanup.policy" => {
-            if value.split(',').map(str::trim).all(|p| p == "delete" || p == "compact") {
+            if value
+                .split(',')
+                .map(str::trim)
+                .all(|p| p == "delete" || p == "compact")
+            {
                 Ok(())
             } else {
                 Err(bad("must be delete and/or compact"))
@@ -88,7 +96,11 @@ pub fn validate(name: &str, value: &str) -> Result<(), TopicConfigError> {
 }
 
 /// The value a topic has for `name`, and whether it is the broker default.
-pub fn effective(defaults: &TopicDefaults, overrides: &BTreeMap<String, String>, name: &str) -> Option<(String, bool)> {
+pub fn effective(
+    defaults: &TopicDefaults,
+    overrides: &BTreeMap<String, String>,
+    name: &str,
+) -> Option<(String, bool)> {
     if let Some(v) = overrides.get(name) {
         return Some((v.clone(), false));
     }
@@ -97,7 +109,12 @@ pub fn effective(defaults: &TopicDefaults, overrides: &BTreeMap<String, String>,
         "cleanup.policy" => "delete".to_string(),
         "index.interval.bytes" => d.index_interval_bytes.to_string(),
         "max.message.bytes" => defaults.max_message_bytes.to_string(),
-        "message.timestamp.type" => if d.log_append_time { "LogAppendTime" } else { "CreateTime" }.to_string(),
+        "message.timestamp.type" => if d.log_append_time {
+            "LogAppendTime"
+        } else {
+            "CreateTime"
+        }
+        .to_string(),
         "min.insync.replicas" => "1".to_string(),
         "retention.bytes" => d.retention_bytes.to_string(),
         "retention.ms" => d.retention_ms.to_string(),
@@ -112,7 +129,11 @@ pub fn effective(defaults: &TopicDefaults, overrides: &BTreeMap<String, String>,
 /// stored; one that no longer parses falls back to the default.
 pub fn log_config(defaults: &TopicDefaults, overrides: &BTreeMap<String, String>) -> LogConfig {
     let mut c = defaults.log.clone();
-    let int = |name: &str| overrides.get(name).and_then(|v| v.trim().parse::<i64>().ok());
+    let int = |name: &str| {
+        overrides
+            .get(name)
+            .and_then(|v| v.trim().parse::<i64>().ok())
+    };
     if let Some(v) = int("retention.ms") {
         c.retention_ms = v;
     }
@@ -168,20 +189,41 @@ mod tests {
         assert_eq!(c.retention_ms, 1000);
         assert_eq!(c.segment_bytes, 16 << 20);
         assert!(c.log_append_time);
-        assert_eq!(effective(&defaults(), &o, "retention.ms"), Some(("1000".into(), false)));
-        assert_eq!(effective(&defaults(), &o, "cleanup.policy"), Some(("delete".into(), true)));
+        assert_eq!(
+            effective(&defaults(), &o, "retention.ms"),
+            Some(("1000".into(), false))
+        );
+        assert_eq!(
+            effective(&defaults(), &o, "cleanup.policy"),
+            Some(("delete".into(), true))
+        );
     }
 
     #[test]
     fn bad_names_and_values_are_refused() {
-        assert!(matches!(validate("retention.mss", "1"), Err(TopicConfigError::Unknown(_))));
-        assert!(matches!(validate("retention.ms", "soon"), Err(TopicConfigError::BadValue { .. })));
-        assert!(matches!(validate("retention.ms", "-2"), Err(TopicConfigError::BadValue { .. })));
-        assert!(matches!(validate("cleanup.policy", "shred"), Err(TopicConfigError::BadValue { .. })));
+        assert!(matches!(
+            validate("retention.mss", "1"),
+            Err(TopicConfigError::Unknown(_))
+        ));
+        assert!(matches!(
+            validate("retention.ms", "soon"),
+            Err(TopicConfigError::BadValue { .. })
+        ));
+        assert!(matches!(
+            validate("retention.ms", "-2"),
+            Err(TopicConfigError::BadValue { .. })
+        ));
+        assert!(matches!(
+            validate("cleanup.policy", "shred"),
+            Err(TopicConfigError::BadValue { .. })
+        ));
         assert!(validate("cleanup.policy", "compact,delete").is_ok());
         assert!(validate("max.message.bytes", "2000000").is_ok());
         for name in TOPIC_CONFIG_NAMES {
-            assert!(effective(&defaults(), &BTreeMap::new(), name).is_some(), "{name} has a default");
+            assert!(
+                effective(&defaults(), &BTreeMap::new(), name).is_some(),
+                "{name} has a default"
+            );
         }
     }
 

@@ -24,7 +24,10 @@ pub fn validate_topic_name(name: &str) -> Result<(), TopicNameError> {
     if name.len() > TOPIC_NAME_BYTES_MAX {
         return Err(TopicNameError::TooLong(name.len()));
     }
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
         return Err(TopicNameError::BadCharacter(name.to_string()));
     }
     Ok(())
@@ -40,10 +43,22 @@ mod tests {
             assert_eq!(validate_topic_name(ok), Ok(()), "{ok}");
         }
         assert_eq!(validate_topic_name(""), Err(TopicNameError::Empty));
-        assert!(matches!(validate_topic_name(".."), Err(TopicNameError::Reserved(_))));
-        assert!(matches!(validate_topic_name(&"x".repeat(250)), Err(TopicNameError::TooLong(250))));
+        assert!(matches!(
+            validate_topic_name(".."),
+            Err(TopicNameError::Reserved(_))
+        ));
+        assert!(matches!(
+            validate_topic_name(&"x".repeat(250)),
+            Err(TopicNameError::TooLong(250))
+        ));
         for bad in ["a b", "a/b", "../etc", "é", "a\0"] {
-            assert!(matches!(validate_topic_name(bad), Err(TopicNameError::BadCharacter(_))), "{bad}");
+            assert!(
+                matches!(
+                    validate_topic_name(bad),
+                    Err(TopicNameError::BadCharacter(_))
+                ),
+                "{bad}"
+            );
         }
     }
 }
