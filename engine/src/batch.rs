@@ -332,6 +332,23 @@ pub mod build {
         out
     }
 
+    /// Like [`batch`], from an idempotent producer: id, epoch and first sequence set.
+    pub fn idempotent(
+        record_count: usize,
+        value_bytes: usize,
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+    ) -> Vec<u8> {
+        let mut out = batch(record_count, value_bytes, 0x33, 0);
+        out[PRODUCER_ID..PRODUCER_ID + 8].copy_from_slice(&producer_id.to_be_bytes());
+        out[PRODUCER_EPOCH..PRODUCER_EPOCH + 2].copy_from_slice(&producer_epoch.to_be_bytes());
+        out[BASE_SEQUENCE..BASE_SEQUENCE + 4].copy_from_slice(&base_sequence.to_be_bytes());
+        let crc = crc32c::crc32c(&out[ATTRIBUTES..]);
+        out[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+        out
+    }
+
     /// `record_count` records of `value_bytes` each, values filled with `fill`.
     pub fn batch(
         record_count: usize,

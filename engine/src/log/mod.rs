@@ -2,6 +2,7 @@
 
 pub mod index;
 pub mod partition;
+pub mod producers;
 pub mod retention;
 pub mod segment;
 pub mod small_file;

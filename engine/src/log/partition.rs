@@ -33,11 +33,13 @@ use crate::limits::{
     APPENDS_PENDING_MAX, READ_BYTES_MAX, SEGMENT_PREALLOCATE_STEP_BYTES, WRITE_CHUNK_BYTES,
 };
 use crate::log::index::{decode_index, encode_index, SegmentIndex};
+use crate::log::producers::{ProducerState, SequenceCheck, SequenceError};
 use crate::log::retention::{segments_to_delete, SegmentSummary};
 use crate::log::segment::{parse_log_file_name, scan_segment, Segment};
 use crate::log::small_file::{read_small_file, replace_small_file, write_small_file};
 
 const LOG_START_CHECKPOINT: &str = "log-start-offset.ckpt";
+const PRODUCER_SNAPSHOT: &str = "producer-state.snapshot";
 const CHECKPOINT_MAGIC: u32 = 0x534c_4353; // "SLCS"
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -68,6 +70,13 @@ pub enum LogError {
         path: PathBuf,
         position: u64,
         detail: String,
+    },
+    /// An idempotent producer's batch is out of sequence or from a fenced epoch.
+    #[error("{tp}: {source}")]
+    Sequence {
+        tp: TopicPartition,
+        #[source]
+        source: SequenceError,
     },
     #[error("{tp}: log failed earlier and refuses writes: {reason}")]
     Failed { tp: TopicPartition, reason: String },
@@ -137,6 +146,7 @@ struct LogState<F: StorageFile> {
     closed: bool,
     max_timestamp: i64,
     max_timestamp_offset: Offset,
+    producers: ProducerState,
 }
 
 impl<F: StorageFile> LogState<F> {
@@ -295,9 +305,10 @@ where
             closed: false,
             max_timestamp: max_ts,
             max_timestamp_offset: max_ts_off,
+            producers: ProducerState::default(),
         };
         state.check_invariants();
-        Ok(PartitionLog {
+        let log = PartitionLog {
             tp,
             dir,
             storage,
@@ -306,7 +317,56 @@ where
             st: RefCell::new(state),
             append_lock: async_lock::Mutex::new(()),
             flush_lock: async_lock::Mutex::new(()),
-        })
+        };
+        log.rebuild_producer_state().await?;
+        Ok(log)
+    }
+
+    /// Loads the producer-state snapshot (taken at the last roll or clean close) and replays
+    /// the idempotent batches after it, so retries after a restart are still deduplicated.
+    async fn rebuild_producer_state(&self) -> Result<(), LogError> {
+        let path = self.dir.join(PRODUCER_SNAPSHOT);
+        let snapshot = read_small_file(&self.storage, &path)
+            .await
+            .map_err(|e| self.io_error(&path, e))?;
+        let (start, end) = {
+            let st = self.st.borrow();
+            (st.log_start, st.written)
+        };
+        let (mut state, mut from) =
+            match snapshot.as_deref().and_then(ProducerState::decode_snapshot) {
+                Some((state, next)) if next <= end => (state, next.max(start)),
+                _ => (ProducerState::default(), start),
+            };
+        while from < end {
+            let r = self.read(from, 4 << 20).await?;
+            if r.bytes.is_empty() {
+                break;
+            }
+            for view in batches(&r.bytes) {
+                let view = view.map_err(|source| LogError::Batch {
+                    tp: self.tp.clone(),
+                    source,
+                })?;
+                if view.last_offset() >= from {
+                    state.record(&view);
+                }
+                from = view.last_offset().next();
+            }
+        }
+        self.st.borrow_mut().producers = state;
+        Ok(())
+    }
+
+    async fn persist_producer_state(&self) -> Result<(), LogError> {
+        let path = self.dir.join(PRODUCER_SNAPSHOT);
+        let bytes = {
+            let st = self.st.borrow();
+            st.producers.encode_snapshot(st.assigned)
+        };
+        replace_small_file(&self.storage, &path, &bytes)
+            .await
+            .map_err(|e| self.io_error(&path, e))
     }
 
     pub fn topic_partition(&self) -> &TopicPartition {
@@ -404,6 +464,26 @@ where
                 tp: self.tp.clone(),
                 source,
             })?;
+            let check =
+                self.st
+                    .borrow()
+                    .producers
+                    .check(&view)
+                    .map_err(|source| LogError::Sequence {
+                        tp: self.tp.clone(),
+                        source,
+                    })?;
+            if let SequenceCheck::Duplicate {
+                base_offset,
+                last_offset,
+            } = check
+            {
+                // A retry of a batch already in the log: answer with its original offsets once
+                // they are as durable as a fresh append would be.
+                first.get_or_insert(base_offset);
+                last = last.max(last_offset);
+                continue;
+            }
             let frame_bytes = (FRAME_HEADER_BYTES + view.len()) as u64;
             self.maybe_roll(frame_bytes, now).await?;
             let (base, batch_last) = self.copy_into_chunk(&view, opts.leader_epoch, timestamp);
@@ -415,10 +495,19 @@ where
             let mut st = self.st.borrow_mut();
             st.check_invariants();
             let (tx, rx) = oneshot::channel();
-            st.waiters.push_back(Waiter {
-                end: last.next(),
-                tx,
-            });
+            let end = last.next();
+            let reached = match self.durability {
+                Durability::PerWrite | Durability::GroupCommit => st.durable,
+                Durability::Interval { .. } | Durability::None => st.written,
+            };
+            if end <= reached {
+                // Only duplicates, already as durable as the policy asks.
+                let _ = tx.send(Ok(()));
+            } else {
+                // Waiters resolve in queue order: keep the queue's ends non-decreasing.
+                let end = st.waiters.back().map_or(end, |w| w.end.max(end));
+                st.waiters.push_back(Waiter { end, tx });
+            }
             assert!(
                 st.waiters.len() <= APPENDS_PENDING_MAX * 4,
                 "waiter queue unbounded"
@@ -501,12 +590,13 @@ where
         let chunk = st.pending.back_mut().expect("a chunk was just ensured");
         let at = (position - chunk.file_pos) as usize;
         let dst = &mut chunk.buf.bytes_mut()[at..at + frame_bytes];
-        dst[FRAME_HEADER_BYTES..].copy_from_slice(view.bytes());
-        stamp(&mut dst[FRAME_HEADER_BYTES..], base, epoch, timestamp);
-        let stamped = BatchView::parse(&dst[FRAME_HEADER_BYTES..])
-            .expect("a validated batch stays valid after stamping");
+        let (head, body) = dst.split_at_mut(FRAME_HEADER_BYTES);
+        body.copy_from_slice(view.bytes());
+        stamp(body, base, epoch, timestamp);
+        let stamped = BatchView::parse(body).expect("a validated batch stays valid after stamping");
         let max_ts = stamped.max_timestamp();
-        FrameHeader::for_batch(&stamped).encode_into(&mut dst[..FRAME_HEADER_BYTES]);
+        FrameHeader::for_batch(&stamped).encode_into(head);
+        st.producers.record(&stamped);
         chunk.len = at + frame_bytes;
         chunk.end_offset = last.next();
         let interval = st.config.index_interval_bytes;
@@ -553,6 +643,7 @@ where
             (st.active().clone(), st.assigned, st.config.clone())
         };
         self.persist_index(&old).await?;
+        self.persist_producer_state().await?;
         let size = old.size();
         old.file
             .truncate(size)
@@ -1068,6 +1159,7 @@ where
         self.flush_all().await?;
         let active = self.st.borrow().active().clone();
         self.persist_index(&active).await?;
+        self.persist_producer_state().await?;
         let mut st = self.st.borrow_mut();
         st.closed = true;
         st.wake_readers();

@@ -624,3 +624,62 @@ fn segment_files_are_reserved_step_by_step_not_whole() {
 }
 
 const WRITE_CHUNK: u64 = crate::limits::WRITE_CHUNK_BYTES as u64;
+
+#[test]
+fn idempotent_retries_are_deduplicated_even_after_a_crash() {
+    let storage = SimStorage::new();
+    let clock = ManualClock::new(0);
+    let log = open(&storage, small_segments(), Durability::GroupCommit, &clock);
+    let mut seq = 0;
+    let mut firsts = Vec::new();
+    for _ in 0..30 {
+        // 100 KB batches: the log rolls segments (and snapshots producer state) on the way.
+        let info =
+            block_on(log.append(&build::idempotent(4, 25_000, 42, 0, seq), OPTS)).expect("append");
+        firsts.push((seq, info.base_offset));
+        seq += 4;
+    }
+    let end = log.log_end_offset();
+    // A retry of the last batch gets its original offsets and appends nothing.
+    let retry =
+        block_on(log.append(&build::idempotent(4, 25_000, 42, 0, seq - 4), OPTS)).expect("retry");
+    assert_eq!(retry.base_offset, firsts[29].1);
+    assert_eq!(log.log_end_offset(), end);
+    // A gap and a stale epoch are refused.
+    assert!(matches!(
+        block_on(log.append(&build::idempotent(1, 10, 42, 0, seq + 3), OPTS)),
+        Err(LogError::Sequence { .. })
+    ));
+    drop(log);
+    storage.crash(7, CrashMode::DropUnsynced);
+    let log = open(&storage, small_segments(), Durability::GroupCommit, &clock);
+    assert_eq!(log.log_end_offset(), end, "acknowledged appends survive");
+    let retry = block_on(log.append(&build::idempotent(4, 25_000, 42, 0, seq - 8), OPTS))
+        .expect("retry after crash");
+    assert_eq!(
+        retry.base_offset, firsts[28].1,
+        "dedup state rebuilt from snapshot + replay"
+    );
+    let next = block_on(log.append(&build::idempotent(2, 10, 42, 0, seq), OPTS))
+        .expect("next in sequence");
+    assert_eq!(next.base_offset, end);
+    // A newer epoch fences the old one.
+    block_on(log.append(&build::idempotent(1, 10, 42, 1, 0), OPTS)).expect("new epoch");
+    assert!(matches!(
+        block_on(log.append(&build::idempotent(1, 10, 42, 0, seq + 2), OPTS)),
+        Err(LogError::Sequence { .. })
+    ));
+    // Clean close and reopen keeps the state too.
+    block_on(log.close()).expect("close");
+    drop(log);
+    let log = open(&storage, small_segments(), Durability::GroupCommit, &clock);
+    let dup = block_on(log.append(&build::idempotent(1, 10, 42, 1, 0), OPTS)).expect("dup");
+    assert_eq!(
+        dup.base_offset,
+        log.log_end_offset()
+            .0
+            .checked_sub(1)
+            .map(Offset)
+            .expect("non-empty")
+    );
+}
