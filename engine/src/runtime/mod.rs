@@ -98,9 +98,11 @@ fn ensure_memlock(want: u64) -> Result<(), EngineError> {
     if soft >= want {
         return Ok(());
     }
-    let target = want.min(hard);
-    if target > soft && rlimit::Resource::MEMLOCK.set(target, hard).is_ok() {
-        tracing::info!(from = soft, to = target, "raised RLIMIT_MEMLOCK");
+    // Root (CAP_SYS_RESOURCE) may raise the hard limit too; others only up to it.
+    if rlimit::Resource::MEMLOCK.set(want, want.max(hard)).is_ok() {
+        tracing::info!(from = soft, to = want, "raised RLIMIT_MEMLOCK");
+    } else if hard > soft && rlimit::Resource::MEMLOCK.set(want.min(hard), hard).is_ok() {
+        tracing::info!(from = soft, to = want.min(hard), "raised RLIMIT_MEMLOCK to its hard limit");
     }
     let (soft, _) = rlimit::Resource::MEMLOCK
         .get()
