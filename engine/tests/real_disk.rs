@@ -310,3 +310,42 @@ fn kill_9_at_random_points_loses_no_acknowledged_append() {
         assert_eq!(w[0].1 + 1, w[1].0, "gap in recovered offsets");
     }
 }
+
+#[test]
+fn route_to_owner_applies_backpressure_and_drops_nothing() {
+    let dir = test_dir("routing");
+    // Far more concurrent requests than the owner's inbox holds: senders wait for room.
+    let jobs = sluice_engine::limits::SHARD_INBOX_DEPTH * 5;
+    let (answered, ran_on_owner) = with_shards(config(&dir, 2), move |shard: Rc<Shard>| {
+        Box::pin(async move {
+            let mut tasks = Vec::with_capacity(jobs);
+            for i in 0..jobs {
+                let shard = shard.clone();
+                tasks.push(glommio::spawn_local(async move {
+                    shard
+                        .route_to_owner(ShardId(1), move |owner: Rc<Shard>| {
+                            Box::pin(async move {
+                                // Make the owner slow so its inbox fills up.
+                                if i % 64 == 0 {
+                                    glommio::timer::sleep(Duration::from_millis(1)).await;
+                                }
+                                (i, owner.id())
+                            })
+                        })
+                        .await
+                        .expect("answered")
+                }));
+            }
+            let mut seen = vec![false; jobs];
+            let mut on_owner = true;
+            for t in tasks {
+                let (i, id) = t.await;
+                seen[i] = true;
+                on_owner &= id == ShardId(1);
+            }
+            (seen.iter().filter(|s| **s).count(), on_owner)
+        })
+    });
+    assert_eq!(answered, jobs, "every routed job answered exactly once");
+    assert!(ran_on_owner, "every job ran on the owner shard");
+}

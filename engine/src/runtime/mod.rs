@@ -102,7 +102,11 @@ fn ensure_memlock(want: u64) -> Result<(), EngineError> {
     if rlimit::Resource::MEMLOCK.set(want, want.max(hard)).is_ok() {
         tracing::info!(from = soft, to = want, "raised RLIMIT_MEMLOCK");
     } else if hard > soft && rlimit::Resource::MEMLOCK.set(want.min(hard), hard).is_ok() {
-        tracing::info!(from = soft, to = want.min(hard), "raised RLIMIT_MEMLOCK to its hard limit");
+        tracing::info!(
+            from = soft,
+            to = want.min(hard),
+            "raised RLIMIT_MEMLOCK to its hard limit"
+        );
     }
     let (soft, _) = rlimit::Resource::MEMLOCK
         .get()
