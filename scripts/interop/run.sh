@@ -46,10 +46,10 @@ export INTEROP_JAVA_CP="$WORK/java/interop-java-driver-0.jar:$WORK/java/lib/*"
 free_port() { "$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 STATE=""
 CTL=""
+# Silent, so pytest's summary ("N passed, M failed") stays the last line CI reads.
 cleanup() {
     if [ -n "$CTL" ] && [ -n "$STATE" ]; then
-        log "stopping the broker (logs: $STATE/broker.log)"
-        "$CTL" stop "$STATE" || true
+        "$CTL" stop "$STATE" >/dev/null 2>&1 || true
     fi
 }
 trap cleanup EXIT
@@ -89,7 +89,7 @@ if [ -n "${INTEROP_KNOWN_FAILURES:-}" ]; then
     export INTEROP_KNOWN_FAILURES="$(realpath "$INTEROP_KNOWN_FAILURES")"
     log "known failures from $INTEROP_KNOWN_FAILURES are run as strict xfail"
 fi
-log "running the suite against $BROKER at $INTEROP_BOOTSTRAP"
+log "running the suite against $BROKER at $INTEROP_BOOTSTRAP${STATE:+ (broker log: $STATE/broker.log)}"
 set +e
 (cd "$HERE/tests" && "$VENV/bin/python" -m pytest -p no:cacheprovider --timeout=300 -rfEs --show-capture=no \
     --junitxml="$WORK/results-$BROKER.xml" "$@")
