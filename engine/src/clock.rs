@@ -6,6 +6,8 @@ use std::rc::Rc;
 /// Milliseconds since the Unix epoch, as Kafka timestamps are.
 pub trait Clock {
     fn now_ms(&self) -> i64;
+    /// A monotonic microsecond counter for measuring durations (not wall time).
+    fn monotonic_us(&self) -> u64;
 }
 
 /// The real wall clock.
@@ -18,6 +20,15 @@ impl Clock for SystemClock {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0)
+    }
+
+    fn monotonic_us(&self) -> u64 {
+        use std::sync::OnceLock;
+        static START: OnceLock<std::time::Instant> = OnceLock::new();
+        START
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_micros() as u64
     }
 }
 
@@ -44,5 +55,9 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now_ms(&self) -> i64 {
         self.now_ms.get()
+    }
+
+    fn monotonic_us(&self) -> u64 {
+        (self.now_ms.get().max(0) as u64) * 1000
     }
 }

@@ -6,8 +6,10 @@ pub mod producers;
 pub mod retention;
 pub mod segment;
 pub mod small_file;
+pub mod stats;
 
 pub use partition::{AppendInfo, AppendOptions, LogError, PartitionLog, ReadResult, TimestampHit};
+pub use stats::LogStats;
 
 #[cfg(test)]
 mod tests;

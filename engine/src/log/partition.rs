@@ -192,6 +192,7 @@ pub struct PartitionLog<S: Storage = DmaStorage> {
     st: RefCell<LogState<S::File>>,
     append_lock: async_lock::Mutex<()>,
     flush_lock: async_lock::Mutex<()>,
+    stats: crate::log::stats::LogStats,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -317,6 +318,7 @@ where
             st: RefCell::new(state),
             append_lock: async_lock::Mutex::new(()),
             flush_lock: async_lock::Mutex::new(()),
+            stats: Default::default(),
         };
         log.rebuild_producer_state().await?;
         Ok(log)
@@ -394,6 +396,11 @@ where
     pub fn set_config(&self, config: LogConfig) {
         self.st.borrow_mut().config = config;
     }
+    /// Counters and fdatasync latencies for metrics.
+    pub fn stats(&self) -> &crate::log::stats::LogStats {
+        &self.stats
+    }
+
     pub fn durability(&self) -> Durability {
         self.durability
     }
@@ -597,6 +604,11 @@ where
         let max_ts = stamped.max_timestamp();
         FrameHeader::for_batch(&stamped).encode_into(head);
         st.producers.record(&stamped);
+        crate::log::stats::LogStats::add(
+            &self.stats.appended_bytes,
+            frame_bytes as u64 - FRAME_HEADER_BYTES as u64,
+        );
+        crate::log::stats::LogStats::add(&self.stats.appended_batches, 1);
         chunk.len = at + frame_bytes;
         chunk.end_offset = last.next();
         let interval = st.config.index_interval_bytes;
@@ -793,10 +805,13 @@ where
     async fn sync_round(&self, touched: &[Rc<Segment<S::File>>]) -> bool {
         let target = self.st.borrow().written;
         for seg in touched {
+            let started = self.clock.monotonic_us();
             if let Err(e) = seg.file.sync().await {
                 self.fail(&seg.log_path, e);
                 return false;
             }
+            self.stats
+                .record_sync(self.clock.monotonic_us().saturating_sub(started));
         }
         let mut st = self.st.borrow_mut();
         st.durable = st.durable.max(target);
@@ -877,6 +892,7 @@ where
                 None => break,
             }
         }
+        crate::log::stats::LogStats::add(&self.stats.read_bytes, result.bytes.len() as u64);
         Ok(result)
     }
 

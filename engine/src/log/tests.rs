@@ -683,3 +683,25 @@ fn idempotent_retries_are_deduplicated_even_after_a_crash() {
             .expect("non-empty")
     );
 }
+
+#[test]
+fn stats_count_appends_reads_and_syncs() {
+    let storage = SimStorage::new();
+    let clock = ManualClock::new(0);
+    let log = open(
+        &storage,
+        LogConfig::default(),
+        Durability::GroupCommit,
+        &clock,
+    );
+    let b = build::batch(3, 100, 1, 0);
+    block_on(log.append(&b, OPTS)).expect("append");
+    block_on(log.append(&b, OPTS)).expect("append");
+    let r = block_on(log.read(Offset(0), 1 << 20)).expect("read");
+    let stats = log.stats();
+    assert_eq!(stats.appended_batches.get(), 2);
+    assert_eq!(stats.appended_bytes.get(), 2 * b.len() as u64);
+    assert_eq!(stats.read_bytes.get(), r.bytes.len() as u64);
+    assert_eq!(stats.syncs.get(), 2);
+    assert_eq!(stats.sync_latency_us().len(), 2);
+}
