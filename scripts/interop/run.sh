@@ -8,8 +8,8 @@
 #   BROKER=external BOOTSTRAP=host:port scripts/interop/run.sh
 #                                               test a running broker (no SIGKILL test)
 #   extra arguments go to pytest, e.g.  scripts/interop/run.sh -k seek
-#   INTEROP_KNOWN_FAILURES=scripts/interop/known-failures-sluice.txt  (opt-in) run the listed
-#                                               tests as strict xfail (see tests/conftest.py)
+#   INTEROP_KNOWN_FAILURES=<file>  (opt-in) run the tests listed there ("<test id> # reason")
+#                                  as strict xfail (see tests/conftest.py)
 #
 # INTEROP_WORK (default <repo>/target/interop) holds the venv and the Java build; the broker's
 # data dir and log go to a fresh ${TMPDIR:-/tmp}/interop-<broker>.XXXXXX (printed at the end).

@@ -111,8 +111,11 @@ class Librdkafka:
 
     def produce(self, topic: str, records: list[Out], **conf) -> list[Ack]:
         # murmur2_random is the Java client's keyed partitioner; librdkafka's default
-        # (consistent_random, CRC32) would put keys elsewhere.
-        c = {"partitioner": "murmur2_random", "message.timeout.ms": 60000, "linger.ms": 5}
+        # (consistent_random, CRC32) would put keys elsewhere. One request in flight per
+        # connection: without idempotence (which needs InitProducerId) librdkafka may
+        # reorder batches it retries, and the tests assert offsets in send order.
+        c = {"partitioner": "murmur2_random", "message.timeout.ms": 60000, "linger.ms": 5,
+             "max.in.flight.requests.per.connection": 1}
         c.update(conf)
         p = confluent_kafka.Producer(self._conf(c))
         acks: list[Optional[Ack]] = [None] * len(records)

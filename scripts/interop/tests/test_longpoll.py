@@ -26,6 +26,9 @@ def test_empty_fetch_waits_for_max_wait(clients, new_topic, bootstrap):
 
 def test_waiting_fetch_returns_promptly_when_data_arrives(clients, new_topic, bootstrap):
     topic = new_topic(1)
+    # A first record makes sure the partition serves fetches before the timed one
+    # (a just-created topic can answer NOT_LEADER_OR_FOLLOWER for a moment).
+    clients["librdkafka"].produce(topic, [Out(None, b"first", partition=0)])
     acked = {}
 
     def produce_later():
@@ -36,13 +39,13 @@ def test_waiting_fetch_returns_promptly_when_data_arrives(clients, new_topic, bo
     t = threading.Thread(target=produce_later)
     t.start()
     try:
-        res = rawkafka.fetch(bootstrap, topic, 0, offset=0, max_wait_ms=15000)
+        res = rawkafka.fetch(bootstrap, topic, 0, offset=1, max_wait_ms=15000)
         answered = time.monotonic()
     finally:
         t.join(60)
     assert res.error_code == 0
     bs = rawkafka.batches(res.records)
-    assert [b.base_offset for b in bs] == [0], f"fetch answered with batches {bs} after {res.elapsed_s:.3f} s"
+    assert [b.base_offset for b in bs] == [1], f"fetch answered with batches {bs} after {res.elapsed_s:.3f} s"
     assert "t" in acked
     late_ms = (answered - acked["t"]) * 1000
     assert late_ms < PROMPT_MS, f"waiting fetch answered {late_ms:.0f} ms after the produce was acked"

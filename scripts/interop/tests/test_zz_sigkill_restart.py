@@ -1,6 +1,6 @@
 """SIGKILL the broker right after acks=all produces, restart it on the same data dir:
-every acknowledged record is there at the same offset, nothing else is, and new
-records continue at the next offset. Runs last (it restarts the broker) and only when
+every acknowledged record is there at the same offset with its timestamp, nothing else
+is, lookups by timestamp still find them, and new records continue at the next offset. Runs last (it restarts the broker) and only when
 run.sh manages the broker (INTEROP_BROKER_CTL)."""
 
 import collections
@@ -14,6 +14,7 @@ from clients import Out
 PARTITIONS = 3
 # Two librdkafka producer sessions, acks=all: large batches, then one record per request.
 # (This test is about durability; each client's own produce path is covered elsewhere.)
+T0 = 1_700_000_000_000  # CreateTime of the first batched record; then +10 ms per record
 SESSIONS = [("batched", 3000, {"acks": "all", "linger.ms": 20}),
             ("one-per-request", 500, {"acks": "all", "linger.ms": 0, "batch.num.messages": 1})]
 
@@ -27,13 +28,20 @@ def ctl(verb: str) -> None:
 def test_acked_records_survive_sigkill(clients, new_topic):
     topic = new_topic(PARTITIONS)
     expected = {}  # (partition, offset) -> (key, value, headers)
+    stamped = collections.defaultdict(list)  # partition -> [(timestamp, offset)] of the batched session
+    later = collections.defaultdict(list)  # partition -> [(offset, acked timestamp)] of the other session
     for session, n, conf in SESSIONS:
-        sent = [Out(f"{session}-{i % 50}".encode(), f"{session}:{i}".encode(), (("s", session.encode()),))
+        sent = [Out(f"{session}-{i % 50}".encode(), f"{session}:{i}".encode(), (("s", session.encode()),),
+                    timestamp=T0 + 10 * i if session == "batched" else None)
                 for i in range(n)]
         acks = clients["librdkafka"].produce(topic, sent, **conf)
         for r, a in zip(sent, acks):
             assert (a.partition, a.offset) not in expected, f"offset {a} handed out twice"
             expected[(a.partition, a.offset)] = (r.key, r.value, r.headers)
+            if r.timestamp is not None:
+                stamped[a.partition].append((r.timestamp, a.offset))
+            else:
+                later[a.partition].append((a.offset, a.timestamp))
     ends = collections.Counter(p for p, _ in expected)
     for p, n in ends.items():
         assert sorted(o for q, o in expected if q == p) == list(range(n)), f"partition {p}: acked offsets not contiguous"
@@ -50,9 +58,21 @@ def test_acked_records_survive_sigkill(clients, new_topic):
         wrong = [k for k in expected if seen[k] != expected[k]]
         assert not wrong, f"{consumer}: {len(wrong)} records changed after restart, first {wrong[:5]}"
         assert len(got) == total, f"{consumer}: {len(got) - total} records beyond the acknowledged ones"
+        ts_seen = {(r.partition, r.offset): r.timestamp for r in got}
+        ts_wrong = [(p, o) for p, recs in stamped.items() for ts, o in recs if ts_seen[(p, o)] != ts]
+        assert not ts_wrong, f"{consumer}: CreateTime changed after restart at {ts_wrong[:5]}"
 
-    views = {p: clients["librdkafka"].offsets(topic, p, [])[0] for p in range(PARTITIONS)}
-    assert {p: (v.earliest, v.latest) for p, v in views.items()} == {p: (0, ends[p]) for p in range(PARTITIONS)}
+    # ListOffsets after recovery: earliest/latest, and by timestamp (the time index came back):
+    # a record's own timestamp, and one ms later, each find the first offset whose
+    # timestamp is at or after the target.
+    for p in range(PARTITIONS):
+        by_offset = sorted((o, ts) for ts, o in stamped[p]) + sorted((o, ts) for o, ts in later[p])
+        picks = [stamped[p][0][0], stamped[p][len(stamped[p]) // 2][0], stamped[p][-1][0]]
+        targets = sorted(set(picks + [t + 1 for t in picks]))
+        want = {t: next((o for o, ts in by_offset if ts >= t), None) for t in targets}
+        view = clients["librdkafka"].offsets(topic, p, targets)[0]
+        assert (view.earliest, view.latest) == (0, ends[p]), f"partition {p}: earliest/latest after restart"
+        assert view.times == want, f"partition {p}: lookups by timestamp after restart"
 
     # The log goes on at the next offset.
     acks = clients["librdkafka"].produce(topic, [Out(None, b"after-restart", partition=p) for p in range(PARTITIONS)],
