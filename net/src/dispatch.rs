@@ -13,6 +13,7 @@ use kafka_protocol::messages::*;
 use crate::broker::Broker;
 use crate::codec::{decode_body, encode_response, CodecError, RequestFrame};
 use crate::errors;
+use crate::group::handlers as group;
 use crate::handlers;
 use crate::versions;
 
@@ -35,6 +36,18 @@ pub enum Body {
     DescribeCluster(DescribeClusterRequest),
     DescribeLogDirs(DescribeLogDirsRequest),
     DeleteRecords(DeleteRecordsRequest),
+    InitProducerId(InitProducerIdRequest),
+    FindCoordinator(FindCoordinatorRequest),
+    JoinGroup(JoinGroupRequest),
+    SyncGroup(SyncGroupRequest),
+    Heartbeat(HeartbeatRequest),
+    LeaveGroup(LeaveGroupRequest),
+    OffsetCommit(OffsetCommitRequest),
+    OffsetFetch(OffsetFetchRequest),
+    DescribeGroups(DescribeGroupsRequest),
+    ListGroups(ListGroupsRequest),
+    DeleteGroups(DeleteGroupsRequest),
+    OffsetDelete(OffsetDeleteRequest),
 }
 
 /// A request ready for its handler.
@@ -93,6 +106,24 @@ pub fn decode_request(frame: RequestFrame) -> Result<Request, CodecError> {
         ApiKey::DeleteRecords => {
             Body::DeleteRecords(decode_body(&mut raw, version, "DeleteRecords")?)
         }
+        ApiKey::InitProducerId => {
+            Body::InitProducerId(decode_body(&mut raw, version, "InitProducerId")?)
+        }
+        ApiKey::FindCoordinator => {
+            Body::FindCoordinator(decode_body(&mut raw, version, "FindCoordinator")?)
+        }
+        ApiKey::JoinGroup => Body::JoinGroup(decode_body(&mut raw, version, "JoinGroup")?),
+        ApiKey::SyncGroup => Body::SyncGroup(decode_body(&mut raw, version, "SyncGroup")?),
+        ApiKey::Heartbeat => Body::Heartbeat(decode_body(&mut raw, version, "Heartbeat")?),
+        ApiKey::LeaveGroup => Body::LeaveGroup(decode_body(&mut raw, version, "LeaveGroup")?),
+        ApiKey::OffsetCommit => Body::OffsetCommit(decode_body(&mut raw, version, "OffsetCommit")?),
+        ApiKey::OffsetFetch => Body::OffsetFetch(decode_body(&mut raw, version, "OffsetFetch")?),
+        ApiKey::DescribeGroups => {
+            Body::DescribeGroups(decode_body(&mut raw, version, "DescribeGroups")?)
+        }
+        ApiKey::ListGroups => Body::ListGroups(decode_body(&mut raw, version, "ListGroups")?),
+        ApiKey::DeleteGroups => Body::DeleteGroups(decode_body(&mut raw, version, "DeleteGroups")?),
+        ApiKey::OffsetDelete => Body::OffsetDelete(decode_body(&mut raw, version, "OffsetDelete")?),
         other => {
             return Err(CodecError::UnsupportedVersion {
                 key: other,
@@ -159,5 +190,19 @@ pub async fn handle(broker: &Rc<Broker>, request: Request) -> Result<Option<Byte
         Body::DeleteRecords(req) => {
             respond!(handlers::delete_records::handle(broker, req, version).await)
         }
+        Body::InitProducerId(req) => {
+            respond!(handlers::init_producer_id::handle(broker, req, version).await)
+        }
+        Body::FindCoordinator(req) => respond!(group::find_coordinator(broker, req, version)),
+        Body::JoinGroup(req) => respond!(group::join_group(broker, req, version).await),
+        Body::SyncGroup(req) => respond!(group::sync_group(broker, req, version).await),
+        Body::Heartbeat(req) => respond!(group::heartbeat(broker, req, version).await),
+        Body::LeaveGroup(req) => respond!(group::leave_group(broker, req, version).await),
+        Body::OffsetCommit(req) => respond!(group::offset_commit(broker, req, version).await),
+        Body::OffsetFetch(req) => respond!(group::offset_fetch(broker, req, version).await),
+        Body::DescribeGroups(req) => respond!(group::describe_groups(broker, req, version).await),
+        Body::ListGroups(req) => respond!(group::list_groups(broker, req, version).await),
+        Body::DeleteGroups(req) => respond!(group::delete_groups(broker, req, version).await),
+        Body::OffsetDelete(req) => respond!(group::offset_delete(broker, req, version).await),
     }
 }

@@ -35,6 +35,26 @@ pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 =
 pub const CLUSTER_AUTHORIZATION_FAILED: i16 = code(ResponseError::ClusterAuthorizationFailed);
 pub const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = code(ResponseError::UnsupportedForMessageFormat);
 
+// Idempotent producers and consumer groups.
+pub const COORDINATOR_NOT_AVAILABLE: i16 = code(ResponseError::CoordinatorNotAvailable);
+pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = code(ResponseError::CoordinatorLoadInProgress);
+pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = code(ResponseError::OutOfOrderSequenceNumber);
+pub const INVALID_PRODUCER_EPOCH: i16 = code(ResponseError::InvalidProducerEpoch);
+pub const UNKNOWN_PRODUCER_ID: i16 = code(ResponseError::UnknownProducerId);
+pub const OFFSET_METADATA_TOO_LARGE: i16 = code(ResponseError::OffsetMetadataTooLarge);
+pub const ILLEGAL_GENERATION: i16 = code(ResponseError::IllegalGeneration);
+pub const INCONSISTENT_GROUP_PROTOCOL: i16 = code(ResponseError::InconsistentGroupProtocol);
+pub const INVALID_GROUP_ID: i16 = code(ResponseError::InvalidGroupId);
+pub const UNKNOWN_MEMBER_ID: i16 = code(ResponseError::UnknownMemberId);
+pub const INVALID_SESSION_TIMEOUT: i16 = code(ResponseError::InvalidSessionTimeout);
+pub const REBALANCE_IN_PROGRESS: i16 = code(ResponseError::RebalanceInProgress);
+pub const NON_EMPTY_GROUP: i16 = code(ResponseError::NonEmptyGroup);
+pub const GROUP_ID_NOT_FOUND: i16 = code(ResponseError::GroupIdNotFound);
+pub const MEMBER_ID_REQUIRED: i16 = code(ResponseError::MemberIdRequired);
+pub const GROUP_MAX_SIZE_REACHED: i16 = code(ResponseError::GroupMaxSizeReached);
+pub const FENCED_INSTANCE_ID: i16 = code(ResponseError::FencedInstanceId);
+pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = code(ResponseError::GroupSubscribedToTopic);
+
 #[cfg(test)]
 mod tests {
     use super::*;

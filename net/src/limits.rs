@@ -50,3 +50,44 @@ pub const FRAME_BUFFER_POOLED_BYTES_MAX: usize = 16 * 1024 * 1024;
 pub const FRAME_BUFFERS_POOLED_MAX: usize = 64;
 
 const _: () = assert!(FRAME_BUFFER_BYTES_MIN <= FRAME_BUFFER_POOLED_BYTES_MAX);
+
+// ---- Idempotent producers and consumer groups ----
+
+/// Producer ids reserved per durable write of the producer id file.
+pub const PRODUCER_ID_BLOCK: i64 = 1000;
+/// Partitions of the internal `__consumer_offsets` topic (Kafka uses 50; fewer keeps a
+/// small broker's preallocated segment space down). Fixed once the topic exists: the
+/// loader reads whatever partition count the topic has.
+pub const OFFSETS_TOPIC_PARTITIONS: i32 = 8;
+/// Longest group id, member id or group.instance.id accepted.
+pub const GROUP_ID_BYTES_MAX: usize = 255;
+/// Members one group may have (joined plus awaiting their KIP-394 second join).
+pub const GROUP_MEMBERS_MAX: usize = 1000;
+/// Groups one shard coordinates at most.
+pub const GROUPS_PER_SHARD_MAX: usize = 100_000;
+/// Committed offsets one group may hold.
+pub const OFFSETS_PER_GROUP_MAX: usize = 100_000;
+/// Kafka's group.min.session.timeout.ms / group.max.session.timeout.ms (min lowered so
+/// tests may use short sessions).
+pub const SESSION_TIMEOUT_MS_MIN: i32 = 1_000;
+pub const SESSION_TIMEOUT_MS_MAX: i32 = 1_800_000;
+/// Longest rebalance timeout honoured (longer requests are clamped).
+pub const REBALANCE_TIMEOUT_MS_MAX: i32 = 1_800_000;
+/// Kafka's offset.metadata.max.bytes.
+pub const OFFSET_METADATA_BYTES_MAX: usize = 4096;
+/// How often a shard's coordinator checks session and rebalance deadlines.
+pub const GROUP_TICK_MS: u64 = 100;
+/// Bytes read per step while rebuilding committed offsets from `__consumer_offsets`.
+pub const OFFSETS_LOAD_READ_BYTES: usize = 1024 * 1024;
+/// Records per `__consumer_offsets` batch (one OffsetCommit's partitions, chunked).
+pub const OFFSETS_RECORDS_PER_BATCH_MAX: usize = 1000;
+/// Keys in one FindCoordinator, groups in one DescribeGroups/DeleteGroups/OffsetFetch.
+pub const GROUPS_PER_REQUEST_MAX: usize = 10_000;
+
+const _: () =
+    assert!(SESSION_TIMEOUT_MS_MIN > 0 && SESSION_TIMEOUT_MS_MIN <= SESSION_TIMEOUT_MS_MAX);
+const _: () = assert!((GROUP_TICK_MS as i32) < SESSION_TIMEOUT_MS_MIN);
+const _: () =
+    assert!(OFFSETS_TOPIC_PARTITIONS > 0 && OFFSETS_TOPIC_PARTITIONS <= PARTITIONS_PER_TOPIC_MAX);
+const _: () = assert!(OFFSETS_LOAD_READ_BYTES <= FETCH_RESPONSE_BYTES_MAX);
+const _: () = assert!(PRODUCER_ID_BLOCK > 0);

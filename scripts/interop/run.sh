@@ -12,7 +12,7 @@
 #                                  as strict xfail (see tests/conftest.py)
 #
 # INTEROP_WORK (default <repo>/target/interop) holds the venv and the Java build; the broker's
-# data dir and log go to a fresh ${TMPDIR:-/tmp}/interop-<broker>.XXXXXX (printed at the end).
+# data dir and log go to a fresh ${TMPDIR:-/tmp}/interop-<broker>.XXXXXX (printed when the suite starts).
 # Exits non-zero when any test fails.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -19,6 +19,7 @@ fn topic_entry(broker: &Broker, t: &TopicMetadata) -> MetadataResponseTopic {
     out.name = Some(TopicName(str_bytes(t.name.clone())));
     out.topic_id = uuid(t.topic_id);
     out.topic_authorized_operations = i32::MIN;
+    out.is_internal = crate::group::offsets::is_internal(&t.name);
     out.partitions = (0..t.partitions)
         .map(|p| {
             let mut part = MetadataResponsePartition::default();
@@ -64,6 +65,8 @@ pub async fn handle(broker: &Rc<Broker>, req: MetadataRequest, version: i16) -> 
         resp.topics = snapshot
             .topics
             .values()
+            // Internal topics only when asked for by name.
+            .filter(|t| !crate::group::offsets::is_internal(&t.name))
             .map(|t| topic_entry(broker, t))
             .collect();
         return resp;

@@ -38,6 +38,9 @@ pub async fn handle(
             topic_error = Some(errors::INVALID_REQUIRED_ACKS);
         } else if validate_topic_name(&name).is_err() {
             topic_error = Some(errors::INVALID_TOPIC_EXCEPTION);
+        } else if crate::group::offsets::is_internal(&name) {
+            // Kafka: "Cannot append to internal topic".
+            topic_error = Some(errors::INVALID_TOPIC_EXCEPTION);
         } else if broker.store.snapshot().topic(&name).is_none() {
             topic_error = if broker.config.auto_create_topics_enable {
                 topics::auto_create(broker, &name)

@@ -1,0 +1,13 @@
+//! Consumer groups, classic protocol (JoinGroup/SyncGroup/Heartbeat/LeaveGroup, offsets,
+//! admin). Each group is owned by one shard, `ShardTable::owner_of_key(group id)`; every
+//! request for it is routed there, so no group state is shared across shards.
+//!
+//! - [`state`]: one group's state machine (pure; unit-tested).
+//! - [`coordinator`]: a shard's groups, loading, the session/rebalance timer task.
+//! - [`offsets`]: committed offsets in the internal `__consumer_offsets` topic.
+//! - [`handlers`]: the wire APIs.
+
+pub mod coordinator;
+pub mod handlers;
+pub mod offsets;
+pub mod state;

@@ -1,0 +1,411 @@
+//! Committed offsets, durable in the internal topic `__consumer_offsets`, in Kafka's own
+//! record format (offset commit key v1: group, topic, partition; value v3: offset, leader
+//! epoch, metadata, commit timestamp; a null value deletes), as RecordBatch v2 built by
+//! `kafka-protocol`'s encoder and appended through the engine's PartitionLog on the
+//! partition's owner shard. A group's records go to partition
+//! `abs(java_hash(group)) % partitions` as in Kafka; at start-up each shard's coordinator
+//! replays every partition (in log order) and keeps the groups it owns.
+//!
+//! Appends resolve when the engine's durability policy is met (group commit: fdatasync'd),
+//! so an acknowledged OffsetCommit survives a crash.
+
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
+    TimestampType, NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE,
+};
+use sluice_engine::log::AppendOptions;
+use sluice_engine::runtime::Shard;
+use sluice_engine::{LeaderEpoch, Offset, ShardId, TopicPartition};
+
+use super::state::CommittedOffset;
+use crate::errors;
+use crate::limits::{OFFSETS_LOAD_READ_BYTES, OFFSETS_RECORDS_PER_BATCH_MAX};
+use crate::partition_ops::{partition_log, OwnerContext};
+
+/// The internal topic's name, as in Kafka.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// Whether clients may not produce to / see `name` in listings.
+pub fn is_internal(name: &str) -> bool {
+    name == OFFSETS_TOPIC
+}
+
+const KEY_VERSION_OFFSET_COMMIT: i16 = 1;
+const VALUE_VERSION: i16 = 3;
+
+/// One change: `None` deletes the committed offset.
+pub type OffsetChange = ((String, i32), Option<CommittedOffset>);
+
+/// Java's `String.hashCode`, so groups land on the partition Kafka would pick.
+fn java_hash(s: &str) -> i32 {
+    s.encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
+}
+
+pub fn partition_for(group: &str, partitions: i32) -> i32 {
+    let h = java_hash(group);
+    // Kafka's Utils.abs: i32::MIN maps to 0.
+    let abs = if h == i32::MIN { 0 } else { h.abs() };
+    abs % partitions.max(1)
+}
+
+fn put_string(b: &mut BytesMut, s: &str) {
+    let len = i16::try_from(s.len()).unwrap_or(i16::MAX);
+    b.put_i16(len);
+    b.put_slice(&s.as_bytes()[..len.max(0) as usize]);
+}
+
+fn get_string(b: &mut Bytes) -> Option<Option<String>> {
+    if b.remaining() < 2 {
+        return None;
+    }
+    let len = b.get_i16();
+    if len < 0 {
+        return Some(None);
+    }
+    let len = len as usize;
+    if b.remaining() < len {
+        return None;
+    }
+    let s = b.split_to(len);
+    String::from_utf8(s.to_vec()).ok().map(Some)
+}
+
+pub fn encode_key(group: &str, topic: &str, partition: i32) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(KEY_VERSION_OFFSET_COMMIT);
+    put_string(&mut b, group);
+    put_string(&mut b, topic);
+    b.put_i32(partition);
+    b.freeze()
+}
+
+pub fn encode_value(o: &CommittedOffset) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(VALUE_VERSION);
+    b.put_i64(o.offset);
+    b.put_i32(o.leader_epoch);
+    put_string(&mut b, o.metadata.as_deref().unwrap_or(""));
+    b.put_i64(o.commit_timestamp_ms);
+    b.freeze()
+}
+
+/// (group, topic, partition) of an offset commit key; `None` for other key kinds (group
+/// metadata records, version 2) and damaged keys.
+pub fn decode_key(mut b: Bytes) -> Option<(String, String, i32)> {
+    if b.remaining() < 2 {
+        return None;
+    }
+    let version = b.get_i16();
+    if version != 0 && version != 1 {
+        return None;
+    }
+    let group = get_string(&mut b)??;
+    let topic = get_string(&mut b)??;
+    if b.remaining() < 4 {
+        return None;
+    }
+    Some((group, topic, b.get_i32()))
+}
+
+/// Offset commit values v0-v3 (Kafka's layouts).
+pub fn decode_value(mut b: Bytes) -> Option<CommittedOffset> {
+    if b.remaining() < 2 {
+        return None;
+    }
+    let version = b.get_i16();
+    if !(0..=3).contains(&version) || b.remaining() < 8 {
+        return None;
+    }
+    let offset = b.get_i64();
+    let leader_epoch = if version >= 3 {
+        if b.remaining() < 4 {
+            return None;
+        }
+        b.get_i32()
+    } else {
+        -1
+    };
+    let metadata = get_string(&mut b)?;
+    if b.remaining() < 8 {
+        return None;
+    }
+    let commit_timestamp_ms = b.get_i64();
+    Some(CommittedOffset {
+        offset,
+        leader_epoch,
+        metadata,
+        commit_timestamp_ms,
+    })
+}
+
+/// RecordBatch v2 batches (uncompressed) holding `changes` for `group`.
+pub fn encode_batches(
+    group: &str,
+    changes: &[OffsetChange],
+    now_ms: i64,
+) -> Result<Vec<Bytes>, String> {
+    let mut out = Vec::new();
+    for chunk in changes.chunks(OFFSETS_RECORDS_PER_BATCH_MAX) {
+        let records: Vec<Record> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, ((topic, partition), value))| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
+                producer_id: NO_PRODUCER_ID,
+                producer_epoch: NO_PRODUCER_EPOCH,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                // The encoder batches records whose offset - sequence is constant; this
+                // keeps one batch with base sequence -1 (not idempotent).
+                sequence: NO_SEQUENCE.wrapping_add(i as i32),
+                timestamp: now_ms,
+                key: Some(encode_key(group, topic, *partition)),
+                value: value.as_ref().map(encode_value),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        out.push(buf.freeze());
+    }
+    Ok(out)
+}
+
+/// Appends `changes` to the group's partition of `__consumer_offsets` (routing to its
+/// owner shard); resolves once durable. Error: the Kafka code for the commit.
+pub async fn append(
+    shard: &Rc<Shard>,
+    ctx: &OwnerContext,
+    group: &str,
+    changes: Vec<OffsetChange>,
+) -> Result<(), i16> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let Some(partitions) = ctx
+        .store
+        .snapshot()
+        .topic(OFFSETS_TOPIC)
+        .map(|t| t.partitions)
+    else {
+        return Err(errors::COORDINATOR_NOT_AVAILABLE);
+    };
+    let tp = TopicPartition::new(OFFSETS_TOPIC, partition_for(group, partitions));
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let batches = encode_batches(group, &changes, now_ms).map_err(|e| {
+        tracing::error!(error = %e, "encoding offset commit records failed");
+        errors::UNKNOWN_SERVER_ERROR
+    })?;
+    let owner = shard.owner(&tp);
+    let ctx = ctx.clone();
+    let routed = shard
+        .route_to_owner(owner, move |shard| {
+            Box::pin(async move {
+                let log = partition_log(&shard, &ctx, &tp).await?;
+                for batch in batches {
+                    let opts = AppendOptions {
+                        leader_epoch: LeaderEpoch(0),
+                        batch_bytes_max: sluice_engine::limits::BATCH_BYTES_MAX,
+                    };
+                    log.append(&batch, opts).await.map_err(|e| {
+                        tracing::error!(partition = %tp, error = %e, "offset commit append failed");
+                        errors::KAFKA_STORAGE_ERROR
+                    })?;
+                }
+                Ok(())
+            })
+        })
+        .await;
+    routed.unwrap_or(Err(errors::COORDINATOR_NOT_AVAILABLE))
+}
+
+/// Committed offsets of the groups `here` owns, rebuilt from every partition of
+/// `__consumer_offsets`.
+pub async fn load(
+    shard: &Rc<Shard>,
+    ctx: &OwnerContext,
+) -> Result<HashMap<String, BTreeMap<(String, i32), CommittedOffset>>, i16> {
+    let mut out: HashMap<String, BTreeMap<(String, i32), CommittedOffset>> = HashMap::new();
+    let Some(partitions) = ctx
+        .store
+        .snapshot()
+        .topic(OFFSETS_TOPIC)
+        .map(|t| t.partitions)
+    else {
+        return Ok(out);
+    };
+    let here = shard.id();
+    for p in 0..partitions {
+        let tp = TopicPartition::new(OFFSETS_TOPIC, p);
+        let owner = shard.owner(&tp);
+        let ctx = ctx.clone();
+        let changes = shard
+            .route_to_owner(owner, move |shard| {
+                Box::pin(async move { read_partition(&shard, &ctx, &tp, here).await })
+            })
+            .await
+            .map_err(|_| errors::COORDINATOR_LOAD_IN_PROGRESS)??;
+        for (group, key, value) in changes {
+            let offsets = out.entry(group).or_default();
+            match value {
+                Some(v) => {
+                    offsets.insert(key, v);
+                }
+                None => {
+                    offsets.remove(&key);
+                }
+            }
+        }
+    }
+    out.retain(|_, offsets| !offsets.is_empty());
+    Ok(out)
+}
+
+type LoadedChange = (String, (String, i32), Option<CommittedOffset>);
+
+/// On the partition's owner: every offset record, in log order, of groups `for_shard` owns.
+async fn read_partition(
+    shard: &Rc<Shard>,
+    ctx: &OwnerContext,
+    tp: &TopicPartition,
+    for_shard: ShardId,
+) -> Result<Vec<LoadedChange>, i16> {
+    let log = partition_log(shard, ctx, tp).await?;
+    let end = log.high_watermark().0;
+    let mut from = log.log_start_offset().0;
+    let mut out = Vec::new();
+    while from < end {
+        let read = log
+            .read(Offset(from), OFFSETS_LOAD_READ_BYTES)
+            .await
+            .map_err(|e| {
+                tracing::error!(partition = %tp, error = %e, "reading committed offsets failed");
+                errors::COORDINATOR_LOAD_IN_PROGRESS
+            })?;
+        let mut bytes = Bytes::from(read.bytes);
+        let before = from;
+        while bytes.len() >= 61 {
+            let base = i64::from_be_bytes(bytes[0..8].try_into().unwrap_or([0; 8]));
+            let length = i32::from_be_bytes(bytes[8..12].try_into().unwrap_or([0; 4]));
+            let last_delta = i32::from_be_bytes(bytes[23..27].try_into().unwrap_or([0; 4]));
+            let Ok(total) = usize::try_from(length).map(|l| l + 12) else {
+                break;
+            };
+            if total > bytes.len() {
+                break;
+            }
+            let mut batch = bytes.split_to(total);
+            from = base + i64::from(last_delta) + 1;
+            let Ok(set) = RecordBatchDecoder::decode(&mut batch) else {
+                tracing::warn!(partition = %tp, offset = base, "skipping an undecodable offsets batch");
+                continue;
+            };
+            for r in set.records {
+                if r.control {
+                    continue;
+                }
+                let Some((group, topic, partition)) = r.key.and_then(decode_key) else {
+                    continue;
+                };
+                if shard.table().owner_of_key(&group) != for_shard {
+                    continue;
+                }
+                let value = match r.value {
+                    Some(v) => match decode_value(v) {
+                        Some(v) => Some(v),
+                        None => continue,
+                    },
+                    None => None,
+                };
+                out.push((group, (topic, partition), value));
+            }
+        }
+        if from <= before {
+            // No whole batch came back: the log is damaged past here.
+            tracing::error!(partition = %tp, offset = from, "offsets log does not advance");
+            break;
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_values_round_trip() {
+        let k = encode_key("g", "orders", 7);
+        assert_eq!(decode_key(k), Some(("g".into(), "orders".into(), 7)));
+        let v = CommittedOffset {
+            offset: 42,
+            leader_epoch: 3,
+            metadata: Some("m".into()),
+            commit_timestamp_ms: 1000,
+        };
+        assert_eq!(decode_value(encode_value(&v)), Some(v));
+        assert_eq!(decode_value(Bytes::from_static(&[0, 9])), None);
+    }
+
+    #[test]
+    fn partition_matches_kafkas_choice() {
+        // Kafka: Utils.abs("my-group".hashCode()) % 50 == 12 ("my-group".hashCode() = 1563004162... )
+        let h = java_hash("my-group");
+        let expected = (h.unsigned_abs() % 50) as i32;
+        assert_eq!(partition_for("my-group", 50), expected);
+        assert_eq!(java_hash("a"), 97);
+        assert_eq!(java_hash("ab"), 97 * 31 + 98);
+    }
+
+    #[test]
+    fn batches_decode_back_to_the_changes() {
+        let changes: Vec<OffsetChange> = vec![
+            (
+                ("t".into(), 0),
+                Some(CommittedOffset {
+                    offset: 5,
+                    leader_epoch: -1,
+                    metadata: None,
+                    commit_timestamp_ms: 1,
+                }),
+            ),
+            (("t".into(), 1), None),
+        ];
+        let batches = encode_batches("g", &changes, 1).expect("encode");
+        assert_eq!(batches.len(), 1);
+        let mut b = batches[0].clone();
+        let set = RecordBatchDecoder::decode(&mut b).expect("decode");
+        assert_eq!(set.records.len(), 2);
+        assert_eq!(
+            set.records[0].key.clone().and_then(decode_key),
+            Some(("g".into(), "t".into(), 0))
+        );
+        assert_eq!(
+            set.records[0]
+                .value
+                .clone()
+                .and_then(decode_value)
+                .map(|v| v.offset),
+            Some(5)
+        );
+        assert!(set.records[1].value.is_none());
+    }
+}
