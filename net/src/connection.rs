@@ -10,7 +10,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 use futures_lite::io::{AsyncWriteExt, BufReader};
 use glommio::net::TcpStream;
-use glommio::sync::Semaphore;
+use glommio::sync::{Semaphore, StaticPermit};
 use glommio::task::JoinHandle;
 
 use crate::broker::Broker;
@@ -32,7 +32,9 @@ pub enum ConnectionError {
     },
 }
 
-type Pending = JoinHandle<Result<Option<Bytes>, CodecError>>;
+/// A request being handled, and its share of the in-flight byte bound, held until its
+/// answer is written so a slow reader of large answers also slows the requests.
+type Pending = (JoinHandle<Result<Option<Bytes>, CodecError>>, StaticPermit);
 
 pub async fn serve(broker: Rc<Broker>, stream: TcpStream) {
     let peer = stream.peer_addr().ok();
@@ -88,11 +90,9 @@ async fn read_requests<R: futures_lite::AsyncRead + Unpin>(
         let request = decode_request(decode_header(frame)?)?;
         let broker = broker.clone();
         let task = glommio::spawn_local(async move {
-            let _permit = permit;
-            handle(&broker, request).await
-        })
-        .detach();
-        if pending.send(task).await.is_err() {
+            crate::admin::requests::timed(request.api_key, handle(&broker, request)).await
+        }).detach();
+        if pending.send((task, permit)).await.is_err() {
             // The writer is gone (socket write failed); stop reading.
             return Ok(());
         }
@@ -103,7 +103,7 @@ async fn write_responses<W: futures_lite::AsyncWrite + Unpin>(
     mut writer: W,
     pending: glommio::channels::local_channel::LocalReceiver<Pending>,
 ) -> Result<(), ConnectionError> {
-    while let Some(task) = pending.recv().await {
+    while let Some((task, _permit)) = pending.recv().await {
         match task.await {
             Some(Ok(Some(bytes))) => {
                 writer

@@ -101,7 +101,8 @@ pub async fn handle(broker: &Rc<Broker>, req: FetchRequest, version: i16) -> Fet
         let bytes: usize = outcomes.iter().map(|o| o.records.len()).sum();
         let any_error = outcomes.iter().any(|o| o.error_code != errors::NONE);
         let elapsed = started.elapsed();
-        if bytes >= min_bytes.max(1) || any_error || elapsed >= max_wait || wanted.is_empty() {
+        // min_bytes 0 answers at once, as Kafka does.
+        if bytes >= min_bytes || any_error || elapsed >= max_wait || wanted.is_empty() {
             break outcomes;
         }
         let waits = wanted
