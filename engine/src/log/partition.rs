@@ -244,10 +244,15 @@ where
 
         let now = clock.now_ms();
         let mut segments = BTreeMap::new();
+        let mut last_scan: Option<(Offset, ProducerState)> = None;
         let last_index = bases.len().checked_sub(1);
         for (i, base) in bases.iter().enumerate() {
             let is_last = Some(i) == last_index;
-            let seg = recover_segment(&storage, &dir, &tp, *base, &config, is_last, now).await?;
+            let (seg, scanned) =
+                recover_segment(&storage, &dir, &tp, *base, &config, is_last, now).await?;
+            if is_last {
+                last_scan = scanned.map(|p| (*base, p));
+            }
             segments.insert(base.0, Rc::new(seg));
         }
         if segments.is_empty() {
@@ -320,13 +325,16 @@ where
             flush_lock: async_lock::Mutex::new(()),
             stats: Default::default(),
         };
-        log.rebuild_producer_state().await?;
+        log.rebuild_producer_state(last_scan).await?;
         Ok(log)
     }
 
     /// Loads the producer-state snapshot (taken at the last roll or clean close) and replays
     /// the idempotent batches after it, so retries after a restart are still deduplicated.
-    async fn rebuild_producer_state(&self) -> Result<(), LogError> {
+    async fn rebuild_producer_state(
+        &self,
+        last_scan: Option<(Offset, ProducerState)>,
+    ) -> Result<(), LogError> {
         let path = self.dir.join(PRODUCER_SNAPSHOT);
         let snapshot = read_small_file(&self.storage, &path)
             .await
@@ -340,6 +348,14 @@ where
                 Some((state, next)) if next <= end => (state, next.max(start)),
                 _ => (ProducerState::default(), start),
             };
+        // Recovery already scanned the last segment: if the snapshot (or the log start)
+        // reaches its base, its state completes the picture without reading it again.
+        if let Some((base, scanned)) = last_scan {
+            if from >= base {
+                state.merge_newer(scanned);
+                from = end;
+            }
+        }
         while from < end {
             let r = self.read(from, 4 << 20).await?;
             if r.bytes.is_empty() {
@@ -1291,7 +1307,7 @@ async fn recover_segment<S: Storage>(
     config: &LogConfig,
     is_last: bool,
     now: i64,
-) -> Result<Segment<S::File>, LogError>
+) -> Result<(Segment<S::File>, Option<ProducerState>), LogError>
 where
     S::File: Clone,
 {
@@ -1332,6 +1348,7 @@ where
             }
         }
     }
+    let mut scanned_producers = None;
     let (index, valid_bytes, next_offset) = match loaded {
         Some(f) => (
             SegmentIndex::from_file(&f),
@@ -1366,6 +1383,7 @@ where
                     .await
                     .map_err(|e| io_err(&seg.index_path, e))?;
             }
+            scanned_producers = Some(scan.producers);
             (scan.index, scan.valid_bytes, scan.next_offset)
         }
     };
@@ -1400,7 +1418,7 @@ where
         seg.st.borrow_mut().preallocated = reserve;
         storage.sync_dir(dir).await.map_err(|e| io_err(dir, e))?;
     }
-    Ok(seg)
+    Ok((seg, scanned_producers.filter(|_| is_last)))
 }
 
 /// Whether a valid frame header starts at `pos`.

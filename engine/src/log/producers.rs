@@ -185,6 +185,24 @@ impl ProducerState {
         }
     }
 
+    /// Folds in the state of batches that come after everything in `self` (e.g. a recovery
+    /// scan of the active segment on top of the snapshot taken when it was rolled).
+    pub fn merge_newer(&mut self, newer: ProducerState) {
+        for (pid, (epoch, batches)) in newer.producers {
+            match self.producers.get_mut(&pid) {
+                Some(entry) if entry.0 == epoch => {
+                    entry.1.extend(batches);
+                    while entry.1.len() > PRODUCER_BATCHES_KEPT {
+                        entry.1.pop_front();
+                    }
+                }
+                _ => {
+                    self.producers.insert(pid, (epoch, batches));
+                }
+            }
+        }
+    }
+
     pub fn encode_snapshot(&self, next_offset: Offset) -> Vec<u8> {
         let mut producers: Vec<ProducerEntry> = self
             .producers
