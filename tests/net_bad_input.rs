@@ -19,7 +19,8 @@ fn malformed_requests_get_error_codes_or_a_closed_connection_and_the_broker_keep
 
     // Frame length above socket.request.max.bytes: closed before any body is read.
     let mut s = connect(&b);
-    s.write_all(&(200 * 1024 * 1024i32).to_be_bytes()).expect("write");
+    s.write_all(&(200 * 1024 * 1024i32).to_be_bytes())
+        .expect("write");
     assert!(closed(&mut s), "oversized frame closes the connection");
     still_serving(&b);
 
@@ -31,7 +32,10 @@ fn malformed_requests_get_error_codes_or_a_closed_connection_and_the_broker_keep
 
     // Garbage that frames correctly but is no request.
     let mut s = connect(&b);
-    s.write_all(&framed(&[0x13, 0x37, 0xff, 0xfe, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10])).expect("write");
+    s.write_all(&framed(&[
+        0x13, 0x37, 0xff, 0xfe, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
+    ]))
+    .expect("write");
     assert!(closed(&mut s), "garbage closes the connection");
     still_serving(&b);
 
@@ -40,13 +44,21 @@ fn malformed_requests_get_error_codes_or_a_closed_connection_and_the_broker_keep
     let full = request(ApiKey::Metadata, 9, 1, &MetadataRequest::default());
     s.write_all(&full[..full.len() / 2]).expect("write");
     s.shutdown(Shutdown::Write).expect("shutdown");
-    assert!(read_frame(&mut s).is_none(), "truncated frame gets no answer");
+    assert!(
+        read_frame(&mut s).is_none(),
+        "truncated frame gets no answer"
+    );
     still_serving(&b);
 
     // A body cut short inside a correct frame.
     let mut s = connect(&b);
     let topic = CreatableTopic::default().with_name(TopicName(StrBytes::from_static_str("x")));
-    let mut body = request(ApiKey::CreateTopics, 5, 1, &CreateTopicsRequest::default().with_topics(vec![topic]));
+    let mut body = request(
+        ApiKey::CreateTopics,
+        5,
+        1,
+        &CreateTopicsRequest::default().with_topics(vec![topic]),
+    );
     body.truncate(body.len() - 6);
     let len = (body.len() - 4) as i32;
     body[..4].copy_from_slice(&len.to_be_bytes());
@@ -59,7 +71,10 @@ fn malformed_requests_get_error_codes_or_a_closed_connection_and_the_broker_keep
     let mut raw = raw_header(ApiKey::Metadata as i16, 0, 1);
     raw.extend_from_slice(&0x7fff_fff0i32.to_be_bytes());
     s.write_all(&framed(&raw)).expect("write");
-    assert!(closed(&mut s), "impossible array count closes the connection");
+    assert!(
+        closed(&mut s),
+        "impossible array count closes the connection"
+    );
     still_serving(&b);
 
     // Unknown api key.
@@ -73,9 +88,17 @@ fn malformed_requests_get_error_codes_or_a_closed_connection_and_the_broker_keep
     let mut raw = raw_header(ApiKey::ApiVersions as i16, 99, 5);
     raw.extend_from_slice(&[0]); // header v2: no tagged fields
     s.write_all(&framed(&raw)).expect("write");
-    let r: ApiVersionsResponse = response(read_frame(&mut s).expect("answered"), ApiKey::ApiVersions, 0, 5);
+    let r: ApiVersionsResponse = response(
+        read_frame(&mut s).expect("answered"),
+        ApiKey::ApiVersions,
+        0,
+        5,
+    );
     assert_eq!(r.error_code, 35);
-    assert!(r.api_keys.iter().any(|k| k.api_key == ApiKey::Produce as i16 && k.min_version == 0));
+    assert!(r
+        .api_keys
+        .iter()
+        .any(|k| k.api_key == ApiKey::Produce as i16 && k.min_version == 0));
     // ... any other API closes (Produce v2 is advertised for librdkafka but not served).
     let mut s = connect(&b);
     let mut raw = raw_header(ApiKey::Produce as i16, 2, 5);
@@ -87,20 +110,49 @@ fn malformed_requests_get_error_codes_or_a_closed_connection_and_the_broker_keep
     // Pipelining: three requests in one write, three answers in request order.
     let mut s = connect(&b);
     let mut wire = request(ApiKey::ApiVersions, 3, 100, &ApiVersionsRequest::default());
-    wire.extend(request(ApiKey::Metadata, 12, 101, &MetadataRequest::default().with_topics(Some(vec![]))));
-    wire.extend(request(ApiKey::ApiVersions, 0, 102, &ApiVersionsRequest::default()));
+    wire.extend(request(
+        ApiKey::Metadata,
+        12,
+        101,
+        &MetadataRequest::default().with_topics(Some(vec![])),
+    ));
+    wire.extend(request(
+        ApiKey::ApiVersions,
+        0,
+        102,
+        &ApiVersionsRequest::default(),
+    ));
     s.write_all(&wire).expect("write");
-    let _: ApiVersionsResponse = response(read_frame(&mut s).expect("1st"), ApiKey::ApiVersions, 3, 100);
+    let _: ApiVersionsResponse = response(
+        read_frame(&mut s).expect("1st"),
+        ApiKey::ApiVersions,
+        3,
+        100,
+    );
     let _: MetadataResponse = response(read_frame(&mut s).expect("2nd"), ApiKey::Metadata, 12, 101);
-    let _: ApiVersionsResponse = response(read_frame(&mut s).expect("3rd"), ApiKey::ApiVersions, 0, 102);
+    let _: ApiVersionsResponse = response(
+        read_frame(&mut s).expect("3rd"),
+        ApiKey::ApiVersions,
+        0,
+        102,
+    );
 
     // Invalid topic names: INVALID_TOPIC_EXCEPTION (17) from Produce, Metadata and CreateTopics.
     assert_eq!(produce(&b, "bad topic!", record_batch(10)), 17);
     let mut s = connect(&b);
-    let wanted = MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_static_str("../../etc"))));
-    let md = MetadataRequest::default().with_topics(Some(vec![wanted])).with_allow_auto_topic_creation(true);
-    s.write_all(&request(ApiKey::Metadata, 12, 3, &md)).expect("write");
-    let r: MetadataResponse = response(read_frame(&mut s).expect("answered"), ApiKey::Metadata, 12, 3);
+    let wanted = MetadataRequestTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_static_str("../../etc"))));
+    let md = MetadataRequest::default()
+        .with_topics(Some(vec![wanted]))
+        .with_allow_auto_topic_creation(true);
+    s.write_all(&request(ApiKey::Metadata, 12, 3, &md))
+        .expect("write");
+    let r: MetadataResponse = response(
+        read_frame(&mut s).expect("answered"),
+        ApiKey::Metadata,
+        12,
+        3,
+    );
     assert_eq!(r.topics[0].error_code, 17);
 
     // A topic with a small max.message.bytes, and one with an invalid name.
@@ -116,9 +168,17 @@ fn malformed_requests_get_error_codes_or_a_closed_connection_and_the_broker_keep
         .with_name(TopicName(StrBytes::from_static_str("bad/name")))
         .with_num_partitions(1)
         .with_replication_factor(1);
-    let create = CreateTopicsRequest::default().with_timeout_ms(5000).with_topics(vec![small, bad]);
-    s.write_all(&request(ApiKey::CreateTopics, 5, 4, &create)).expect("write");
-    let r: CreateTopicsResponse = response(read_frame(&mut s).expect("answered"), ApiKey::CreateTopics, 5, 4);
+    let create = CreateTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![small, bad]);
+    s.write_all(&request(ApiKey::CreateTopics, 5, 4, &create))
+        .expect("write");
+    let r: CreateTopicsResponse = response(
+        read_frame(&mut s).expect("answered"),
+        ApiKey::CreateTopics,
+        5,
+        4,
+    );
     assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
     assert_eq!(r.topics[1].error_code, 17);
 

@@ -22,9 +22,17 @@ struct FetchAnswer {
     elapsed: Duration,
 }
 
-fn fetch(b: &Broker, topic: &str, offset: i64, max_wait_ms: i32, min_bytes: i32, partition_max_bytes: i32) -> FetchAnswer {
+fn fetch(
+    b: &Broker,
+    topic: &str,
+    offset: i64,
+    max_wait_ms: i32,
+    min_bytes: i32,
+    partition_max_bytes: i32,
+) -> FetchAnswer {
     let mut s = connect(b);
-    s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
     let partition = FetchPartition::default()
         .with_partition(0)
         .with_fetch_offset(offset)
@@ -39,7 +47,8 @@ fn fetch(b: &Broker, topic: &str, offset: i64, max_wait_ms: i32, min_bytes: i32,
             .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
             .with_partitions(vec![partition])]);
     let started = Instant::now();
-    s.write_all(&request(ApiKey::Fetch, 12, 21, &req)).expect("write");
+    s.write_all(&request(ApiKey::Fetch, 12, 21, &req))
+        .expect("write");
     let frame = read_frame(&mut s).expect("fetch answered");
     let elapsed = started.elapsed();
     let r: FetchResponse = response(frame, ApiKey::Fetch, 12, 21);
@@ -55,36 +64,60 @@ fn fetch(b: &Broker, topic: &str, offset: i64, max_wait_ms: i32, min_bytes: i32,
 
 fn list_offset(b: &Broker, topic: &str, timestamp: i64) -> (i16, i64) {
     let mut s = connect(b);
-    let req = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
-        .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-        .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(0).with_timestamp(timestamp)])]);
-    s.write_all(&request(ApiKey::ListOffsets, 7, 31, &req)).expect("write");
-    let r: ListOffsetsResponse = response(read_frame(&mut s).expect("answered"), ApiKey::ListOffsets, 7, 31);
+    let req = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(0)
+                .with_timestamp(timestamp)])]);
+    s.write_all(&request(ApiKey::ListOffsets, 7, 31, &req))
+        .expect("write");
+    let r: ListOffsetsResponse = response(
+        read_frame(&mut s).expect("answered"),
+        ApiKey::ListOffsets,
+        7,
+        31,
+    );
     let p = &r.topics[0].partitions[0];
     (p.error_code, p.offset)
 }
 
 fn batches_in(records: &Bytes) -> usize {
     let mut buf = records.clone();
-    RecordBatchDecoder::decode_all(&mut buf).expect("whole batches").len()
+    RecordBatchDecoder::decode_all(&mut buf)
+        .expect("whole batches")
+        .len()
 }
 
 #[test]
 fn fetch_waits_for_max_wait_answers_when_data_arrives_and_returns_whole_batches() {
     let b = start_broker();
-    assert_eq!(produce(&b, "lp", record_batch(1000)), 0, "auto-created on produce");
+    assert_eq!(
+        produce(&b, "lp", record_batch(1000)),
+        0,
+        "auto-created on produce"
+    );
 
     // Data already there: answered at once.
     let a = fetch(&b, "lp", 0, 10_000, 1, 1 << 20);
     assert_eq!((a.error_code, a.high_watermark), (0, 1));
     assert_eq!(batches_in(&a.records), 1);
-    assert!(a.elapsed < Duration::from_secs(3), "answered at once, took {:?}", a.elapsed);
+    assert!(
+        a.elapsed < Duration::from_secs(3),
+        "answered at once, took {:?}",
+        a.elapsed
+    );
 
     // Nothing beyond the end: waits max_wait, then answers empty.
     let a = fetch(&b, "lp", 1, 600, 1, 1 << 20);
     assert_eq!(a.error_code, 0);
     assert!(a.records.is_empty());
-    assert!(a.elapsed >= Duration::from_millis(500), "honours max_wait, took {:?}", a.elapsed);
+    assert!(
+        a.elapsed >= Duration::from_millis(500),
+        "honours max_wait, took {:?}",
+        a.elapsed
+    );
 
     // A long poll wakes up when data arrives, long before max_wait.
     let waker = {
@@ -97,16 +130,28 @@ fn fetch_waits_for_max_wait_answers_when_data_arrives_and_returns_whole_batches(
     let a = fetch(&b, "lp", 1, 20_000, 1, 1 << 20);
     assert_eq!(waker.join().expect("producer thread"), 0);
     assert_eq!(batches_in(&a.records), 1, "the new batch");
-    assert!(a.elapsed < Duration::from_secs(10), "woke on data, took {:?}", a.elapsed);
+    assert!(
+        a.elapsed < Duration::from_secs(10),
+        "woke on data, took {:?}",
+        a.elapsed
+    );
 
     // min_bytes above what exists: waits the full max_wait, then returns what there is.
     let a = fetch(&b, "lp", 0, 700, 1 << 20, 1 << 20);
-    assert!(a.elapsed >= Duration::from_millis(600), "waits for min_bytes, took {:?}", a.elapsed);
+    assert!(
+        a.elapsed >= Duration::from_millis(600),
+        "waits for min_bytes, took {:?}",
+        a.elapsed
+    );
     assert_eq!(batches_in(&a.records), 2);
 
     // partition_max_bytes below one batch: still exactly one whole batch.
     let a = fetch(&b, "lp", 0, 0, 1, 10);
-    assert_eq!(batches_in(&a.records), 1, "at least one whole batch, and no more");
+    assert_eq!(
+        batches_in(&a.records),
+        1,
+        "at least one whole batch, and no more"
+    );
 
     // Out of range.
     let a = fetch(&b, "lp", 99, 0, 1, 1 << 20);
@@ -117,7 +162,11 @@ fn fetch_waits_for_max_wait_answers_when_data_arrives_and_returns_whole_batches(
     assert_eq!(list_offset(&b, "lp", -1), (0, 2));
     assert_eq!(list_offset(&b, "lp", 1_600_000_000_000), (0, 0));
     assert_eq!(list_offset(&b, "lp", 1_800_000_000_000), (0, -1));
-    assert_eq!(list_offset(&b, "nope", -1).0, 3, "UNKNOWN_TOPIC_OR_PARTITION");
+    assert_eq!(
+        list_offset(&b, "nope", -1).0,
+        3,
+        "UNKNOWN_TOPIC_OR_PARTITION"
+    );
 }
 
 /// A second handle on the running broker for another thread.

@@ -10,7 +10,9 @@ use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{encode_request_header_into_buffer, Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 
 pub struct Broker {
     child: Child,
@@ -49,10 +51,18 @@ pub fn start_broker() -> Broker {
         .arg(&config)
         .stdout(Stdio::null())
         // SLUICE_TEST_BROKER_LOG=1 shows the broker's log when a case fails.
-        .stderr(if std::env::var_os("SLUICE_TEST_BROKER_LOG").is_some() { Stdio::inherit() } else { Stdio::null() })
+        .stderr(if std::env::var_os("SLUICE_TEST_BROKER_LOG").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
         .spawn()
         .expect("start sluice");
-    let broker = Broker { child, port, _dir: dir };
+    let broker = Broker {
+        child,
+        port,
+        _dir: dir,
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -65,7 +75,8 @@ pub fn start_broker() -> Broker {
 
 pub fn connect(b: &Broker) -> TcpStream {
     let s = TcpStream::connect(("127.0.0.1", b.port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     s
 }
 
@@ -109,8 +120,16 @@ pub fn read_frame(s: &mut TcpStream) -> Option<Bytes> {
 /// Decodes a response frame, checking the correlation id.
 pub fn response<T: Decodable>(frame: Bytes, key: ApiKey, version: i16, correlation_id: i32) -> T {
     let mut frame = frame;
-    assert_eq!(frame.get_i32(), correlation_id, "answers come back in request order");
-    let header_version = if key == ApiKey::ApiVersions { 0 } else { key.response_header_version(version) };
+    assert_eq!(
+        frame.get_i32(),
+        correlation_id,
+        "answers come back in request order"
+    );
+    let header_version = if key == ApiKey::ApiVersions {
+        0
+    } else {
+        key.response_header_version(version)
+    };
     if header_version >= 1 {
         assert_eq!(frame.get_u8(), 0, "no tagged fields in the response header");
     }
@@ -129,7 +148,13 @@ pub fn closed(s: &mut TcpStream) -> bool {
 
 pub fn still_serving(b: &Broker) {
     let mut s = connect(b);
-    s.write_all(&request(ApiKey::ApiVersions, 3, 7, &ApiVersionsRequest::default())).expect("write");
+    s.write_all(&request(
+        ApiKey::ApiVersions,
+        3,
+        7,
+        &ApiVersionsRequest::default(),
+    ))
+    .expect("write");
     let frame = read_frame(&mut s).expect("a fresh connection is answered");
     let r: ApiVersionsResponse = response(frame, ApiKey::ApiVersions, 3, 7);
     assert_eq!(r.error_code, 0);
@@ -167,13 +192,25 @@ pub fn produce(b: &Broker, topic: &str, records: Vec<u8>) -> i16 {
 /// Produce v9, acks=all, one record set to partition 0; the partition's error code.
 pub fn produce_to_port(port: u16, topic: &str, records: Vec<u8>) -> i16 {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    let partition = PartitionProduceData::default().with_index(0).with_records(Some(Bytes::from(records)));
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let partition = PartitionProduceData::default()
+        .with_index(0)
+        .with_records(Some(Bytes::from(records)));
     let topic = TopicProduceData::default()
         .with_name(TopicName(StrBytes::from_string(topic.to_string())))
         .with_partition_data(vec![partition]);
-    let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(5000).with_topic_data(vec![topic]);
-    s.write_all(&request(ApiKey::Produce, 9, 11, &req)).expect("write");
-    let r: ProduceResponse = response(read_frame(&mut s).expect("produce answered"), ApiKey::Produce, 9, 11);
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![topic]);
+    s.write_all(&request(ApiKey::Produce, 9, 11, &req))
+        .expect("write");
+    let r: ProduceResponse = response(
+        read_frame(&mut s).expect("produce answered"),
+        ApiKey::Produce,
+        9,
+        11,
+    );
     r.responses[0].partition_responses[0].error_code
 }
