@@ -99,10 +99,15 @@ measure_limits() {
   rm -f "$probe"
   local net_bps net_tool
   if command -v iperf3 >/dev/null; then
-    net_tool="iperf3, 1 stream, 5 s"
-    taskset -c "$BROKER_CPUS" iperf3 -s -1 -B 127.0.0.1 -p $((PORT_BASE + 50)) >/dev/null 2>&1 &
-    sleep 0.5
-    net_bps="$(taskset -c "$CLIENT_CPUS" iperf3 -c 127.0.0.1 -p $((PORT_BASE + 50)) -t 5 -J | python3 -c 'import json,sys; print(int(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"] / 8))')"
+    # Best of three: on a shared machine a single sample mostly measures the neighbours.
+    net_tool="iperf3, 1 stream, best of 3 x 3 s, server and client pinned like broker and bench"
+    net_bps=0
+    for attempt in 1 2 3; do
+      taskset -c "$BROKER_CPUS" iperf3 -s -1 -B 127.0.0.1 -p $((PORT_BASE + 50 + attempt)) >/dev/null 2>&1 &
+      sleep 0.5
+      bps="$(taskset -c "$CLIENT_CPUS" iperf3 -c 127.0.0.1 -p $((PORT_BASE + 50 + attempt)) -t 3 -J | python3 -c 'import json,sys; print(int(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"] / 8))')"
+      ((bps > net_bps)) && net_bps=$bps
+    done
   else
     net_tool="python3 socket, 1 stream, 1 MiB writes, 5 s"
     net_bps="$(BROKER_CPUS="$BROKER_CPUS" CLIENT_CPUS="$CLIENT_CPUS" PORT=$((PORT_BASE + 50)) python3 - <<'PY'
@@ -185,6 +190,7 @@ workload_args() {
   esac
 }
 
+echo "start: $(cat /proc/loadavg)" >"$OUT/runs/loadavg.txt"
 measure_limits
 port=$PORT_BASE
 for mode in $MODES; do
@@ -230,6 +236,8 @@ for mode in $MODES; do
   done
 done
 
+echo "end: $(cat /proc/loadavg)" >>"$OUT/runs/loadavg.txt"
+
 # ---------------------------------------------------------------- plots and table
 for workload in $WORKLOADS; do
   for metric in produce-ack end-to-end; do
@@ -241,6 +249,10 @@ for workload in $WORKLOADS; do
     ((${#files[@]})) || continue
     "$SLUICE_BIN" bench plot --out "$OUT/$workload.$metric.svg" --metric "$metric" --title "$workload" "${files[@]}" >/dev/null 2>&1 \
       || rm -f "$OUT/$workload.$metric.svg"
+    # PNG copies where librsvg is installed (Debian: librsvg2-bin).
+    if [[ -f "$OUT/$workload.$metric.svg" ]] && command -v rsvg-convert >/dev/null; then
+      rsvg-convert -o "$OUT/$workload.$metric.png" "$OUT/$workload.$metric.svg" || true
+    fi
   done
 done
 
