@@ -243,24 +243,13 @@ fn write_requests(
         batch.value_bytes += record.value.len();
         batch.intended_ns.push(due);
         let timestamp = shared.epoch_unix_ms + (due / 1_000_000) as i64;
-        batch.records.push(Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
-            producer_id: NO_PRODUCER_ID,
-            producer_epoch: NO_PRODUCER_EPOCH,
-            timestamp_type: TimestampType::Creation,
-            offset: batch.records.len() as i64,
-            // The encoder gives each record base_sequence + offset delta and starts a new
-            // batch where that breaks; counting from NO_SEQUENCE keeps one batch whose base
-            // sequence is NO_SEQUENCE (-1), as a non-idempotent producer sends.
-            sequence: NO_SEQUENCE.wrapping_add(batch.records.len() as i32),
+        let offset_delta = batch.records.len();
+        batch.records.push(new_record(
+            offset_delta,
             timestamp,
-            key: record.key,
-            value: Some(record.value),
-            headers: Default::default(),
-        });
+            record.key,
+            record.value,
+        ));
         let full = batch.value_bytes >= config.batch_bytes;
         let lingered = linger_due.is_some_and(|d| d <= now);
         if full || lingered || (!schedule.is_paced() && linger_ns == 0) {
@@ -276,6 +265,33 @@ fn write_requests(
                 outcome,
             )?;
         }
+    }
+}
+
+/// A record of a non-idempotent producer's batch, `offset_delta` into the batch.
+pub(crate) fn new_record(
+    offset_delta: usize,
+    timestamp_ms: i64,
+    key: Option<Bytes>,
+    value: Bytes,
+) -> Record {
+    Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
+        producer_id: NO_PRODUCER_ID,
+        producer_epoch: NO_PRODUCER_EPOCH,
+        timestamp_type: TimestampType::Creation,
+        offset: offset_delta as i64,
+        // The encoder gives each record base_sequence + offset delta and starts a new
+        // batch where that breaks; counting from NO_SEQUENCE keeps one batch whose base
+        // sequence is NO_SEQUENCE (-1), as a non-idempotent producer sends.
+        sequence: NO_SEQUENCE.wrapping_add(offset_delta as i32),
+        timestamp: timestamp_ms,
+        key,
+        value: Some(value),
+        headers: Default::default(),
     }
 }
 

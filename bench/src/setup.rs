@@ -1,7 +1,13 @@
 //! Before the load: agree versions, create the topics, wait until every partition has
 //! a leader, and find the broker that leads them.
 
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::ProduceRequest;
+use kafka_protocol::records::{Compression, RecordBatchEncoder, RecordEncodeOptions};
 
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -10,9 +16,14 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::config::BenchConfig;
 use crate::error::{BenchError, Result};
+use crate::producer::new_record;
 use crate::wire::{Connection, Versions};
 
 const TOPIC_EXISTS: i16 = 36;
+/// UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE, NOT_LEADER_OR_FOLLOWER.
+const RETRIABLE: [i16; 3] = [3, 5, 6];
+const PRIME_WAIT: Duration = Duration::from_secs(120);
+const PRIME_PARTITIONS_PER_REQUEST: usize = 250;
 const LEADERS_WAIT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
@@ -40,10 +51,19 @@ pub fn prepare(config: &BenchConfig, topics: &[String]) -> Result<Cluster> {
         let md = metadata(&mut conn, versions.metadata, topics)?;
         match leader_of_all(&md, topics, config.partitions) {
             Ok(Some(addr)) => {
+                let mut leader =
+                    Connection::connect(&addr, "sluice-bench-primer", config.request_timeout)?;
+                prime(
+                    &mut leader,
+                    versions.produce,
+                    topics,
+                    config.partitions,
+                    config,
+                )?;
                 return Ok(Cluster {
                     versions,
                     leader_addr: addr,
-                })
+                });
             }
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
             Ok(None) => {
@@ -55,6 +75,107 @@ pub fn prepare(config: &BenchConfig, topics: &[String]) -> Result<Cluster> {
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Writes one acknowledged record to every partition before the clock starts, retrying
+/// while a partition is still being loaded ("not leader" right after creation). Fresh
+/// partitions cost both brokers a first-write set-up (files, indexes) that would otherwise
+/// land inside the measured window of a short run. Consumers position themselves after
+/// these records, so they are never measured.
+fn prime(
+    conn: &mut Connection,
+    version: i16,
+    topics: &[String],
+    partitions: u32,
+    config: &BenchConfig,
+) -> Result<()> {
+    let mut todo: Vec<(usize, i32)> = (0..topics.len())
+        .flat_map(|t| (0..partitions as i32).map(move |p| (t, p)))
+        .collect();
+    let deadline = Instant::now() + PRIME_WAIT;
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as i64;
+    let record = [new_record(
+        0,
+        now_ms,
+        None,
+        Bytes::from_static(b"sluice-bench primer"),
+    )];
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, record.iter(), &options).map_err(|e| {
+        BenchError::Encode {
+            what: "primer batch",
+            source: e.into(),
+        }
+    })?;
+    let batch = buf.freeze();
+    while !todo.is_empty() {
+        let chunk: Vec<(usize, i32)> = todo
+            .iter()
+            .take(PRIME_PARTITIONS_PER_REQUEST)
+            .copied()
+            .collect();
+        let mut by_topic: BTreeMap<usize, Vec<PartitionProduceData>> = BTreeMap::new();
+        for (t, p) in &chunk {
+            by_topic.entry(*t).or_default().push(
+                PartitionProduceData::default()
+                    .with_index(*p)
+                    .with_records(Some(batch.clone())),
+            );
+        }
+        let request = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(i32::try_from(config.request_timeout.as_millis()).unwrap_or(i32::MAX))
+            .with_topic_data(
+                by_topic
+                    .into_iter()
+                    .map(|(t, ps)| {
+                        TopicProduceData::default()
+                            .with_name(TopicName(StrBytes::from_string(topics[t].clone())))
+                            .with_partition_data(ps)
+                    })
+                    .collect(),
+            );
+        let response = conn.call(version, &request)?;
+        let mut done = Vec::new();
+        for topic in &response.responses {
+            let Some(t) = topics
+                .iter()
+                .position(|n| n.as_str() == topic.name.0.as_str())
+            else {
+                continue;
+            };
+            for p in &topic.partition_responses {
+                match p.error_code {
+                    0 => done.push((t, p.index)),
+                    code if RETRIABLE.contains(&code) && Instant::now() < deadline => {}
+                    code => {
+                        return Err(BenchError::Broker {
+                            what: format!("priming produce to {}-{}", topics[t], p.index),
+                            code,
+                        })
+                    }
+                }
+            }
+        }
+        if done.is_empty() {
+            if Instant::now() >= deadline {
+                return Err(BenchError::Protocol {
+                    addr: conn.addr().to_string(),
+                    detail: format!("no partition accepted a record within {PRIME_WAIT:?}"),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        todo.retain(|tp| !done.contains(tp));
+    }
+    Ok(())
 }
 
 fn metadata(conn: &mut Connection, version: i16, topics: &[String]) -> Result<MetadataResponse> {
