@@ -6,6 +6,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use sluice_engine::log::producers::SequenceError;
 use sluice_engine::log::{AppendOptions, LogError, PartitionLog};
 use sluice_engine::runtime::Shard;
 use sluice_engine::{LeaderEpoch, Offset, TopicPartition};
@@ -52,6 +53,17 @@ fn log_error_code(tp: &TopicPartition, e: &LogError) -> i16 {
             ..
         } => errors::MESSAGE_TOO_LARGE,
         LogError::Batch { .. } => errors::CORRUPT_MESSAGE,
+        // Idempotent producers. A duplicate batch is not an error: the engine answers it
+        // with the original offsets (DUPLICATE_SEQUENCE_NUMBER is not used by modern
+        // clients).
+        LogError::Sequence {
+            source: SequenceError::OutOfOrder { .. },
+            ..
+        } => errors::OUT_OF_ORDER_SEQUENCE_NUMBER,
+        LogError::Sequence {
+            source: SequenceError::StaleEpoch { .. },
+            ..
+        } => errors::INVALID_PRODUCER_EPOCH,
         LogError::Closed { .. } => errors::NOT_LEADER_OR_FOLLOWER,
         other => {
             tracing::warn!(partition = %tp, error = %other, "log error");
@@ -341,5 +353,38 @@ fn record_at_timestamp(hit: &sluice_engine::log::TimestampHit, ts: i64) -> (i64,
             .find(|r| r.timestamp >= ts)
             .map_or(fallback, |r| (r.offset, r.timestamp)),
         Err(_) => fallback,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idempotence_errors_map_to_the_codes_clients_recover_from() {
+        let tp = TopicPartition::new("t", 0);
+        let out_of_order = LogError::Sequence {
+            tp: tp.clone(),
+            source: SequenceError::OutOfOrder {
+                producer_id: 1,
+                first_seq: 5,
+                expected: 3,
+            },
+        };
+        assert_eq!(
+            log_error_code(&tp, &out_of_order),
+            errors::OUT_OF_ORDER_SEQUENCE_NUMBER
+        );
+        let stale = LogError::Sequence {
+            tp: tp.clone(),
+            source: SequenceError::StaleEpoch {
+                producer_id: 1,
+                epoch: 0,
+                current: 1,
+            },
+        };
+        assert_eq!(log_error_code(&tp, &stale), errors::INVALID_PRODUCER_EPOCH);
+        assert_eq!(errors::OUT_OF_ORDER_SEQUENCE_NUMBER, 45);
+        assert_eq!(errors::INVALID_PRODUCER_EPOCH, 47);
     }
 }
