@@ -19,6 +19,8 @@ enum Command {
     Tune(cli::tune::TuneArgs),
     /// Load-generate against any Kafka-API broker; latency histograms, tables, plots.
     Bench(cli::bench::BenchArgs),
+    /// Show a running broker's shards, partitions and their load (from its admin endpoint).
+    Status(cli::status::StatusArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -34,6 +36,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => cli::serve::run(args),
         Command::Tune(args) => cli::tune::run(args),
         Command::Bench(args) => cli::bench::run(args),
+        Command::Status(args) => cli::status::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -42,6 +42,9 @@ pub struct ServerConfig {
     /// Broker default for the topic config max.message.bytes.
     #[serde(alias = "message.max.bytes")]
     pub message_max_bytes: i32,
+    /// Address of the admin HTTP endpoint (`/metrics`, `/status`), served by shard 0;
+    /// empty disables it.
+    pub admin_listener: String,
 }
 
 impl Default for ServerConfig {
@@ -60,6 +63,7 @@ impl Default for ServerConfig {
             in_flight_requests_per_connection: limits::IN_FLIGHT_REQUESTS_PER_CONNECTION_DEFAULT,
             partitions_per_topic_max: limits::PARTITIONS_PER_TOPIC_MAX,
             message_max_bytes: limits::MESSAGE_BYTES_MAX_DEFAULT,
+            admin_listener: limits::ADMIN_LISTENER_DEFAULT.into(),
         }
     }
 }

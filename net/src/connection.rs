@@ -90,7 +90,7 @@ async fn read_requests<R: futures_lite::AsyncRead + Unpin>(
         let request = decode_request(decode_header(frame)?)?;
         let broker = broker.clone();
         let task = glommio::spawn_local(async move {
-            handle(&broker, request).await
+            crate::admin::requests::timed(request.api_key, handle(&broker, request)).await
         })
         .detach();
         if pending.send((task, permit)).await.is_err() {

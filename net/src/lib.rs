@@ -10,6 +10,7 @@
 //! - [`metadata`]: topic metadata behind [`metadata::MetadataStore`], topic names and configs.
 #![allow(clippy::future_not_send)]
 
+pub mod admin;
 pub mod broker;
 pub mod buffer_pool;
 pub mod codec;

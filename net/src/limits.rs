@@ -51,6 +51,26 @@ pub const FRAME_BUFFERS_POOLED_MAX: usize = 64;
 
 const _: () = assert!(FRAME_BUFFER_BYTES_MIN <= FRAME_BUFFER_POOLED_BYTES_MAX);
 
+// ---- Admin HTTP endpoint (metrics and status) ----
+
+/// Where the admin endpoint listens unless the config says otherwise.
+pub const ADMIN_LISTENER_DEFAULT: &str = "127.0.0.1:9644";
+/// Largest admin request head (request line and headers) read; larger is refused.
+pub const ADMIN_REQUEST_BYTES_MAX: usize = 8 * 1024;
+/// Admin connections served at once; more are closed on accept.
+pub const ADMIN_CONNECTIONS_MAX: usize = 16;
+/// How long the admin endpoint waits on a slow client's read or write.
+pub const ADMIN_SOCKET_TIMEOUT_MS: u64 = 5_000;
+/// Partitions listed one by one per shard in `/status` (the rest are counted).
+pub const ADMIN_STATUS_PARTITIONS_PER_SHARD_MAX: usize = 1_000;
+/// Consumer-group lag series exported at most (one per group and partition).
+pub const ADMIN_LAG_SERIES_MAX: usize = 10_000;
+/// Largest `/status` answer `sluice status` reads.
+pub const ADMIN_RESPONSE_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+const _: () = assert!(ADMIN_REQUEST_BYTES_MAX >= 256);
+const _: () = assert!(ADMIN_CONNECTIONS_MAX > 0);
+
 // ---- Idempotent producers and consumer groups ----
 
 /// Producer ids reserved per durable write of the producer id file.

@@ -49,6 +49,7 @@ pub async fn run_shard(shard: Rc<Shard>, shared: ServerShared) -> Result<(), Ser
         tracing::info!(shard = %shard.id(), %addr, "listening");
         listeners.push(listener);
     }
+    crate::admin::start(&broker)?;
     let tasks: Vec<_> = listeners
         .into_iter()
         .map(|l| glommio::spawn_local(accept_loop(broker.clone(), l)).detach())

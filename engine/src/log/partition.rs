@@ -934,6 +934,10 @@ where
                 .read_at(pos, want)
                 .await
                 .map_err(|e| self.io_error(&seg.log_path, e))?;
+            if out.capacity() == 0 {
+                // One allocation for the answer instead of a doubling series.
+                out.reserve(max_bytes.min(window.len()));
+            }
             let mut at = 0usize;
             loop {
                 let rest = &window[at..];

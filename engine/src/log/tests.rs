@@ -705,3 +705,42 @@ fn stats_count_appends_reads_and_syncs() {
     assert_eq!(stats.syncs.get(), 2);
     assert_eq!(stats.sync_latency_us().len(), 2);
 }
+
+#[test]
+fn one_large_read_returns_the_same_batches_as_many_small_ones() {
+    let storage = SimStorage::new();
+    let clock = ManualClock::new(0);
+    let log = open(
+        &storage,
+        LogConfig::default(),
+        Durability::GroupCommit,
+        &clock,
+    );
+    for i in 0..60u8 {
+        block_on(log.append(&build::batch(7, 9_000 + i as usize * 97, i, 0), OPTS))
+            .expect("append");
+    }
+    let small = read_all(&log, Offset(0));
+    // A 3 MiB read: the same batches, in order, as many as fit.
+    let big = block_on(log.read(Offset(0), 3 << 20)).expect("read");
+    let crcs: Vec<u32> = batches(&big.bytes)
+        .map(|b| b.expect("batch").stored_crc())
+        .collect();
+    assert!(
+        crcs.len() > 30 && big.bytes.len() <= 3 << 20,
+        "{} batches, {} bytes",
+        crcs.len(),
+        big.bytes.len()
+    );
+    assert_eq!(
+        crcs[..],
+        small.iter().map(|(_, _, c)| *c).collect::<Vec<_>>()[..crcs.len()]
+    );
+    // And from the middle, bounded.
+    let mid = block_on(log.read(Offset(200), 1 << 20)).expect("read");
+    assert!(mid.bytes.len() <= 1 << 20 && !mid.bytes.is_empty());
+    assert_eq!(
+        BatchView::parse(&mid.bytes).expect("batch").base_offset(),
+        Offset(196)
+    );
+}
