@@ -197,6 +197,7 @@ fn batches_in(mut records: &[u8]) -> usize {
 /// What one `produce_some` sent.
 struct Sent {
     bytes_per_partition: Vec<usize>,
+    records_per_partition: Vec<i64>,
     batches: usize,
 }
 
@@ -204,16 +205,38 @@ struct Sent {
 fn produce_some(s: &mut TcpStream, requests: usize) -> Sent {
     let mut sent = Sent {
         bytes_per_partition: vec![0usize; PARTITIONS as usize],
+        records_per_partition: vec![0i64; PARTITIONS as usize],
         batches: 0,
     };
     for i in 0..requests {
         let partition = (i % PARTITIONS as usize) as i32;
-        let records = record_batch(1 + i % 4, 100 + 37 * i);
+        let count = 1 + i % 4;
+        let records = record_batch(count, 100 + 37 * i);
+        sent.records_per_partition[partition as usize] += count as i64;
         sent.bytes_per_partition[partition as usize] += records.len();
         sent.batches += batches_in(&records);
         produce(s, partition, records);
     }
     sent
+}
+
+/// OffsetCommit v8 from outside the group protocol (generation -1, no member).
+fn commit_offset(s: &mut TcpStream, group: &str, partition: i32, offset: i64) {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    let req = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_generation_id_or_member_epoch(-1)
+        .with_member_id(StrBytes::from_static_str(""))
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+            .with_partitions(vec![OffsetCommitRequestPartition::default()
+                .with_partition_index(partition)
+                .with_committed_offset(offset)
+                .with_committed_leader_epoch(-1)])]);
+    let r: OffsetCommitResponse = call(s, ApiKey::OffsetCommit, 8, &req);
+    assert_eq!(r.topics[0].partitions[0].error_code, 0, "offset commit");
 }
 
 /// A blocking GET; (status code, body).
@@ -346,6 +369,7 @@ fn metrics_count_what_was_produced_and_fetched() {
     let sent = produce_some(&mut s, produce_requests);
     let sent_total: usize = sent.bytes_per_partition.iter().sum();
     let fetched = fetch(&mut s, 0);
+    commit_offset(&mut s, "admin-lag", 0, 1);
     assert_eq!(
         fetched, sent.bytes_per_partition[0],
         "partition 0 reads back what was produced"
@@ -370,15 +394,30 @@ fn metrics_count_what_was_produced_and_fetched() {
         sum(&samples, "sluice_topic_partitions", &topic),
         PARTITIONS as f64
     );
-    // Every partition of the topic is open on exactly one of the two shards.
+    // Every partition (ours and the 8 of `__consumer_offsets`, which the commit below
+    // created) is open on exactly one of the two shards.
+    assert_eq!(
+        sum(
+            &samples,
+            "sluice_topic_partitions",
+            &[("topic", "__consumer_offsets")]
+        ),
+        8.0
+    );
     assert_eq!(count(&samples, "sluice_partitions"), 2);
-    assert_eq!(sum(&samples, "sluice_partitions", &[]), PARTITIONS as f64);
+    assert_eq!(
+        sum(&samples, "sluice_partitions", &[]),
+        sum(&samples, "sluice_topic_partitions", &[])
+    );
     let log_size = sum(&samples, "sluice_topic_log_size_bytes", &topic);
     assert!(
         log_size >= sent_total as f64,
         "segments hold at least the batches: {log_size}"
     );
-    assert_eq!(sum(&samples, "sluice_shard_log_size_bytes", &[]), log_size);
+    assert_eq!(
+        sum(&samples, "sluice_shard_log_size_bytes", &[]),
+        sum(&samples, "sluice_topic_log_size_bytes", &[])
+    );
 
     let produce = [("api", "Produce")];
     assert!(sum(&samples, "sluice_requests_total", &produce) >= produce_requests as f64);
@@ -398,10 +437,11 @@ fn metrics_count_what_was_produced_and_fetched() {
     assert!(sum(&samples, "sluice_requests_total", &[("api", "Fetch")]) >= 1.0);
     // The Kafka connection above is still open.
     assert!(sum(&samples, "sluice_connections", &[]) >= 1.0);
-    // acks=all under the default group commit: the appends were fdatasync'd.
+    // acks=all under the default group commit: the appends were fdatasync'd, at most once
+    // per sequential produce plus once for the offset commit's append.
     let fsyncs = sum(&samples, "sluice_fsync_latency_seconds_count", &[]);
     assert!(fsyncs >= 1.0, "{fsyncs}");
-    assert!(fsyncs <= produce_requests as f64);
+    assert!(fsyncs <= produce_requests as f64 + 1.0, "{fsyncs}");
     assert_eq!(
         sum(
             &samples,
@@ -416,6 +456,13 @@ fn metrics_count_what_was_produced_and_fetched() {
     );
     assert_eq!(sum(&samples, "sluice_shards", &[]), 2.0);
     assert_eq!(sum(&samples, "sluice_shard_up", &[]), 2.0);
+    // Committed at 1 on partition 0: the rest of its records are the lag.
+    let lag = [("group", "admin-lag"), ("topic", TOPIC), ("partition", "0")];
+    assert_eq!(count(&samples, "sluice_consumer_group_lag"), 1);
+    assert_eq!(
+        sum(&samples, "sluice_consumer_group_lag", &lag),
+        (sent.records_per_partition[0] - 1) as f64
+    );
 
     // Counters only grow: more produce, higher counts on the next scrape.
     let more = produce_some(&mut s, 3);
@@ -427,6 +474,10 @@ fn metrics_count_what_was_produced_and_fetched() {
     assert!(
         sum(&again, "sluice_requests_total", &produce)
             >= sum(&samples, "sluice_requests_total", &produce) + 3.0
+    );
+    assert_eq!(
+        sum(&again, "sluice_consumer_group_lag", &lag),
+        (sent.records_per_partition[0] + more.records_per_partition[0] - 1) as f64
     );
 }
 

@@ -1,6 +1,7 @@
 //! `sluice status`: reads a broker's admin `/status` twice, `--interval-ms` apart, and
 //! prints its brokers, shards and the partitions each shard owns with their load (sizes,
-//! totals, and rates from the two readings). `--json` prints one raw reading.
+//! totals, and rates from the two readings), then consumer-group lag. `--json` prints one
+//! raw reading.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -222,6 +223,29 @@ pub fn render(before: Option<&StatusReport>, after: &StatusReport, elapsed: Dura
         }
     }
     out.push_str(&table(&parts));
+
+    if !after.consumer_group_lag.is_empty() {
+        let mut lag = vec![row(&[
+            "GROUP",
+            "TOPIC",
+            "PARTITION",
+            "COMMITTED",
+            "HIGH WATERMARK",
+            "LAG",
+        ])];
+        for l in &after.consumer_group_lag {
+            lag.push(vec![
+                l.group.clone(),
+                l.topic.clone(),
+                l.partition.to_string(),
+                l.committed_offset.to_string(),
+                l.high_watermark.to_string(),
+                l.lag.to_string(),
+            ]);
+        }
+        out.push('\n');
+        out.push_str(&table(&lag));
+    }
     out
 }
 
@@ -330,7 +354,7 @@ mod tests {
     fn one_reading_shows_totals_without_rates() {
         let text = render(None, &report(2048, 5), Duration::ZERO);
         assert!(text.contains("2.0 KiB"));
-        assert!(!text.contains("/s "), "{text}");
+        assert!(!text.contains("B/s"), "{text}");
         assert!(text.contains("127.0.0.1:9092"));
     }
 

@@ -197,6 +197,23 @@ pub fn render(s: &BrokerSnapshot) -> String {
         "Partitions with fewer in-sync replicas than replicas. Always 0: this build keeps one replica per partition (replication factor 1).",
     );
     out.sample("sluice_under_replicated_partitions", &[], 0);
+
+    out.family(
+        "sluice_consumer_group_lag",
+        "gauge",
+        "High watermark minus the group's committed offset, per group and partition.",
+    );
+    for l in &s.group_lag {
+        out.sample(
+            "sluice_consumer_group_lag",
+            &[
+                ("group", &l.group),
+                ("topic", &l.topic),
+                ("partition", &l.partition.to_string()),
+            ],
+            l.lag,
+        );
+    }
     out.text
 }
 
@@ -352,6 +369,14 @@ mod tests {
                 ("logs".into(), 1),
                 ("empty".into(), 4),
             ],
+            group_lag: vec![crate::admin::lag::GroupLag {
+                group: "billing".into(),
+                topic: "orders".into(),
+                partition: 1,
+                committed_offset: 4,
+                high_watermark: 10,
+                lag: 6,
+            }],
             ..BrokerSnapshot::default()
         }
     }
@@ -445,6 +470,18 @@ mod tests {
             4.0
         );
         assert_eq!(value(&samples, "sluice_partitions", &[("shard", "1")]), 2.0);
+        assert_eq!(
+            value(
+                &samples,
+                "sluice_consumer_group_lag",
+                &[
+                    ("group", "billing"),
+                    ("topic", "orders"),
+                    ("partition", "1")
+                ]
+            ),
+            6.0
+        );
     }
 
     #[test]

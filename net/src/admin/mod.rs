@@ -2,11 +2,13 @@
 //! `/status` (JSON, read by `sluice status`).
 //!
 //! - [`requests`]: per-shard request counts and handler latency, recorded by connections.
-//! - [`snapshot`]: copies every shard's counters and partitions to shard 0.
+//! - [`snapshot`]: copies every shard's counters and partitions to shard 0; [`lag`]:
+//!   consumer-group lag from the group coordinators' committed offsets.
 //! - [`metrics`], [`status`]: render a snapshot; [`http`]: the server; [`latency`]:
 //!   histograms as exported.
 
 pub mod http;
+pub mod lag;
 pub mod latency;
 pub mod metrics;
 pub mod requests;

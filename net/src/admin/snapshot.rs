@@ -10,6 +10,7 @@ use sluice_engine::log::stats::SYNC_LATENCY_US_MAX;
 use sluice_engine::runtime::Shard;
 use sluice_engine::ShardId;
 
+use super::lag::{self, GroupLag};
 use super::latency::{new_histogram, LatencySnapshot, LATENCY_US_MAX};
 use super::requests::{self, ApiSnapshot};
 use crate::broker::Broker;
@@ -65,6 +66,8 @@ pub struct BrokerSnapshot {
     pub unreachable_shards: Vec<usize>,
     /// Topics in the cluster metadata: name and partition count.
     pub topics: Vec<(String, i32)>,
+    /// Lag of every committed offset whose partition is open, by group, topic, partition.
+    pub group_lag: Vec<GroupLag>,
 }
 
 thread_local! {
@@ -96,6 +99,30 @@ pub async fn gather(broker: &Rc<Broker>, uptime_seconds: u64) -> BrokerSnapshot 
             }
         }
     }
+    let mut committed = Vec::new();
+    for i in 0..shard_count {
+        let ctx = broker.owner_context();
+        let answer = broker
+            .shard
+            .route_to_owner(ShardId(i), move |shard| {
+                Box::pin(async move { lag::committed_on_this_shard(&shard, &ctx).await })
+            })
+            .await;
+        match answer {
+            Ok(Ok(c)) => committed.extend(c),
+            Ok(Err(code)) => {
+                tracing::warn!(
+                    shard = i,
+                    code,
+                    "group coordinator gave no committed offsets"
+                )
+            }
+            Err(e) => {
+                tracing::warn!(shard = i, error = %e, "shard did not answer for group offsets")
+            }
+        }
+    }
+    let group_lag = lag::lag(&committed, shards.iter().flat_map(|s| &s.partitions));
     let topics = broker
         .store
         .snapshot()
@@ -114,6 +141,7 @@ pub async fn gather(broker: &Rc<Broker>, uptime_seconds: u64) -> BrokerSnapshot 
         shards,
         unreachable_shards,
         topics,
+        group_lag,
     }
 }
 

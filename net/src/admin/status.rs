@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::lag::GroupLag;
 use super::snapshot::BrokerSnapshot;
 use crate::limits::ADMIN_STATUS_PARTITIONS_PER_SHARD_MAX;
 
@@ -17,6 +18,9 @@ pub struct StatusReport {
     pub topics: Vec<TopicStatus>,
     /// Always 0: every partition has one replica in this build.
     pub under_replicated_partitions: u64,
+    /// Lag of every committed group offset, by group, topic and partition.
+    #[serde(default)]
+    pub consumer_group_lag: Vec<GroupLag>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -129,6 +133,7 @@ impl StatusReport {
                 })
                 .collect(),
             under_replicated_partitions: 0,
+            consumer_group_lag: s.group_lag.clone(),
         }
     }
 }
