@@ -308,13 +308,17 @@ pub async fn sync_group(
                 if found.is_none() {
                     return SyncOutcome::error(errors::UNKNOWN_MEMBER_ID);
                 }
-                rx.recv_async()
+                let out = rx
+                    .recv_async()
                     .await
-                    .unwrap_or_else(|_| SyncOutcome::error(errors::UNKNOWN_MEMBER_ID))
+                    .unwrap_or_else(|_| SyncOutcome::error(errors::UNKNOWN_MEMBER_ID));
+                tracing::debug!(group = %group, member = %member_id, code = out.error, "sync done on owner");
+                out
             })
         }),
     )
     .await;
+    tracing::debug!(group = %key, code = o.error, "sync answer back on the connection's shard");
     let mut r = SyncGroupResponse::default();
     r.error_code = o.error;
     if version >= 5 {
@@ -337,6 +341,7 @@ pub async fn heartbeat(
     let instance_id = req.group_instance_id.map(|i| i.to_string());
     let generation = req.generation_id;
     let key = group.clone();
+    tracing::debug!(group = %key, member = %member_id, generation, "heartbeat received");
     let code = on_owner(
         broker,
         &key,
@@ -356,6 +361,7 @@ pub async fn heartbeat(
         }),
     )
     .await;
+    tracing::debug!(group = %key, code, "heartbeat answered");
     let mut r = HeartbeatResponse::default();
     r.error_code = code;
     r
