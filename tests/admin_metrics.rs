@@ -591,3 +591,48 @@ fn admin_endpoint_refuses_other_paths_methods_and_oversized_heads() {
     // Still serving afterwards.
     assert!(get_path(&b.admin, "/metrics").contains("sluice_shards 2"));
 }
+
+#[test]
+fn admin_connections_are_bounded_and_slots_come_back() {
+    use sluice_net::limits::ADMIN_CONNECTIONS_MAX;
+    let b = start_broker();
+    // Idle connections that never send a request hold every slot.
+    let idle: Vec<TcpStream> = (0..ADMIN_CONNECTIONS_MAX)
+        .map(|_| TcpStream::connect(&b.admin).expect("connect"))
+        .collect();
+    // Accepting is asynchronous: wait until the broker has taken all of them.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut extra = TcpStream::connect(&b.admin).expect("connect");
+    extra
+        .set_read_timeout(Some(Duration::from_secs(4)))
+        .expect("timeout");
+    extra
+        .write_all(b"GET /metrics HTTP/1.1\r\n\r\n")
+        .expect("write");
+    let mut raw = Vec::new();
+    let started = Instant::now();
+    let read = extra.read_to_end(&mut raw);
+    assert!(
+        matches!(read, Ok(0))
+            || matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "over the bound: closed unanswered, got {read:?} {:?}",
+        String::from_utf8_lossy(&raw)
+    );
+    assert!(started.elapsed() < Duration::from_secs(3), "closed at once");
+    // Closing the idle ones frees their slots.
+    drop(idle);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut s = TcpStream::connect(&b.admin).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let _ = s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n");
+        let mut body = String::new();
+        let _ = s.read_to_string(&mut body);
+        if body.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "slots never came back");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -1,6 +1,7 @@
 //! A minimal HTTP/1.1 server for the admin endpoint: GET (or HEAD) `/metrics`, `/status`,
 //! one request per connection (`Connection: close`). Bounds: request head size,
-//! connections at once, and a timeout on each socket read and write.
+//! connections at once, a timeout on each socket read and write, and one on the whole
+//! request head.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -25,6 +26,8 @@ pub enum AdminHttpError {
         #[source]
         source: std::io::Error,
     },
+    #[error("the request head did not arrive within {ADMIN_SOCKET_TIMEOUT_MS} ms")]
+    HeadTimedOut,
     #[error("setting the admin socket timeout failed")]
     Timeout {
         #[source]
@@ -143,6 +146,8 @@ async fn serve_one(
 async fn read_head(stream: &mut TcpStream) -> Result<Option<Vec<u8>>, AdminHttpError> {
     let mut head = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];
+    // A client sending a byte at a time must not hold a connection slot for long either.
+    let deadline = Instant::now() + Duration::from_millis(ADMIN_SOCKET_TIMEOUT_MS);
     loop {
         if let Some(end) = find_head_end(&head) {
             head.truncate(end);
@@ -150,6 +155,9 @@ async fn read_head(stream: &mut TcpStream) -> Result<Option<Vec<u8>>, AdminHttpE
         }
         if head.len() >= ADMIN_REQUEST_BYTES_MAX {
             return Ok(None);
+        }
+        if Instant::now() >= deadline {
+            return Err(AdminHttpError::HeadTimedOut);
         }
         let want = chunk.len().min(ADMIN_REQUEST_BYTES_MAX + 4 - head.len());
         let n = stream
