@@ -25,6 +25,11 @@ pub const INDEX_ENTRIES_MAX: u64 = SEGMENT_BYTES_MAX / INDEX_INTERVAL_BYTES + 1;
 pub const READ_BYTES_MAX: usize = 128 * 1024 * 1024;
 /// Depth of each shard's cross-core inbox (flume bounded channel).
 pub const SHARD_INBOX_DEPTH: usize = 1024;
+/// Depth of each shard's reply inbox (answers to the requests it routed elsewhere).
+pub const SHARD_REPLY_INBOX_DEPTH: usize = 4096;
+/// First and longest wait before retrying a send into a full inbox, microseconds.
+pub const ROUTE_RETRY_US_MIN: u64 = 20;
+pub const ROUTE_RETRY_US_MAX: u64 = 1000;
 /// Work items from other shards a shard runs concurrently.
 pub const SHARD_INFLIGHT_MAX: usize = 4096;
 /// Most shards a broker runs.
@@ -40,5 +45,6 @@ const _: () = assert!(SEGMENT_BYTES_MIN <= SEGMENT_BYTES_MAX);
 const _: () = assert!(BATCH_BYTES_MAX <= SEGMENT_BYTES_MAX as usize);
 const _: () = assert!(SEGMENT_PREALLOCATE_STEP_BYTES.is_multiple_of(IO_ALIGNMENT_BYTES as u64));
 const _: () = assert!(SHARD_INBOX_DEPTH <= SHARD_INFLIGHT_MAX);
+const _: () = assert!(ROUTE_RETRY_US_MIN > 0 && ROUTE_RETRY_US_MIN <= ROUTE_RETRY_US_MAX);
 // A segment position must fit the u32 positions in the sparse index.
 const _: () = assert!(SEGMENT_BYTES_MAX <= u32::MAX as u64 + 1);

@@ -45,18 +45,27 @@ where
         tasks.push((
             names,
             owner,
+            // Detached: if this request is dropped (its connection closed), the routed work
+            // still runs to completion instead of being cancelled while the owner shard holds
+            // its waker; cancelling such a task crashed glommio 0.9's cross-shard wake-up
+            // with a double free.
             glommio::spawn_local(async move {
                 shard
                     .route_to_owner(owner, move |owner_shard| {
                         Box::pin(async move { run_concurrently(owner_shard, batch, work).await })
                     })
                     .await
-            }),
+                    .map_err(|e| e.to_string())
+            })
+            .detach(),
         ));
     }
     let mut out = Vec::new();
     for (names, owner, task) in tasks {
-        match task.await {
+        let answer = task
+            .await
+            .unwrap_or_else(|| Err("routed task ended without an answer".to_string()));
+        match answer {
             Ok(results) => out.extend(results.into_iter().map(|(tp, o)| (tp, Ok(o)))),
             Err(e) => {
                 let failed = RouteFailed {
@@ -93,12 +102,15 @@ where
         .into_iter()
         .map(|(tp, input)| {
             let fut = work(shard.clone(), tp.clone(), input);
-            (tp, glommio::spawn_local(fut))
+            (tp, glommio::spawn_local(fut).detach())
         })
         .collect();
     let mut out = Vec::with_capacity(tasks.len());
     for (tp, task) in tasks {
-        out.push((tp, task.await));
+        // A detached task only ends without an answer if it panicked.
+        if let Some(o) = task.await {
+            out.push((tp, o));
+        }
     }
     out
 }

@@ -12,7 +12,7 @@ use glommio::{Latency, LocalExecutorBuilder, Placement, Shares};
 
 use crate::config::{ConfigError, EngineConfig};
 use crate::ids::{ShardId, TopicPartition};
-use crate::limits::SHARD_INBOX_DEPTH;
+use crate::limits::{SHARD_INBOX_DEPTH, SHARD_REPLY_INBOX_DEPTH};
 use crate::log::LogError;
 
 pub mod shard;
@@ -156,13 +156,22 @@ where
     }
     let table = Arc::new(ShardTable::new(n, config.pin.clone()));
     let config = Arc::new(config);
-    let (senders, receivers): (Vec<_>, Vec<_>) = (0..n)
+    let (work_txs, work_rxs): (Vec<_>, Vec<_>) = (0..n)
         .map(|_| flume::bounded::<Job>(SHARD_INBOX_DEPTH))
         .unzip();
+    let (reply_txs, reply_rxs): (Vec<_>, Vec<_>) = (0..n)
+        .map(|_| flume::bounded::<Job>(SHARD_REPLY_INBOX_DEPTH))
+        .unzip();
+    let senders: Vec<shard::Peer> = work_txs
+        .into_iter()
+        .zip(reply_txs)
+        .map(|(work, reply)| shard::Peer { work, reply })
+        .collect();
+    let receivers: Vec<_> = work_rxs.into_iter().zip(reply_rxs).collect();
     let (stop_txs, stop_rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| flume::bounded::<()>(1)).unzip();
 
     let mut handles = Vec::with_capacity(n);
-    for (i, (inbox, stop)) in receivers.into_iter().zip(stop_rxs).enumerate() {
+    for (i, ((inbox, replies), stop)) in receivers.into_iter().zip(stop_rxs).enumerate() {
         let placement = match placement[i] {
             Some(cpu) => Placement::Fixed(cpu),
             None => Placement::Unbound,
@@ -189,6 +198,7 @@ where
                 );
                 let shard = Rc::new(Shard::new(ShardId(i), table, config, peers, background));
                 glommio::spawn_local(shard.clone().pump(inbox)).detach();
+                glommio::spawn_local(shard.clone().reply_pump(replies)).detach();
                 if let Err(e) = shard.start_background() {
                     tracing::error!(shard = i, error = %e, "background tasks did not start");
                 }

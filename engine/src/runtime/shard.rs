@@ -15,7 +15,16 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{EngineConfig, LogConfig};
 use crate::ids::{ShardId, TopicPartition};
 use crate::io::dma::DmaStorage;
-use crate::limits::{PARTITIONS_PER_SHARD_MAX, SHARD_INFLIGHT_MAX};
+use crate::limits::{
+    PARTITIONS_PER_SHARD_MAX, ROUTE_RETRY_US_MAX, ROUTE_RETRY_US_MIN, SHARD_INFLIGHT_MAX,
+};
+
+/// Which of a peer's inboxes a message goes to.
+#[derive(Clone, Copy)]
+enum Inbox {
+    Work,
+    Reply,
+}
 use crate::log::{LogError, PartitionLog};
 use crate::runtime::table::ShardTable;
 use crate::runtime::EngineError;
@@ -23,13 +32,22 @@ use crate::runtime::EngineError;
 /// Work sent to another shard: a closure that runs there and produces a shard-local future.
 pub type Job = Box<dyn FnOnce(Rc<Shard>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
 
+/// How a shard reaches another: a bounded inbox for work and one for replies. Replies
+/// have their own inbox so they always drain, even when the work inbox is full and every
+/// work permit is held by jobs waiting for those very replies.
+#[derive(Clone)]
+pub(crate) struct Peer {
+    pub(crate) work: flume::Sender<Job>,
+    pub(crate) reply: flume::Sender<Job>,
+}
+
 /// A shard's view of the broker. Lives on (and only on) its own executor thread.
 /// Owns the partitions the shard table assigns to it: only this shard's tasks touch them.
 pub struct Shard {
     id: ShardId,
     table: Arc<ShardTable>,
     config: Arc<EngineConfig>,
-    peers: Vec<flume::Sender<Job>>,
+    peers: Vec<Peer>,
     partitions: RefCell<HashMap<TopicPartition, Rc<PartitionLog>>>,
     /// Serialises opening and removing partitions (rare; avoids two opens of one directory).
     admin_lock: async_lock::Mutex<()>,
@@ -43,7 +61,7 @@ impl Shard {
         id: ShardId,
         table: Arc<ShardTable>,
         config: Arc<EngineConfig>,
-        peers: Vec<flume::Sender<Job>>,
+        peers: Vec<Peer>,
         background: TaskQueueHandle,
     ) -> Shard {
         Shard {
@@ -80,9 +98,16 @@ impl Shard {
     }
 
     /// The one routing function: runs `work` on the `owner` shard and returns its answer.
-    /// Local work runs as a detached task here; remote work goes over the owner's bounded
-    /// flume inbox (a full inbox makes this wait: backpressure, never a drop). Either way the
-    /// work runs to completion even if the caller goes away.
+    /// Local work runs as a detached task here; remote work goes into the owner's bounded
+    /// work inbox (a full inbox makes this wait: backpressure, never a drop) and the answer
+    /// comes back through this shard's reply inbox. Either way the work runs to completion
+    /// even if the caller goes away.
+    ///
+    /// No task's waker is ever woken or dropped on another shard's thread: the answer's
+    /// oneshot is completed here, by the reply pump, and a full inbox is retried on a local
+    /// timer rather than by parking in flume. glommio 0.9 can free a task twice when its last
+    /// foreign waker is dropped on another thread just as the task completes - seen as a
+    /// double free under cross-shard Fetch load before this design.
     pub async fn route_to_owner<R, W>(
         self: &Rc<Self>,
         owner: ShardId,
@@ -93,24 +118,54 @@ impl Shard {
         W: FnOnce(Rc<Shard>) -> Pin<Box<dyn Future<Output = R>>> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |shard| {
+        if owner == self.id {
+            let shard = self.clone();
+            glommio::spawn_local(async move {
+                let _ = tx.send(work(shard).await);
+            })
+            .detach();
+            return rx.await.map_err(|_| EngineError::ShardGone(owner));
+        }
+        let origin = self.id;
+        let job: Job = Box::new(move |shard: Rc<Shard>| {
             Box::pin(async move {
-                let answer = work(shard).await;
-                let _ = tx.send(answer);
+                let answer = work(shard.clone()).await;
+                let reply: Job = Box::new(move |_origin: Rc<Shard>| {
+                    Box::pin(async move {
+                        let _ = tx.send(answer);
+                    })
+                });
+                if let Err(e) = shard.send_to(origin, reply, Inbox::Reply).await {
+                    tracing::warn!(error = %e, "answer could not be returned");
+                }
             })
         });
-        if owner == self.id {
-            glommio::spawn_local(job(self.clone())).detach();
-        } else {
-            let peer = self
-                .peers
-                .get(owner.0)
-                .ok_or(EngineError::NoSuchShard(owner))?;
-            peer.send_async(job)
-                .await
-                .map_err(|_| EngineError::ShardGone(owner))?;
-        }
+        self.send_to(owner, job, Inbox::Work).await?;
         rx.await.map_err(|_| EngineError::ShardGone(owner))
+    }
+
+    /// Puts `job` into a peer's inbox, waiting (on a local timer) while it is full.
+    async fn send_to(&self, to: ShardId, job: Job, inbox: Inbox) -> Result<(), EngineError> {
+        let peer = self.peers.get(to.0).ok_or(EngineError::NoSuchShard(to))?;
+        let sender = match inbox {
+            Inbox::Work => &peer.work,
+            Inbox::Reply => &peer.reply,
+        };
+        let mut job = job;
+        let mut backoff = ROUTE_RETRY_US_MIN;
+        loop {
+            match sender.try_send(job) {
+                Ok(()) => return Ok(()),
+                Err(flume::TrySendError::Full(back)) => {
+                    job = back;
+                    glommio::timer::sleep(std::time::Duration::from_micros(backoff)).await;
+                    backoff = (backoff * 2).min(ROUTE_RETRY_US_MAX);
+                }
+                Err(flume::TrySendError::Disconnected(_)) => {
+                    return Err(EngineError::ShardGone(to))
+                }
+            }
+        }
     }
 
     /// Runs jobs from other shards, at most `SHARD_INFLIGHT_MAX` at once.
@@ -126,6 +181,13 @@ impl Shard {
                 drop(permit);
             })
             .detach();
+        }
+    }
+
+    /// Completes answers to this shard's routed requests, as they come back.
+    pub(crate) async fn reply_pump(self: Rc<Self>, inbox: flume::Receiver<Job>) {
+        while let Ok(reply) = inbox.recv_async().await {
+            reply(self.clone()).await;
         }
     }
 
