@@ -38,7 +38,7 @@ def test_committed_offsets_survive_sigkill(clients, new_topic, bootstrap):
 
     after = [Out(None, f"b{i}".encode(), partition=i % partitions) for i in range(90)]
     clients["librdkafka"].produce(topic, after, acks="all")
-    c2 = Member("kafka-python", bootstrap, group, topic)
+    c2 = Member("librdkafka", bootstrap, group, topic)
     got2: dict = {}
     try:
         poll_until([c2], lambda: len(got2.get(0, [])) >= len(after), 60, "resumed after restart", got2)
