@@ -597,11 +597,32 @@ fn admin_connections_are_bounded_and_slots_come_back() {
     use sluice_net::limits::ADMIN_CONNECTIONS_MAX;
     let b = start_broker();
     // Idle connections that never send a request hold every slot.
-    let idle: Vec<TcpStream> = (0..ADMIN_CONNECTIONS_MAX)
+    let mut idle: Vec<TcpStream> = (0..ADMIN_CONNECTIONS_MAX)
         .map(|_| TcpStream::connect(&b.admin).expect("connect"))
         .collect();
-    // Accepting is asynchronous: wait until the broker has taken all of them.
-    std::thread::sleep(Duration::from_millis(300));
+    // Accepting is asynchronous, and start_broker's readiness probe may still hold a slot
+    // for a moment, in which case one of the idle connections was refused: replace any
+    // that the broker closed until all of them hold a slot.
+    let settle = Instant::now() + Duration::from_secs(10);
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        let mut replaced = false;
+        for conn in idle.iter_mut() {
+            conn.set_nonblocking(true).expect("nonblocking");
+            let mut byte = [0u8; 1];
+            if matches!(conn.peek(&mut byte), Ok(0)) {
+                *conn = TcpStream::connect(&b.admin).expect("connect");
+                replaced = true;
+            }
+        }
+        if !replaced {
+            break;
+        }
+        assert!(
+            Instant::now() < settle,
+            "idle connections keep being closed"
+        );
+    }
     let mut extra = TcpStream::connect(&b.admin).expect("connect");
     extra
         .set_read_timeout(Some(Duration::from_secs(4)))
