@@ -14,4 +14,4 @@ cargo test --workspace
 
 echo "== real clients against sluice serve"
 cargo build --bin sluice
-SLUICE_BIN="$PWD/target/debug/sluice" scripts/interop/run.sh
+SLUICE_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/sluice" scripts/interop/run.sh
