@@ -5,7 +5,11 @@ use clap::{Parser, Subcommand};
 mod cli;
 
 #[derive(Parser)]
-#[command(name = "sluice", version, about = "Kafka-compatible thread-per-core event-streaming broker")]
+#[command(
+    name = "sluice",
+    version,
+    about = "Kafka-compatible thread-per-core event-streaming broker"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -71,13 +71,16 @@ pub async fn read_frame_body<R: AsyncRead + Unpin>(
     pool: &BufferPool,
 ) -> Result<Bytes, FrameError> {
     let mut body = pool.take(size);
-    reader.read_exact(body.bytes_mut()).await.map_err(|source| {
-        if source.kind() == std::io::ErrorKind::UnexpectedEof {
-            FrameError::Truncated { source }
-        } else {
-            FrameError::Io { source }
-        }
-    })?;
+    reader
+        .read_exact(body.bytes_mut())
+        .await
+        .map_err(|source| {
+            if source.kind() == std::io::ErrorKind::UnexpectedEof {
+                FrameError::Truncated { source }
+            } else {
+                FrameError::Io { source }
+            }
+        })?;
     Ok(body.freeze())
 }
 

@@ -34,7 +34,8 @@ pub fn load_config(path: Option<&PathBuf>) -> Result<BrokerConfigFile, String> {
     match path {
         None => Ok(BrokerConfigFile::default()),
         Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| format!("reading {}: {e}", p.display()))?;
+            let text =
+                std::fs::read_to_string(p).map_err(|e| format!("reading {}: {e}", p.display()))?;
             toml::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))
         }
     }
@@ -48,7 +49,8 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     let online = std::thread::available_parallelism().map_or(1, |n| n.get());
     file.engine.validate(online).map_err(|e| e.to_string())?;
     file.server.validate().map_err(|e| e.to_string())?;
-    let placement = sluice_engine::runtime::plan_placement(&file.engine).map_err(|e| e.to_string())?;
+    let placement =
+        sluice_engine::runtime::plan_placement(&file.engine).map_err(|e| e.to_string())?;
     let cores: Vec<String> = placement
         .iter()
         .enumerate()
@@ -74,17 +76,20 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         config: Arc::new(file.server),
         store: Arc::new(store) as Arc<dyn MetadataStore>,
     };
-    sluice_engine::runtime::run(file.engine, move |shard: Rc<sluice_engine::runtime::Shard>| {
-        let shared = shared.clone();
-        Box::pin(async move {
-            let id = shard.id();
-            if let Err(e) = run_shard(shard, shared).await {
-                // A shard that cannot serve (say, the port is taken) makes the broker useless.
-                tracing::error!(shard = %id, error = %e, "server failed to start");
-                eprintln!("sluice: {id}: {e}");
-                std::process::exit(1);
-            }
-        })
-    })
+    sluice_engine::runtime::run(
+        file.engine,
+        move |shard: Rc<sluice_engine::runtime::Shard>| {
+            let shared = shared.clone();
+            Box::pin(async move {
+                let id = shard.id();
+                if let Err(e) = run_shard(shard, shared).await {
+                    // A shard that cannot serve (say, the port is taken) makes the broker useless.
+                    tracing::error!(shard = %id, error = %e, "server failed to start");
+                    eprintln!("sluice: {id}: {e}");
+                    std::process::exit(1);
+                }
+            })
+        },
+    )
     .map_err(|e| e.to_string())
 }
