@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -17,74 +17,18 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
+mod net_common;
+use net_common::{free_port, start_broker_with, Admin, Broker};
+
 const TOPIC: &str = "admin-metrics";
 const PARTITIONS: i32 = 3;
 
-struct Broker {
-    child: Child,
-    kafka_port: u16,
-    admin: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind probe");
-    l.local_addr().expect("addr").port()
-}
-
 fn start_broker() -> Broker {
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
-    let kafka_port = free_port();
-    let admin_port = free_port();
-    let config = dir.path().join("broker.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[engine]\ndata_dir = {:?}\nshards = 2\n[engine.log]\nsegment_bytes = 1048576\n\
-             [server]\nlisteners = \"127.0.0.1:{kafka_port}\"\n\"num.partitions\" = {PARTITIONS}\n\
-             admin_listener = \"127.0.0.1:{admin_port}\"\n",
-            dir.path().join("data")
-        ),
-    )
-    .expect("write config");
-    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(if std::env::var_os("SLUICE_TEST_BROKER_LOG").is_some() {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        })
-        .spawn()
-        .expect("start sluice");
-    let broker = Broker {
-        child,
-        kafka_port,
-        admin: format!("127.0.0.1:{admin_port}"),
-        _dir: dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if TcpStream::connect(("127.0.0.1", kafka_port)).is_ok()
-            && TcpStream::connect(("127.0.0.1", admin_port)).is_ok()
-        {
-            return broker;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("broker did not start listening on {kafka_port} and {admin_port}");
+    start_broker_with(&format!("\"num.partitions\" = {PARTITIONS}\n"), Admin::On)
 }
 
 fn kafka(b: &Broker) -> TcpStream {
-    let s = TcpStream::connect(("127.0.0.1", b.kafka_port)).expect("connect");
+    let s = TcpStream::connect(("127.0.0.1", b.port)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
     s
@@ -492,7 +436,7 @@ fn status_json_and_sluice_status_show_shards_and_partitions() {
     let status: serde_json::Value = serde_json::from_str(&body).expect("status is JSON");
     let brokers = status["brokers"].as_array().expect("brokers");
     assert_eq!(brokers.len(), 1);
-    assert_eq!(brokers[0]["port"], b.kafka_port);
+    assert_eq!(brokers[0]["port"], b.port);
     assert_eq!(brokers[0]["shards"], 2);
     let shards = status["shards"].as_array().expect("shards");
     assert_eq!(shards.len(), 2);
@@ -530,10 +474,7 @@ fn status_json_and_sluice_status_show_shards_and_partitions() {
         String::from_utf8_lossy(&out.stderr)
     );
     let table = String::from_utf8(out.stdout).expect("utf-8");
-    assert!(
-        table.contains(&format!("127.0.0.1:{}", b.kafka_port)),
-        "{table}"
-    );
+    assert!(table.contains(&format!("127.0.0.1:{}", b.port)), "{table}");
     let partition_rows: Vec<&str> = table.lines().filter(|l| l.contains(TOPIC)).collect();
     assert_eq!(partition_rows.len(), PARTITIONS as usize, "{table}");
     for (index, shard) in &seen {

@@ -17,6 +17,8 @@ use kafka_protocol::records::{
 pub struct Broker {
     child: Child,
     pub port: u16,
+    /// `host:port` of the admin endpoint, empty when the broker runs without it.
+    pub admin: String,
     _dir: tempfile::TempDir,
 }
 
@@ -32,16 +34,37 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("addr").port()
 }
 
+/// A 2-shard broker with small request bounds and no admin endpoint.
 pub fn start_broker() -> Broker {
-    let dir = tempfile::tempdir().expect("tempdir");
+    start_broker_with(
+        "\"socket.request.max.bytes\" = 1048576\nin_flight_bytes_per_connection = 4194304\n",
+        Admin::Off,
+    )
+}
+
+/// Whether the broker under test serves the admin endpoint (on its own free port: brokers
+/// sharing one would split connections between them via SO_REUSEPORT).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Admin {
+    Off,
+    On,
+}
+
+/// Starts the real binary with a 2-shard engine and `server_extra` appended to `[server]`;
+/// data under the target dir (a real disk: O_DIRECT does not work on tmpfs).
+pub fn start_broker_with(server_extra: &str, admin: Admin) -> Broker {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
     let port = free_port();
+    let admin_addr = match admin {
+        Admin::On => format!("127.0.0.1:{}", free_port()),
+        Admin::Off => String::new(),
+    };
     let config = dir.path().join("broker.toml");
     std::fs::write(
         &config,
         format!(
             "[engine]\ndata_dir = {:?}\nshards = 2\n[engine.log]\nsegment_bytes = 1048576\n\
-             [server]\nlisteners = \"127.0.0.1:{port}\"\n\"socket.request.max.bytes\" = 1048576\n\
-             in_flight_bytes_per_connection = 4194304\n",
+             [server]\nlisteners = \"127.0.0.1:{port}\"\nadmin_listener = \"{admin_addr}\"\n{server_extra}",
             dir.path().join("data")
         ),
     )
@@ -61,16 +84,22 @@ pub fn start_broker() -> Broker {
     let broker = Broker {
         child,
         port,
+        admin: admin_addr,
         _dir: dir,
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && (broker.admin.is_empty() || TcpStream::connect(&broker.admin).is_ok())
+        {
             return broker;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("broker did not start listening on {port}");
+    panic!(
+        "broker did not start listening on {port} (admin {:?})",
+        broker.admin
+    );
 }
 
 pub fn connect(b: &Broker) -> TcpStream {
