@@ -76,15 +76,15 @@ impl FrameHeader {
 
     /// Writes the archived header and its checksum into `out[..FRAME_HEADER_BYTES]`.
     pub fn encode_into(&self, out: &mut [u8]) {
-        let archive = rkyv::to_bytes::<rancor::Error>(self)
-            .expect("serializing a struct of primitives into a Vec cannot fail");
-        assert_eq!(
-            archive.len(),
-            FRAME_ARCHIVE_BYTES,
-            "frame archive size is fixed"
-        );
-        out[..FRAME_ARCHIVE_BYTES].copy_from_slice(&archive);
-        let crc = crc32c::crc32c(&archive);
+        // Serialized straight into the frame: no allocation per batch on the append path.
+        let written = rkyv::api::high::to_bytes_in::<_, rancor::Error>(
+            self,
+            rkyv::ser::writer::Buffer::from(&mut out[..FRAME_ARCHIVE_BYTES]),
+        )
+        .expect("a struct of primitives fits its fixed-size archive")
+        .len();
+        assert_eq!(written, FRAME_ARCHIVE_BYTES, "frame archive size is fixed");
+        let crc = crc32c::crc32c(&out[..FRAME_ARCHIVE_BYTES]);
         out[FRAME_ARCHIVE_BYTES..FRAME_HEADER_BYTES].copy_from_slice(&crc.to_le_bytes());
     }
 
