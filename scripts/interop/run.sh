@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Real-client interop suite: librdkafka (confluent-kafka), kafka-python and the Apache Kafka
-# Java client against a real broker. Installs its own pinned clients (venv + Maven).
+# Real-client interop suite: librdkafka (confluent-kafka), kafka-python, the Apache Kafka
+# Java client and franz-go against a real broker. Installs its own pinned clients (venv,
+# Maven, Go modules).
 #
 #   scripts/interop/run.sh                      build and test `sluice serve` (default)
 #   SLUICE_BIN=path/to/sluice scripts/interop/run.sh
@@ -41,6 +42,11 @@ if ! mvn -B -q -Dstyle.color=never -o -f "$HERE/java/pom.xml" -Dinterop.build.di
         || { cat "$WORK/mvn-java.log" >&2; log "Java driver build failed"; exit 1; }
 fi
 export INTEROP_JAVA_CP="$WORK/java/interop-java-driver-0.jar:$WORK/java/lib/*"
+
+# ---- franz-go driver (Go modules from the module proxy, pinned in go/go.mod + go.sum) ----
+log "building the franz-go driver"
+(cd "$HERE/go" && go build -o "$WORK/franzgo" .) || { log "franz-go driver build failed"; exit 1; }
+export INTEROP_FRANZGO="$WORK/franzgo"
 
 # ---- broker ----
 free_port() { "$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

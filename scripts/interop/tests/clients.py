@@ -533,3 +533,41 @@ class JavaClient:
         (l,) = [l for l in lines if l[0] == "longpoll"]
         assert _unhex(l[4]) == value, f"java long-poll got {l}"
         return float(l[1])
+
+
+# ---------------------------------------------------------------- franz-go
+
+
+class FranzGo(JavaClient):
+    """franz-go (github.com/twmb/franz-go) through the Go driver in ../go, which speaks the
+    Java driver's line protocol, so every adapter method is shared with JavaClient."""
+
+    name = "franz-go"
+
+    def __init__(self, bootstrap: str, binary: str):
+        super().__init__(bootstrap, classpath="")
+        self.binary = binary
+
+    def run(self, command: str, *args: str, stdin: str = "", props: Optional[dict] = None,
+            timeout_s: float = 180) -> list[list[str]]:
+        argv = [self.binary, command, "--bootstrap", self.bootstrap, *args]
+        for k, v in (props or {}).items():
+            argv += ["--prop", f"{k}={v}"]
+        try:
+            p = subprocess.run(argv, input=stdin.encode(), capture_output=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired as e:
+            raise Timeout(f"franz-go {command} did not finish in {timeout_s} s; stderr: {(e.stderr or b'')[-2000:]!r}")
+        lines = [l.split("\t") for l in p.stdout.decode().splitlines() if l]
+        errs = [l for l in lines if l[0] == "error"]
+        if p.returncode != 0 or errs:
+            raise AssertionError(f"franz-go {command} failed (exit {p.returncode}): {errs}\n"
+                                 f"stderr tail: {p.stderr.decode(errors='replace')[-3000:]}")
+        return lines
+
+    def offsets(self, topic: str, partition: int, times: list[int]) -> tuple[Offsets, Offsets]:
+        cons, adm = super().offsets(topic, partition, times)
+        # kadm.ListOffsetsAfterMilli answers the end offset when no record is at or after the
+        # timestamp (its documented fallback); the end offset never names a record, so it
+        # means "past the end" exactly like the -1 other clients surface as None.
+        adm.times = {ts: None if off is None or off >= adm.latest else off for ts, off in adm.times.items()}
+        return cons, adm

@@ -2,6 +2,7 @@
 
 INTEROP_BOOTSTRAP      host:port of the broker under test (required)
 INTEROP_JAVA_CP        classpath of the Java driver (required)
+INTEROP_FRANZGO        path of the franz-go driver binary (required)
 INTEROP_BROKER_CTL     script with start/kill9 verbs for the managed broker (optional:
 INTEROP_BROKER_STATE   without them the SIGKILL/restart test is skipped)
 """
@@ -17,9 +18,9 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from clients import JavaClient, KafkaPython, Librdkafka  # noqa: E402
+from clients import FranzGo, JavaClient, KafkaPython, Librdkafka  # noqa: E402
 
-CLIENT_NAMES = ["librdkafka", "kafka-python", "java"]
+CLIENT_NAMES = ["librdkafka", "kafka-python", "java", "franz-go"]
 # Topic names carry a per-run prefix so the suite can run again against a long-lived broker.
 RUN = os.environ.get("INTEROP_RUN_ID") or f"it{int(time.time())}{uuid.uuid4().hex[:4]}"
 
@@ -57,10 +58,14 @@ def clients(bootstrap) -> dict:
     cp = os.environ.get("INTEROP_JAVA_CP")
     if not cp:
         pytest.exit("INTEROP_JAVA_CP is not set (run scripts/interop/run.sh)", returncode=2)
+    franzgo = os.environ.get("INTEROP_FRANZGO")
+    if not franzgo:
+        pytest.exit("INTEROP_FRANZGO is not set (run scripts/interop/run.sh)", returncode=2)
     return {
         "librdkafka": Librdkafka(bootstrap),
         "kafka-python": KafkaPython(bootstrap),
         "java": JavaClient(bootstrap, cp),
+        "franz-go": FranzGo(bootstrap, franzgo),
     }
 
 

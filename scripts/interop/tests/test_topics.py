@@ -7,7 +7,7 @@ from confluent_kafka import KafkaError, KafkaException
 from clients import Out
 from conftest import CLIENT_NAMES, RUN
 
-PARTITIONS_BY_CREATOR = {"librdkafka": 2, "kafka-python": 5, "java": 7}
+PARTITIONS_BY_CREATOR = {"librdkafka": 2, "kafka-python": 5, "java": 7, "franz-go": 4}
 
 
 @pytest.mark.parametrize("creator", CLIENT_NAMES)
