@@ -15,9 +15,11 @@ use crate::ids::{ShardId, TopicPartition};
 use crate::limits::{SHARD_INBOX_DEPTH, SHARD_REPLY_INBOX_DEPTH};
 use crate::log::LogError;
 
+pub mod placement;
 pub mod shard;
 pub mod table;
 
+pub use placement::{Admission, MoveOutcome, PartitionLease, PlacementOverrides};
 pub use shard::{Job, Shard};
 pub use table::ShardTable;
 
@@ -50,6 +52,10 @@ pub enum EngineError {
     ShardGone(ShardId),
     #[error("{0} owns the maximum number of partitions")]
     TooManyPartitions(ShardId),
+    #[error("{0} is already moving between shards")]
+    MoveInProgress(TopicPartition),
+    #[error("{0}: work admitted before the move did not finish in time; move abandoned")]
+    MoveTimedOut(TopicPartition),
     #[error("executor: {0}")]
     Executor(String),
 }
@@ -155,6 +161,10 @@ where
         }
     }
     let table = Arc::new(ShardTable::new(n, config.pin.clone()));
+    let overrides = PlacementOverrides::load(&config.data_dir, n);
+    for (tp, shard) in overrides.describe() {
+        tracing::info!(partition = %tp, shard, version = overrides.version, "placement: moved at run time (placement.bin)");
+    }
     let config = Arc::new(config);
     let (work_txs, work_rxs): (Vec<_>, Vec<_>) = (0..n)
         .map(|_| flume::bounded::<Job>(SHARD_INBOX_DEPTH))
@@ -176,12 +186,13 @@ where
             Some(cpu) => Placement::Fixed(cpu),
             None => Placement::Unbound,
         };
-        let (table, config, peers, serve, probe) = (
+        let (table, config, peers, serve, probe, overrides) = (
             table.clone(),
             config.clone(),
             senders.clone(),
             serve.clone(),
             probe.clone(),
+            overrides.clone(),
         );
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("sluice-shard-{i}"))
@@ -196,7 +207,14 @@ where
                     Latency::NotImportant,
                     "background",
                 );
-                let shard = Rc::new(Shard::new(ShardId(i), table, config, peers, background));
+                let shard = Rc::new(Shard::new(
+                    ShardId(i),
+                    table,
+                    config,
+                    peers,
+                    background,
+                    overrides,
+                ));
                 glommio::spawn_local(shard.clone().pump(inbox)).detach();
                 glommio::spawn_local(shard.clone().reply_pump(replies)).detach();
                 if let Err(e) = shard.start_background() {

@@ -26,6 +26,7 @@ enum Inbox {
     Reply,
 }
 use crate::log::{LogError, PartitionLog};
+use crate::runtime::placement::{PlacementOverrides, ShardPlacement};
 use crate::runtime::table::ShardTable;
 use crate::runtime::EngineError;
 
@@ -54,6 +55,8 @@ pub struct Shard {
     clock: Rc<dyn Clock>,
     background: TaskQueueHandle,
     inflight: Rc<glommio::sync::Semaphore>,
+    /// This shard's copy of the runtime placement overrides and its partition moves.
+    placement: ShardPlacement,
 }
 
 impl Shard {
@@ -63,7 +66,10 @@ impl Shard {
         config: Arc<EngineConfig>,
         peers: Vec<Peer>,
         background: TaskQueueHandle,
+        overrides: PlacementOverrides,
     ) -> Shard {
+        let placement = ShardPlacement::default();
+        *placement.overrides.borrow_mut() = overrides;
         Shard {
             id,
             table,
@@ -74,6 +80,7 @@ impl Shard {
             clock: Rc::new(SystemClock),
             background,
             inflight: Rc::new(glommio::sync::Semaphore::new(SHARD_INFLIGHT_MAX as u64)),
+            placement,
         }
     }
 
@@ -86,8 +93,19 @@ impl Shard {
     pub fn table(&self) -> &ShardTable {
         &self.table
     }
+    /// The owning shard in this shard's view: a runtime move if there is one, else the
+    /// configured placement.
     pub fn owner(&self, tp: &TopicPartition) -> ShardId {
+        let overrides = self.placement.overrides.borrow();
+        if !overrides.moved.is_empty() {
+            if let Some(s) = overrides.moved.get(tp) {
+                return *s;
+            }
+        }
         self.table.owner(tp)
+    }
+    pub(crate) fn placement(&self) -> &ShardPlacement {
+        &self.placement
     }
     pub fn engine_config(&self) -> &EngineConfig {
         &self.config
@@ -212,6 +230,10 @@ impl Shard {
     ) -> Result<Rc<PartitionLog>, EngineError> {
         self.check_owner(&tp)?;
         let _admin = self.admin_lock.lock().await;
+        // A partition on its way out must not be reopened here behind the mover's back.
+        if self.is_departing(&tp) {
+            return Err(EngineError::MoveInProgress(tp));
+        }
         if let Some(log) = self.partitions.borrow().get(&tp) {
             return Ok(log.clone());
         }
@@ -266,6 +288,21 @@ impl Shard {
                 }
             }
         }
+    }
+
+    /// Takes a departing partition out of this shard and closes it cleanly (durable, with
+    /// the clean-shutdown marker, so the new owner's open skips the recovery scan).
+    pub(crate) async fn close_for_move(&self, tp: &TopicPartition) -> Result<(), EngineError> {
+        let _admin = self.admin_lock.lock().await;
+        let Some(log) = self.partitions.borrow_mut().remove(tp) else {
+            return Ok(());
+        };
+        if let Err(e) = log.close().await {
+            // Still ours: keep it (in whatever state close left it) so errors surface here.
+            self.partitions.borrow_mut().insert(tp.clone(), log);
+            return Err(e.into());
+        }
+        Ok(())
     }
 
     /// Flushes and closes every partition (clean shutdown: the next start skips the scan).
