@@ -28,7 +28,7 @@ pub async fn partition_log(
     ctx: &OwnerContext,
     tp: &TopicPartition,
 ) -> Result<Rc<PartitionLog>, i16> {
-    if let Some(log) = shard.partition(tp) {
+    if let Some(log) = shard.partition_for_work(tp) {
         return Ok(log);
     }
     let snapshot = ctx.store.snapshot();

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::rc::Rc;
 
-use sluice_engine::runtime::{Admission, Shard};
+use sluice_engine::runtime::{Admission, DispatchTicket, Shard};
 use sluice_engine::{ShardId, TopicPartition};
 
 use crate::limits::ROUTE_REDIRECTS_MAX;
@@ -45,38 +45,65 @@ where
     W: Fn(Rc<Shard>, TopicPartition, I) -> F + Send + Clone + 'static,
     F: Future<Output = O> + 'static,
 {
+    // Tickets are taken before the first await, so in the order requests arrived.
+    let mut tickets: Vec<Option<DispatchTicket>> = items
+        .iter()
+        .map(|(tp, _)| Some(shard.dispatch_ticket(tp)))
+        .collect();
     let mut out = Vec::new();
-    let mut pending: Vec<(TopicPartition, I, ShardId)> = items
+    let mut pending: Vec<(usize, TopicPartition, I, ShardId)> = items
         .into_iter()
-        .map(|(tp, input)| {
+        .enumerate()
+        .map(|(i, (tp, input))| {
             let owner = shard.owner(&tp);
-            (tp, input, owner)
+            (i, tp, input, owner)
         })
         .collect();
+    // The work, told which item it runs for so answers find their ticket.
+    let numbered = move |s: Rc<Shard>, tp: TopicPartition, (i, input): (usize, I)| {
+        let fut = work(s, tp, input);
+        async move { (i, fut.await) }
+    };
     for round in 0..=ROUTE_REDIRECTS_MAX {
         if pending.is_empty() {
             break;
         }
         if round == ROUTE_REDIRECTS_MAX {
-            for (tp, _, owner) in pending.drain(..) {
+            for (i, tp, _, owner) in pending.drain(..) {
                 tracing::warn!(partition = %tp, %owner, "partition kept moving; giving up on this request");
                 let failed = RouteFailed {
                     owner,
                     reason: format!("still moving after {ROUTE_REDIRECTS_MAX} redirects"),
                 };
+                tickets[i] = None;
                 out.push((tp, Err(failed)));
             }
             break;
         }
-        let mut redirected = Vec::new();
-        for (tp, answer) in fan_out_once(shard, std::mem::take(&mut pending), work.clone()).await {
+        let mut sends = Vec::with_capacity(pending.len());
+        for (i, tp, input, owner) in pending.drain(..) {
+            if let Some(t) = &tickets[i] {
+                shard.dispatch_to(t, owner).await;
+            }
+            sends.push((tp, (i, input), owner));
+        }
+        for (tp, answer) in fan_out_once(shard, sends, numbered.clone()).await {
             match answer {
-                Ok(Routed::Done(o)) => out.push((tp, Ok(o))),
-                Ok(Routed::Redirect(input, owner)) => redirected.push((tp, input, owner)),
+                Ok(Routed::Done((i, o))) => {
+                    tickets[i] = None;
+                    out.push((tp, Ok(o)));
+                }
+                Ok(Routed::Redirect((i, input), owner)) => {
+                    if let Some(t) = &tickets[i] {
+                        shard.dispatch_returned(t);
+                    }
+                    pending.push((i, tp, input, owner));
+                }
                 Err(failed) => out.push((tp, Err(failed))),
             }
         }
-        pending = redirected;
+        // Re-send in arrival order.
+        pending.sort_by_key(|(i, ..)| *i);
     }
     out
 }

@@ -19,7 +19,7 @@ pub mod placement;
 pub mod shard;
 pub mod table;
 
-pub use placement::{Admission, MoveOutcome, PartitionLease, PlacementOverrides};
+pub use placement::{Admission, DispatchTicket, MoveOutcome, PartitionLease, PlacementOverrides};
 pub use shard::{Job, Shard};
 pub use table::ShardTable;
 

@@ -32,6 +32,7 @@ use futures_channel::oneshot;
 use rkyv::rancor;
 use rkyv::{Archive, Deserialize, Serialize};
 
+use crate::config::LogConfig;
 use crate::ids::{ShardId, TopicPartition};
 use crate::io::dma::DmaStorage;
 use crate::limits::{MOVE_DRAIN_MS_MAX, MOVE_WAIT_MS_MAX, PLACEMENT_OVERRIDES_MAX};
@@ -184,6 +185,54 @@ pub(crate) struct ShardPlacement {
     departing: RefCell<HashMap<TopicPartition, Departure>>,
     /// Serialises moves (used on shard 0 only).
     move_lock: async_lock::Mutex<()>,
+    /// This shard's own routed work per partition, as the origin: see [`DispatchTicket`].
+    dispatches: RefCell<HashMap<TopicPartition, Dispatches>>,
+}
+
+/// The unanswered work this (origin) shard sent for one partition, by ticket number: where
+/// each one is now (None: it came back redirected and is not sent anywhere yet).
+#[derive(Default)]
+struct Dispatches {
+    next: u64,
+    open: BTreeMap<u64, Option<ShardId>>,
+    waiters: Vec<oneshot::Sender<()>>,
+}
+
+/// One piece of work for a partition, in the order this shard received it. Keeps a
+/// connection's pipelined requests in order across a move: work is only sent to a shard
+/// once every earlier unanswered work for the partition from this shard was sent to that
+/// same shard (whose inbox is FIFO). Without a move that is always so at once; after one,
+/// the work sent to the old owner and held or redirected there reaches the new owner before
+/// anything later does. Dropped when the work is answered.
+pub struct DispatchTicket {
+    shard: Rc<Shard>,
+    tp: TopicPartition,
+    number: u64,
+}
+
+impl Drop for DispatchTicket {
+    fn drop(&mut self) {
+        self.shard.placement().update_dispatch(&self.tp, |d| {
+            d.open.remove(&self.number);
+        });
+    }
+}
+
+impl ShardPlacement {
+    /// Changes a partition's dispatch record and wakes the tickets waiting on it.
+    fn update_dispatch(&self, tp: &TopicPartition, change: impl FnOnce(&mut Dispatches)) {
+        let mut all = self.dispatches.borrow_mut();
+        let Some(d) = all.get_mut(tp) else {
+            return;
+        };
+        change(d);
+        for w in d.waiters.drain(..) {
+            let _ = w.send(());
+        }
+        if d.open.is_empty() {
+            all.remove(tp);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -238,6 +287,8 @@ pub struct MoveOutcome {
     pub version: u64,
     /// False when the partition already was on `to` (nothing happened).
     pub moved: bool,
+    /// Opening the log on the new owner (after a clean close: no recovery scan).
+    pub open_us: u64,
 }
 
 impl Shard {
@@ -281,6 +332,67 @@ impl Shard {
             shard: self.clone(),
             tp: tp.clone(),
         })
+    }
+
+    /// A ticket for the next work on `tp` from this shard (call in arrival order).
+    pub fn dispatch_ticket(self: &Rc<Self>, tp: &TopicPartition) -> DispatchTicket {
+        let mut all = self.placement().dispatches.borrow_mut();
+        let d = all.entry(tp.clone()).or_default();
+        let number = d.next;
+        d.next += 1;
+        d.open.insert(number, None);
+        DispatchTicket {
+            shard: self.clone(),
+            tp: tp.clone(),
+            number,
+        }
+    }
+
+    /// Waits until the ticket's work may be sent to `owner` (every earlier unanswered work
+    /// for the partition went there), then records that it is. Bounded by
+    /// `MOVE_WAIT_MS_MAX`; past it the work goes anyway (order is then best effort).
+    pub async fn dispatch_to(&self, ticket: &DispatchTicket, owner: ShardId) {
+        let deadline = std::time::Instant::now() + Duration::from_millis(MOVE_WAIT_MS_MAX);
+        loop {
+            let rx = {
+                let mut all = self.placement().dispatches.borrow_mut();
+                let Some(d) = all.get_mut(&ticket.tp) else {
+                    return;
+                };
+                let ready = d
+                    .open
+                    .range(..ticket.number)
+                    .all(|(_, at)| *at == Some(owner));
+                if ready || std::time::Instant::now() >= deadline {
+                    d.open.insert(ticket.number, Some(owner));
+                    // Later tickets waiting for this one to be sent there may go now.
+                    for w in d.waiters.drain(..) {
+                        let _ = w.send(());
+                    }
+                    return;
+                }
+                let (tx, rx) = oneshot::channel();
+                d.waiters.push(tx);
+                rx
+            };
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            futures_lite::future::or(
+                async {
+                    let _ = rx.await;
+                },
+                glommio::timer::sleep(left),
+            )
+            .await;
+        }
+    }
+
+    /// The ticket's work came back unexecuted (redirected): it is sent nowhere now.
+    pub fn dispatch_returned(&self, ticket: &DispatchTicket) {
+        self.placement().update_dispatch(&ticket.tp, |d| {
+            if let Some(at) = d.open.get_mut(&ticket.number) {
+                *at = None;
+            }
+        });
     }
 
     pub(crate) fn is_departing(&self, tp: &TopicPartition) -> bool {
@@ -373,6 +485,7 @@ impl Shard {
         self: &Rc<Self>,
         tp: TopicPartition,
         to: ShardId,
+        config: LogConfig,
     ) -> Result<MoveOutcome, EngineError> {
         if self.id() != ShardId(0) {
             return Err(EngineError::Executor(
@@ -391,6 +504,7 @@ impl Shard {
                 to,
                 version: current.version,
                 moved: false,
+                open_us: 0,
             });
         }
         let next = current.with_move(self.table(), &tp, to);
@@ -422,8 +536,28 @@ impl Shard {
                 .filter(|s| *s != to && *s != from),
         );
         order.push(from);
+        let mut open_us = 0;
         for s in order {
             let update = next.clone();
+            if s == to {
+                // The new owner opens the log before anything is released towards it, so
+                // released requests find it open and queue on it in their order.
+                let (t, config) = (tp.clone(), config.clone());
+                open_us = self
+                    .route_to_owner(s, move |shard| {
+                        Box::pin(async move {
+                            shard.apply_placement(update);
+                            let opened = std::time::Instant::now();
+                            if let Err(e) = shard.open_partition(t.clone(), config).await {
+                                // Requests will open it (and report the error) themselves.
+                                tracing::warn!(partition = %t, error = %e, "opening a moved partition failed");
+                            }
+                            opened.elapsed().as_micros() as u64
+                        })
+                    })
+                    .await?;
+                continue;
+            }
             self.route_to_owner(s, move |shard| {
                 Box::pin(async move { shard.apply_placement(update) })
             })
@@ -435,6 +569,7 @@ impl Shard {
             to,
             version: next.version,
             moved: true,
+            open_us,
         })
     }
 }

@@ -52,6 +52,8 @@ pub struct Shard {
     partitions: RefCell<HashMap<TopicPartition, Rc<PartitionLog>>>,
     /// Serialises opening and removing partitions (rare; avoids two opens of one directory).
     admin_lock: async_lock::Mutex<()>,
+    /// Tasks inside `open_partition`, per partition.
+    opening: Rc<RefCell<HashMap<TopicPartition, usize>>>,
     clock: Rc<dyn Clock>,
     background: TaskQueueHandle,
     inflight: Rc<glommio::sync::Semaphore>,
@@ -77,6 +79,7 @@ impl Shard {
             peers,
             partitions: RefCell::new(HashMap::new()),
             admin_lock: async_lock::Mutex::new(()),
+            opening: Rc::new(RefCell::new(HashMap::new())),
             clock: Rc::new(SystemClock),
             background,
             inflight: Rc::new(glommio::sync::Semaphore::new(SHARD_INFLIGHT_MAX as u64)),
@@ -229,6 +232,7 @@ impl Shard {
         config: LogConfig,
     ) -> Result<Rc<PartitionLog>, EngineError> {
         self.check_owner(&tp)?;
+        let _queued = OpeningGuard::enter(&self.opening, &tp);
         let _admin = self.admin_lock.lock().await;
         // A partition on its way out must not be reopened here behind the mover's back.
         if self.is_departing(&tp) {
@@ -261,6 +265,16 @@ impl Shard {
 
     pub fn partition(&self, tp: &TopicPartition) -> Option<Rc<PartitionLog>> {
         self.partitions.borrow().get(tp).cloned()
+    }
+
+    /// The open log for request work, or None while other work is queued to open it: a
+    /// request must then queue behind them in `open_partition` rather than overtake them
+    /// (a connection's pipelined appends stay in order).
+    pub fn partition_for_work(&self, tp: &TopicPartition) -> Option<Rc<PartitionLog>> {
+        if self.opening.borrow().contains_key(tp) {
+            return None;
+        }
+        self.partition(tp)
     }
 
     pub fn partitions(&self) -> Vec<Rc<PartitionLog>> {
@@ -354,5 +368,33 @@ impl Shard {
             .detach();
         }
         Ok(())
+    }
+}
+
+/// Counts a task queued in (or running) `open_partition` for one partition.
+struct OpeningGuard {
+    opening: Rc<RefCell<HashMap<TopicPartition, usize>>>,
+    tp: TopicPartition,
+}
+
+impl OpeningGuard {
+    fn enter(opening: &Rc<RefCell<HashMap<TopicPartition, usize>>>, tp: &TopicPartition) -> Self {
+        *opening.borrow_mut().entry(tp.clone()).or_insert(0) += 1;
+        OpeningGuard {
+            opening: opening.clone(),
+            tp: tp.clone(),
+        }
+    }
+}
+
+impl Drop for OpeningGuard {
+    fn drop(&mut self) {
+        let mut opening = self.opening.borrow_mut();
+        if let Some(n) = opening.get_mut(&self.tp) {
+            *n -= 1;
+            if *n == 0 {
+                opening.remove(&self.tp);
+            }
+        }
     }
 }

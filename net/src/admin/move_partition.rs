@@ -1,8 +1,8 @@
 //! `POST /partitions/move?topic=T&partition=P&to_shard=S` (used by `sluice admin
 //! move-partition`): moves one partition to another shard of this broker while clients
 //! keep producing and fetching. The engine runs the move protocol
-//! (`Shard::move_partition`); this checks the request against the topic metadata and then
-//! opens the log on its new shard at once, so the first request there does not pay for it.
+//! (`Shard::move_partition`, which also opens the log on the new shard with the topic's log
+//! config from here); this checks the request against the topic metadata.
 
 use std::rc::Rc;
 use std::time::Instant;
@@ -12,9 +12,8 @@ use sluice_engine::runtime::EngineError;
 use sluice_engine::{ShardId, TopicPartition};
 
 use crate::broker::Broker;
-use crate::errors;
 use crate::group::offsets::OFFSETS_TOPIC;
-use crate::partition_ops;
+use crate::metadata::topic_config;
 
 /// The answer, as JSON.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -27,9 +26,10 @@ pub struct MoveReport {
     pub moved: bool,
     /// The broker's placement version after the move.
     pub placement_version: u64,
-    /// Hold, drain, close, persist and broadcast, as the admin endpoint saw it.
+    /// Hold, drain, close, persist, open on the new shard and broadcast, as the admin
+    /// endpoint saw it.
     pub move_us: u64,
-    /// Opening the log on the new shard (clean close: no recovery scan).
+    /// Of which opening the log on the new shard (clean close: no recovery scan).
     pub open_us: u64,
 }
 
@@ -107,7 +107,15 @@ pub async fn handle(broker: &Rc<Broker>, query: &str) -> (u16, String) {
         );
     }
     let started = Instant::now();
-    let outcome = match broker.shard.move_partition(req.tp.clone(), req.to).await {
+    let config = broker.store.snapshot().topic(&req.tp.topic).map_or_else(
+        || broker.defaults.log.clone(),
+        |t| topic_config::log_config(&broker.defaults, &t.configs),
+    );
+    let outcome = match broker
+        .shard
+        .move_partition(req.tp.clone(), req.to, config)
+        .await
+    {
         Ok(o) => o,
         Err(e) => {
             let code = match e {
@@ -121,20 +129,6 @@ pub async fn handle(broker: &Rc<Broker>, query: &str) -> (u16, String) {
         }
     };
     let move_us = started.elapsed().as_micros() as u64;
-    let opened = Instant::now();
-    let ctx = broker.owner_context();
-    let tp = req.tp.clone();
-    let code = broker
-        .shard
-        .route_to_owner(outcome.to, move |shard| {
-            Box::pin(partition_ops::open(shard, ctx, tp))
-        })
-        .await
-        .unwrap_or(errors::KAFKA_STORAGE_ERROR);
-    if code != errors::NONE {
-        // The move itself happened; the first request will open (and report) it.
-        tracing::warn!(partition = %req.tp, code, "opening the moved partition failed");
-    }
     let report = MoveReport {
         topic: req.tp.topic.clone(),
         partition: req.tp.partition.0,
@@ -143,7 +137,7 @@ pub async fn handle(broker: &Rc<Broker>, query: &str) -> (u16, String) {
         moved: outcome.moved,
         placement_version: outcome.version,
         move_us,
-        open_us: opened.elapsed().as_micros() as u64,
+        open_us: outcome.open_us,
     };
     match serde_json::to_string(&report) {
         Ok(json) => (200, json + "\n"),
