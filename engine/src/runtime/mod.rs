@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use glommio::{Latency, LocalExecutorBuilder, Placement, Shares};
 
-use crate::config::{ConfigError, EngineConfig};
+use crate::config::{ConfigError, EngineConfig, NumaMemory};
 use crate::ids::{ShardId, TopicPartition};
 use crate::limits::{SHARD_INBOX_DEPTH, SHARD_REPLY_INBOX_DEPTH};
 use crate::log::LogError;
 
+pub mod numa;
 pub mod placement;
 pub mod shard;
 pub mod table;
@@ -131,6 +132,29 @@ fn ensure_memlock(want: u64) -> Result<(), EngineError> {
     Ok(())
 }
 
+/// Sets the spawning thread's memory policy for shard `shard` (a failure degrades to the
+/// kernel's default placement, with a warning).
+fn bind_spawning_thread(config: &EngineConfig, shard: usize, node: Option<usize>) {
+    if config.numa_memory == NumaMemory::Off || config.memory_nodes.iter().all(Option::is_none) {
+        return;
+    }
+    let Some(node) = node else {
+        // Not the previous shard's node: back to the default for this one.
+        if let Err(e) = numa::set_thread_policy(NumaMemory::Off, None) {
+            tracing::warn!(shard, error = %e, "resetting the memory policy failed");
+        }
+        return;
+    };
+    match numa::set_thread_policy(config.numa_memory, Some(node)) {
+        Ok(()) => {
+            tracing::info!(shard, node, mode = ?config.numa_memory, "shard memory bound to its NUMA node")
+        }
+        Err(e) => {
+            tracing::warn!(shard, node, error = %e, "binding shard memory to its NUMA node failed; using the default policy")
+        }
+    }
+}
+
 /// Starts one executor per shard, each pinned per the placement, and runs `serve` on each
 /// after the shard's own machinery (inbox pump, background tasks) is up. Blocks until a
 /// SIGINT or SIGTERM arrives (then closes every partition cleanly) or until every `serve`
@@ -194,11 +218,21 @@ where
             probe.clone(),
             overrides.clone(),
         );
+        // The new thread inherits this thread's memory policy at clone(2), before glommio
+        // allocates the shard's I/O memory there.
+        let memory_node = config.memory_nodes.get(i).copied().flatten();
+        bind_spawning_thread(&config, i, memory_node);
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("sluice-shard-{i}"))
             .io_memory(config.io_memory_bytes)
             .ring_depth(config.ring_depth)
             .spawn(move || async move {
+                if memory_node.is_some() {
+                    match numa::thread_policy() {
+                        Ok(p) => tracing::info!(shard = i, mode = p.mode, nodes = ?p.nodes, "shard memory policy"),
+                        Err(e) => tracing::warn!(shard = i, error = %e, "reading the memory policy failed"),
+                    }
+                }
                 if let Err(e) = crate::io::dma::prime_device_probe(&probe).await {
                     tracing::error!(shard = i, error = %e, "device probe read failed; DMA reads may fail");
                 }
@@ -231,6 +265,11 @@ where
             })
             .map_err(|e| EngineError::Executor(e.to_string()))?;
         handles.push(handle);
+    }
+    if config.memory_nodes.iter().any(Option::is_some) {
+        if let Err(e) = numa::set_thread_policy(NumaMemory::Off, None) {
+            tracing::warn!(error = %e, "resetting the main thread's memory policy failed");
+        }
     }
     drop(senders);
 
