@@ -52,6 +52,9 @@ const PLACEMENT_FORMAT: u16 = 1;
 pub struct PlacementOverrides {
     pub version: u64,
     pub moved: HashMap<TopicPartition, ShardId>,
+    /// Moves to shards this run does not have: not used for routing, but written back
+    /// with the rest, so they apply again once the broker runs that many shards.
+    pub set_aside: HashMap<TopicPartition, ShardId>,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug)]
@@ -68,6 +71,7 @@ impl PlacementOverrides {
         let mut moved: Vec<(String, i32, u32)> = self
             .moved
             .iter()
+            .chain(&self.set_aside)
             .map(|(tp, s)| (tp.topic.clone(), tp.partition.0, s.0 as u32))
             .collect();
         moved.sort();
@@ -108,6 +112,7 @@ impl PlacementOverrides {
                 .into_iter()
                 .map(|(t, p, s)| (TopicPartition::new(t, p), ShardId(s as usize)))
                 .collect(),
+            set_aside: HashMap::new(),
         })
     }
 
@@ -130,13 +135,15 @@ impl PlacementOverrides {
             tracing::warn!(path = %path.display(), "placement overrides damaged; using the configured placement");
             return PlacementOverrides::default();
         };
-        found.moved.retain(|tp, shard| {
-            let keep = shard.0 < shard_count;
-            if !keep {
-                tracing::warn!(partition = %tp, %shard, shard_count, "placement override names a shard this run does not have; using the configured placement");
-            }
-            keep
-        });
+        let (moved, set_aside) = found
+            .moved
+            .drain()
+            .partition(|(_, shard)| shard.0 < shard_count);
+        found.moved = moved;
+        found.set_aside = set_aside;
+        for (tp, shard) in &found.set_aside {
+            tracing::warn!(partition = %tp, %shard, shard_count, "placement override names a shard this run does not have; using the configured placement until it does");
+        }
         found
     }
 
@@ -145,6 +152,7 @@ impl PlacementOverrides {
     pub fn with_move(&self, table: &ShardTable, tp: &TopicPartition, to: ShardId) -> Self {
         let mut next = self.clone();
         next.version += 1;
+        next.set_aside.remove(tp);
         if table.owner(tp) == to {
             next.moved.remove(tp);
         } else {
@@ -611,7 +619,7 @@ mod tests {
     }
 
     #[test]
-    fn load_drops_overrides_for_shards_that_no_longer_exist() {
+    fn load_sets_aside_overrides_for_shards_that_no_longer_exist() {
         let dir = tempfile::tempdir().expect("tempdir");
         let table = ShardTable::new(4, BTreeMap::new());
         let a = PlacementOverrides::default()
@@ -628,7 +636,11 @@ mod tests {
         let one = PlacementOverrides::load(dir.path(), 1);
         assert_eq!(one.version, a.version);
         assert_eq!(one.moved.get(&tp(0)), None);
+        assert_eq!(one.set_aside.get(&tp(0)), Some(&ShardId(3)));
         assert_eq!(one.moved.get(&tp(1)), a.moved.get(&tp(1)));
+        // Written back whole: the set-aside move returns with 4 shards.
+        let again = PlacementOverrides::decode(&one.encode()).expect("decodes");
+        assert_eq!(again.moved.get(&tp(0)), Some(&ShardId(3)));
         // Damage: ignored, not fatal.
         raw[12] ^= 1;
         std::fs::write(dir.path().join(PLACEMENT_FILE), &raw).expect("write");
