@@ -15,12 +15,14 @@ use crate::ids::{ShardId, TopicPartition};
 use crate::limits::{SHARD_INBOX_DEPTH, SHARD_REPLY_INBOX_DEPTH};
 use crate::log::LogError;
 
+pub mod dispatch;
 pub mod numa;
 pub mod placement;
 pub mod shard;
 pub mod table;
 
-pub use placement::{Admission, DispatchTicket, MoveOutcome, PartitionLease, PlacementOverrides};
+pub use dispatch::DispatchTicket;
+pub use placement::{Admission, MoveOutcome, PartitionLease, PlacementOverrides};
 pub use shard::{Job, Shard};
 pub use table::ShardTable;
 

@@ -13,7 +13,8 @@
 //! 2. shard 0 persists the new overrides in `<data_dir>/placement.bin` (atomic replace);
 //! 3. the update is sent to the new owner first, then to every other shard, the old owner
 //!    last; when the old owner applies it, the waiting requests wake up, see the partition
-//!    is owned elsewhere and are sent there by their caller (see [`Admission`]).
+//!    is owned elsewhere and are sent there by their caller (see [`Admission`]), in their
+//!    original order (see [`super::dispatch`]).
 //!
 //! The file: the engine's small-file framing (length prefix, aligned, fdatasync'd, replaced
 //! by rename) around a crc32c + versioned rkyv archive, like the producer-state snapshot.
@@ -37,6 +38,7 @@ use crate::ids::{ShardId, TopicPartition};
 use crate::io::dma::DmaStorage;
 use crate::limits::{MOVE_DRAIN_MS_MAX, MOVE_WAIT_MS_MAX, PLACEMENT_OVERRIDES_MAX};
 use crate::log::small_file::{replace_small_file, SMALL_FILE_BYTES_MAX};
+use crate::runtime::dispatch::DispatchTable;
 use crate::runtime::shard::Shard;
 use crate::runtime::table::ShardTable;
 use crate::runtime::EngineError;
@@ -193,54 +195,8 @@ pub(crate) struct ShardPlacement {
     departing: RefCell<HashMap<TopicPartition, Departure>>,
     /// Serialises moves (used on shard 0 only).
     move_lock: async_lock::Mutex<()>,
-    /// This shard's own routed work per partition, as the origin: see [`DispatchTicket`].
-    dispatches: RefCell<HashMap<TopicPartition, Dispatches>>,
-}
-
-/// The unanswered work this (origin) shard sent for one partition, by ticket number: where
-/// each one is now (None: it came back redirected and is not sent anywhere yet).
-#[derive(Default)]
-struct Dispatches {
-    next: u64,
-    open: BTreeMap<u64, Option<ShardId>>,
-    waiters: Vec<oneshot::Sender<()>>,
-}
-
-/// One piece of work for a partition, in the order this shard received it. Keeps a
-/// connection's pipelined requests in order across a move: work is only sent to a shard
-/// once every earlier unanswered work for the partition from this shard was sent to that
-/// same shard (whose inbox is FIFO). Without a move that is always so at once; after one,
-/// the work sent to the old owner and held or redirected there reaches the new owner before
-/// anything later does. Dropped when the work is answered.
-pub struct DispatchTicket {
-    shard: Rc<Shard>,
-    tp: TopicPartition,
-    number: u64,
-}
-
-impl Drop for DispatchTicket {
-    fn drop(&mut self) {
-        self.shard.placement().update_dispatch(&self.tp, |d| {
-            d.open.remove(&self.number);
-        });
-    }
-}
-
-impl ShardPlacement {
-    /// Changes a partition's dispatch record and wakes the tickets waiting on it.
-    fn update_dispatch(&self, tp: &TopicPartition, change: impl FnOnce(&mut Dispatches)) {
-        let mut all = self.dispatches.borrow_mut();
-        let Some(d) = all.get_mut(tp) else {
-            return;
-        };
-        change(d);
-        for w in d.waiters.drain(..) {
-            let _ = w.send(());
-        }
-        if d.open.is_empty() {
-            all.remove(tp);
-        }
-    }
+    /// This shard's own routed work per partition, as the origin.
+    pub(crate) dispatches: DispatchTable,
 }
 
 #[derive(Default)]
@@ -340,67 +296,6 @@ impl Shard {
             shard: self.clone(),
             tp: tp.clone(),
         })
-    }
-
-    /// A ticket for the next work on `tp` from this shard (call in arrival order).
-    pub fn dispatch_ticket(self: &Rc<Self>, tp: &TopicPartition) -> DispatchTicket {
-        let mut all = self.placement().dispatches.borrow_mut();
-        let d = all.entry(tp.clone()).or_default();
-        let number = d.next;
-        d.next += 1;
-        d.open.insert(number, None);
-        DispatchTicket {
-            shard: self.clone(),
-            tp: tp.clone(),
-            number,
-        }
-    }
-
-    /// Waits until the ticket's work may be sent to `owner` (every earlier unanswered work
-    /// for the partition went there), then records that it is. Bounded by
-    /// `MOVE_WAIT_MS_MAX`; past it the work goes anyway (order is then best effort).
-    pub async fn dispatch_to(&self, ticket: &DispatchTicket, owner: ShardId) {
-        let deadline = std::time::Instant::now() + Duration::from_millis(MOVE_WAIT_MS_MAX);
-        loop {
-            let rx = {
-                let mut all = self.placement().dispatches.borrow_mut();
-                let Some(d) = all.get_mut(&ticket.tp) else {
-                    return;
-                };
-                let ready = d
-                    .open
-                    .range(..ticket.number)
-                    .all(|(_, at)| *at == Some(owner));
-                if ready || std::time::Instant::now() >= deadline {
-                    d.open.insert(ticket.number, Some(owner));
-                    // Later tickets waiting for this one to be sent there may go now.
-                    for w in d.waiters.drain(..) {
-                        let _ = w.send(());
-                    }
-                    return;
-                }
-                let (tx, rx) = oneshot::channel();
-                d.waiters.push(tx);
-                rx
-            };
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            futures_lite::future::or(
-                async {
-                    let _ = rx.await;
-                },
-                glommio::timer::sleep(left),
-            )
-            .await;
-        }
-    }
-
-    /// The ticket's work came back unexecuted (redirected): it is sent nowhere now.
-    pub fn dispatch_returned(&self, ticket: &DispatchTicket) {
-        self.placement().update_dispatch(&ticket.tp, |d| {
-            if let Some(at) = d.open.get_mut(&ticket.number) {
-                *at = None;
-            }
-        });
     }
 
     pub(crate) fn is_departing(&self, tp: &TopicPartition) -> bool {

@@ -110,6 +110,9 @@ impl Shard {
     pub(crate) fn placement(&self) -> &ShardPlacement {
         &self.placement
     }
+    pub(crate) fn dispatch_table(&self) -> &crate::runtime::dispatch::DispatchTable {
+        &self.placement.dispatches
+    }
     pub fn engine_config(&self) -> &EngineConfig {
         &self.config
     }
