@@ -333,6 +333,7 @@ impl Shard {
             departing.insert(tp.clone(), d);
             rx
         };
+        let started = std::time::Instant::now();
         if let Some(rx) = drained {
             let done = futures_lite::future::or(async { rx.await.is_ok() }, async {
                 glommio::timer::sleep(Duration::from_millis(MOVE_DRAIN_MS_MAX)).await;
@@ -344,10 +345,12 @@ impl Shard {
                 return Err(EngineError::MoveTimedOut(tp.clone()));
             }
         }
+        let drained_us = started.elapsed().as_micros() as u64;
         if let Err(e) = self.close_for_move(tp).await {
             self.cancel_departure(tp);
             return Err(e);
         }
+        tracing::debug!(partition = %tp, drained_us, closed_us = started.elapsed().as_micros() as u64 - drained_us, "partition left this shard");
         Ok(())
     }
 
@@ -420,6 +423,7 @@ impl Shard {
         let t = tp.clone();
         self.route_to_owner(from, move |s| Box::pin(async move { s.depart(&t).await }))
             .await??;
+        let departed_us = started.elapsed().as_micros() as u64;
         let path = self.engine_config().data_dir.join(PLACEMENT_FILE);
         if let Err(source) = replace_small_file(&DmaStorage, &path, &next.encode()).await {
             let t = tp.clone();
@@ -439,6 +443,7 @@ impl Shard {
                 .filter(|s| *s != to && *s != from),
         );
         order.push(from);
+        let persisted_us = started.elapsed().as_micros() as u64;
         let mut open_us = 0;
         for s in order {
             let update = next.clone();
@@ -466,7 +471,7 @@ impl Shard {
             })
             .await?;
         }
-        tracing::info!(partition = %tp, %from, %to, version = next.version, elapsed_us = started.elapsed().as_micros() as u64, "partition moved");
+        tracing::info!(partition = %tp, %from, %to, version = next.version, elapsed_us = started.elapsed().as_micros() as u64, departed_us, persisted_us, open_us, "partition moved");
         Ok(MoveOutcome {
             from,
             to,

@@ -1,8 +1,10 @@
 """Online partition moves between shards under a real producer (Sluice only).
 
-librdkafka produces with acks=all (not idempotent: a duplicate written by a retry would
-show here, not be hidden by the broker's dedup) while the partition is moved back and
-forth between two shards through `sluice admin move-partition`. Afterwards every
+librdkafka produces with acks=all while the partition is moved back and forth between two
+shards through `sluice admin move-partition`: once not idempotent (a duplicate written by
+a retry would show here, not be hidden by the broker's dedup), once idempotent (its
+producer state must travel with the partition: a lost sequence history would fail the
+next batch with OUT_OF_ORDER_SEQUENCE_NUMBER). Afterwards every
 acknowledged record must be in the log exactly once, at the offset its acknowledgement
 gave, in production order, and no delivery may have failed.
 """
@@ -78,7 +80,8 @@ def sluice_admin():
     return admin
 
 
-def test_partition_moves_back_and_forth_under_acks_all_producer(bootstrap, new_topic, sluice_admin):
+@pytest.mark.parametrize("idempotent", [False, True], ids=["plain", "idempotent"])
+def test_partition_moves_back_and_forth_under_acks_all_producer(bootstrap, new_topic, sluice_admin, idempotent):
     topic = new_topic(1)
     acked: list[tuple[int, bytes]] = []
     failed: list[str] = []
@@ -92,7 +95,7 @@ def test_partition_moves_back_and_forth_under_acks_all_producer(bootstrap, new_t
     producer = Producer({
         "bootstrap.servers": bootstrap,
         "acks": "all",
-        "enable.idempotence": False,
+        "enable.idempotence": idempotent,
         "linger.ms": 2,
         "message.timeout.ms": 60000,
         "log_level": 3,
