@@ -232,6 +232,16 @@ fn records_survive_two_to_one_to_two_shards_and_a_moved_partition_keeps_its_shar
         .0;
     move_partition(&b, moved, 1);
     assert_eq!(owners(&b)[&moved], 1);
+    let placement = status(&b).placement;
+    assert_eq!(placement.version, 1);
+    assert_eq!(
+        placement
+            .moved
+            .iter()
+            .map(|m| (m.topic.as_str(), m.partition, m.shard))
+            .collect::<Vec<_>>(),
+        vec![(TOPIC, moved, 1)]
+    );
     append_round(&b, &mut expected, "d");
     check_all(&b, &expected, "with 2 shards");
     b.stop();
@@ -256,6 +266,11 @@ fn records_survive_two_to_one_to_two_shards_and_a_moved_partition_keeps_its_shar
     let mut want = home.clone();
     want.insert(moved, 1);
     assert_eq!(owners(&b), want);
+    assert_eq!(
+        status(&b).placement.version,
+        1,
+        "the version survives restarts"
+    );
     // And home again: the override goes away; the next run uses the hash placement.
     move_partition(&b, moved, 0);
     append_round(&b, &mut expected, "g");

@@ -230,6 +230,22 @@ pub fn render(before: Option<&StatusReport>, after: &StatusReport, elapsed: Dura
     }
     out.push_str(&table(&parts));
 
+    if !after.placement.moved.is_empty() {
+        let mut moved = vec![row(&["MOVED", "PARTITION", "TO SHARD"])];
+        for m in &after.placement.moved {
+            moved.push(vec![
+                m.topic.clone(),
+                m.partition.to_string(),
+                m.shard.to_string(),
+            ]);
+        }
+        out.push_str(&format!(
+            "\nplacement version {} (partitions moved at run time):\n",
+            after.placement.version
+        ));
+        out.push_str(&table(&moved));
+    }
+
     if !after.consumer_group_lag.is_empty() {
         let mut lag = vec![row(&[
             "GROUP",

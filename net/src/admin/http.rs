@@ -120,7 +120,9 @@ async fn serve_one(
         }
         Route::Status => {
             let snap = snapshot::gather(broker, started.elapsed().as_secs()).await;
-            let report = status::StatusReport::from_snapshot(&snap);
+            let mut report = status::StatusReport::from_snapshot(&snap);
+            report.placement =
+                status::PlacementStatus::from_overrides(&broker.shard.placement_overrides());
             match serde_json::to_string_pretty(&report) {
                 Ok(json) => (200, "application/json", json + "\n"),
                 Err(e) => (500, "text/plain", format!("encoding status: {e}\n")),
