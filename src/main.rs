@@ -25,6 +25,8 @@ enum Command {
     Bench(cli::bench::BenchArgs),
     /// Show a running broker's shards, partitions and their load (from its admin endpoint).
     Status(cli::status::StatusArgs),
+    /// Operate a running broker (move a partition to another shard).
+    Admin(cli::admin::AdminArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -41,6 +43,7 @@ fn main() -> std::process::ExitCode {
         Command::Tune(args) => cli::tune::run(args),
         Command::Bench(args) => cli::bench::run(args),
         Command::Status(args) => cli::status::run(args),
+        Command::Admin(args) => cli::admin::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

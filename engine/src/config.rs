@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::limits::{SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, SHARDS_MAX};
+pub use crate::runtime::numa::NumaMemory;
 
 /// When an append's future resolves relative to the disk.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +89,12 @@ pub struct EngineConfig {
     pub log: LogConfig,
     /// Pins: "topic" or "topic/partition" -> shard index.
     pub pin: BTreeMap<String, usize>,
+    /// How each shard's memory is tied to its core's NUMA node.
+    pub numa_memory: NumaMemory,
+    /// The NUMA node of each shard's core (index = shard), or None to leave its memory
+    /// alone. Not read from the file: `sluice serve` fills it from the machine's topology.
+    #[serde(skip)]
+    pub memory_nodes: Vec<Option<usize>>,
 }
 
 impl Default for EngineConfig {
@@ -102,6 +109,8 @@ impl Default for EngineConfig {
             retention_check_interval_ms: 30_000,
             log: LogConfig::default(),
             pin: BTreeMap::new(),
+            numa_memory: NumaMemory::default(),
+            memory_nodes: Vec::new(),
         }
     }
 }
@@ -173,6 +182,7 @@ mod tests {
             cores = [1]
             io_memory_bytes = 1048576
             durability = { mode = "interval", interval_ms = 5 }
+            numa_memory = "bind"
             [log]
             segment_bytes = 8388608
             [pin]
@@ -183,6 +193,7 @@ mod tests {
         .expect("parses");
         assert_eq!(c.shard_count(8), 1);
         assert_eq!(c.durability, Durability::Interval { interval_ms: 5 });
+        assert_eq!(c.numa_memory, NumaMemory::Bind);
         assert_eq!(c.log.segment_bytes, 8 << 20);
         c.validate(8).expect("valid");
     }

@@ -36,6 +36,13 @@ pub const SHARD_INFLIGHT_MAX: usize = 4096;
 pub const SHARDS_MAX: usize = 256;
 /// Most partitions a single shard owns.
 pub const PARTITIONS_PER_SHARD_MAX: usize = 100_000;
+/// How long a request for a partition that is moving between shards waits for the move
+/// before it is answered with a retriable error.
+pub const MOVE_WAIT_MS_MAX: u64 = 10_000;
+/// How long a move waits for work already admitted on the old owner to finish.
+pub const MOVE_DRAIN_MS_MAX: u64 = 5_000;
+/// Partitions that may sit off their configured shard at once (the overrides file's bound).
+pub const PLACEMENT_OVERRIDES_MAX: usize = 100_000;
 /// Appends waiting for durability on one partition before new appends wait for room.
 pub const APPENDS_PENDING_MAX: usize = 65_536;
 
@@ -45,6 +52,8 @@ const _: () = assert!(SEGMENT_BYTES_MIN <= SEGMENT_BYTES_MAX);
 const _: () = assert!(BATCH_BYTES_MAX <= SEGMENT_BYTES_MAX as usize);
 const _: () = assert!(SEGMENT_PREALLOCATE_STEP_BYTES.is_multiple_of(IO_ALIGNMENT_BYTES as u64));
 const _: () = assert!(SHARD_INBOX_DEPTH <= SHARD_INFLIGHT_MAX);
+// Requests held by a move outwait the drain, so a move that gives up releases them.
+const _: () = assert!(MOVE_DRAIN_MS_MAX < MOVE_WAIT_MS_MAX);
 const _: () = assert!(ROUTE_RETRY_US_MIN > 0 && ROUTE_RETRY_US_MIN <= ROUTE_RETRY_US_MAX);
 // A segment position must fit the u32 positions in the sparse index.
 const _: () = assert!(SEGMENT_BYTES_MAX <= u32::MAX as u64 + 1);

@@ -23,6 +23,9 @@ pub const TOPICS_PER_REQUEST_MAX: usize = 10_000;
 pub const PARTITIONS_PER_TOPIC_MAX: i32 = 100_000;
 /// Longest topic name Kafka allows.
 pub const TOPIC_NAME_BYTES_MAX: usize = 249;
+/// Times one request's partition work follows a partition that moved between shards
+/// before the partition is answered with a retriable error.
+pub const ROUTE_REDIRECTS_MAX: usize = 4;
 /// Longest a Fetch may wait for data (clients ask for 500 ms typically).
 pub const FETCH_WAIT_MS_MAX: u64 = 60_000;
 /// Largest fetch response the broker builds, whatever the client asks for.

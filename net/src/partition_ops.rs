@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use sluice_engine::log::producers::SequenceError;
 use sluice_engine::log::{AppendOptions, LogError, PartitionLog};
-use sluice_engine::runtime::Shard;
+use sluice_engine::runtime::{EngineError, Shard};
 use sluice_engine::{LeaderEpoch, Offset, TopicPartition};
 
 use crate::errors;
@@ -28,7 +28,7 @@ pub async fn partition_log(
     ctx: &OwnerContext,
     tp: &TopicPartition,
 ) -> Result<Rc<PartitionLog>, i16> {
-    if let Some(log) = shard.partition(tp) {
+    if let Some(log) = shard.partition_for_work(tp) {
         return Ok(log);
     }
     let snapshot = ctx.store.snapshot();
@@ -39,10 +39,20 @@ pub async fn partition_log(
         return Err(errors::UNKNOWN_TOPIC_OR_PARTITION);
     }
     let cfg = topic_config::log_config(&ctx.defaults, &topic.configs);
-    shard.open_partition(tp.clone(), cfg).await.map_err(|e| {
-        tracing::warn!(partition = %tp, error = %e, "opening partition failed");
-        errors::KAFKA_STORAGE_ERROR
-    })
+    shard
+        .open_partition(tp.clone(), cfg)
+        .await
+        .map_err(|e| match e {
+            // Moved (or moving) to another shard: the client retries after a metadata refresh.
+            EngineError::NotOwner { .. } | EngineError::MoveInProgress(_) => {
+                tracing::debug!(partition = %tp, error = %e, "partition is not on this shard");
+                errors::NOT_LEADER_OR_FOLLOWER
+            }
+            e => {
+                tracing::warn!(partition = %tp, error = %e, "opening partition failed");
+                errors::KAFKA_STORAGE_ERROR
+            }
+        })
 }
 
 fn log_error_code(tp: &TopicPartition, e: &LogError) -> i16 {

@@ -83,7 +83,12 @@ case "$BROKER" in
         # Broker state outside the shared target/ tree; kept after the run for its log.
         STATE="$(mktemp -d "${TMPDIR:-/tmp}/interop-$BROKER.XXXXXX")"
         port="$(free_port)"
-        "$CTL" init "$STATE" "$port"
+        if [ "$BROKER" = sluice ]; then
+            # Its own admin port: another broker on this machine may hold the default.
+            "$CTL" init "$STATE" "$port" "$(free_port)"
+        else
+            "$CTL" init "$STATE" "$port"
+        fi
         log "starting $BROKER on 127.0.0.1:$port (state $STATE)"
         "$CTL" start "$STATE"
         export INTEROP_BOOTSTRAP="127.0.0.1:$port" INTEROP_BROKER_CTL="$CTL" INTEROP_BROKER_STATE="$STATE"

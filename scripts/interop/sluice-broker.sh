@@ -2,22 +2,24 @@
 # The Sluice broker under test, with the same verbs as kafka-broker.sh so the suite
 # (and its SIGKILL/restart test) drives either one the same way.
 #
-#   sluice-broker.sh init  STATE_DIR PORT  write STATE_DIR/sluice.toml, make the data dir
+#   sluice-broker.sh init  STATE_DIR PORT [ADMIN_PORT]  write STATE_DIR/sluice.toml, make the data dir
 #   sluice-broker.sh start STATE_DIR       $SLUICE_BIN serve ... in the background, wait for the port
 #   sluice-broker.sh stop  STATE_DIR       SIGTERM, then SIGKILL after 30 s
 #   sluice-broker.sh kill9 STATE_DIR       SIGKILL (crash test), waits until the process is gone
 #
 # SLUICE_BIN: path to the sluice binary (required). SLUICE_CONFIG_TEMPLATE: optional TOML
-# file in which @PORT@ and @DATA_DIR@ are replaced, for when the config layout changes.
+# file in which @PORT@, @ADMIN_PORT@ and @DATA_DIR@ are replaced, for when the config
+# layout changes. ADMIN_PORT: the admin endpoint's own port (the default 9644 may be held
+# by another broker on this machine, and SO_REUSEPORT would split requests between them).
 set -euo pipefail
 die() { echo "sluice-broker.sh: $*" >&2; exit 1; }
 
 init() {
-    local state="$1" port="$2"
+    local state="$1" port="$2" admin_port="${3:-9644}"
     mkdir -p "$state/data"
     echo "$port" > "$state/port"
     if [ -n "${SLUICE_CONFIG_TEMPLATE:-}" ]; then
-        sed -e "s#@PORT@#$port#g" -e "s#@DATA_DIR@#$state/data#g" "$SLUICE_CONFIG_TEMPLATE" > "$state/sluice.toml"
+        sed -e "s#@PORT@#$port#g" -e "s#@ADMIN_PORT@#$admin_port#g" -e "s#@DATA_DIR@#$state/data#g" "$SLUICE_CONFIG_TEMPLATE" > "$state/sluice.toml"
     else
         cat > "$state/sluice.toml" <<TOML
 [engine]
@@ -25,6 +27,7 @@ data_dir = "$state/data"
 
 [server]
 listeners = "127.0.0.1:$port"
+admin_listener = "127.0.0.1:$admin_port"
 # As on the Apache Kafka side of the suite: topics exist only when a test creates them.
 auto_create_topics_enable = false
 TOML
@@ -81,7 +84,7 @@ kill9() {
 
 cmd="${1:-}"; shift || true
 case "$cmd" in
-    init) [ $# -eq 2 ] || die "usage: init STATE_DIR PORT"; init "$1" "$2" ;;
+    init) [ $# -eq 2 ] || [ $# -eq 3 ] || die "usage: init STATE_DIR PORT [ADMIN_PORT]"; init "$@" ;;
     start|stop|kill9) [ $# -eq 1 ] || die "usage: $cmd STATE_DIR"; "$cmd" "$1" ;;
     *) die "usage: sluice-broker.sh init|start|stop|kill9 ..." ;;
 esac

@@ -51,21 +51,55 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     file.server.validate().map_err(|e| e.to_string())?;
     let placement =
         sluice_engine::runtime::plan_placement(&file.engine).map_err(|e| e.to_string())?;
+    let memory = match sluice_tuning::numa::live_nodes() {
+        Ok(nodes) => sluice_tuning::numa::memory_nodes(&nodes, &placement),
+        Err(e) => sluice_tuning::numa::MemoryNodes {
+            nodes: vec![None; placement.len()],
+            reason: format!("NUMA topology unreadable ({e}): memory left to the kernel"),
+        },
+    };
+    let memory_policy = if file.engine.numa_memory == sluice_engine::runtime::numa::NumaMemory::Off
+    {
+        "numa_memory = off: memory left to the kernel".to_string()
+    } else {
+        memory.reason.clone()
+    };
+    file.engine.memory_nodes = memory.nodes.clone();
     let cores: Vec<String> = placement
         .iter()
+        .zip(&memory.nodes)
         .enumerate()
-        .map(|(shard, cpu)| match cpu {
-            Some(c) => format!("shard {shard} -> cpu {c}"),
-            None => format!("shard {shard} -> unpinned"),
+        .map(|(shard, (cpu, node))| match (cpu, node) {
+            (Some(c), Some(n))
+                if file.engine.numa_memory != sluice_engine::runtime::numa::NumaMemory::Off =>
+            {
+                format!("shard {shard} -> cpu {c} (memory on node {n})")
+            }
+            (Some(c), _) => format!("shard {shard} -> cpu {c}"),
+            (None, _) => format!("shard {shard} -> unpinned"),
         })
         .collect();
     eprintln!(
-        "sluice: {} shard(s): {}; data in {}; listening on {}",
+        "sluice: {} shard(s): {}; {memory_policy}; data in {}; listening on {}",
         placement.len(),
         cores.join(", "),
         file.engine.data_dir.display(),
         file.server.listeners
     );
+    let overrides =
+        sluice_engine::runtime::PlacementOverrides::load(&file.engine.data_dir, placement.len());
+    if !overrides.moved.is_empty() {
+        let moved: Vec<String> = overrides
+            .describe()
+            .into_iter()
+            .map(|(tp, shard)| format!("{tp} -> shard {shard}"))
+            .collect();
+        eprintln!(
+            "sluice: partitions moved at run time (placement.bin, version {}): {}",
+            overrides.version,
+            moved.join(", ")
+        );
+    }
 
     let store = FileMetadataStore::open(&file.engine.data_dir).map_err(|e| e.to_string())?;
     let shared = ServerShared {

@@ -55,6 +55,12 @@ fn read_status(admin: &str) -> Result<(StatusReport, Instant), String> {
 
 /// A blocking HTTP/1.1 GET; the body of a 200 answer.
 fn http_get(admin: &str, path: &str) -> Result<String, String> {
+    http_request(admin, "GET", path)
+}
+
+/// A blocking HTTP/1.1 request without a body; the body of a 200 answer, else an error
+/// with the status line and the body (the admin endpoint explains refusals there).
+pub fn http_request(admin: &str, method: &str, path: &str) -> Result<String, String> {
     let url = format!("http://{admin}{path}");
     let addr = admin
         .to_socket_addrs()
@@ -68,7 +74,7 @@ fn http_get(admin: &str, path: &str) -> Result<String, String> {
         .map_err(|e| format!("{url}: {e}"))?;
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {admin}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {admin}\r\nAccept: application/json\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .map_err(|e| format!("{url}: sending: {e}"))?;
     let mut raw = Vec::new();
@@ -86,7 +92,7 @@ fn http_get(admin: &str, path: &str) -> Result<String, String> {
         .ok_or_else(|| format!("{url}: answer has no HTTP head"))?;
     let status_line = head.lines().next().unwrap_or_default();
     if status_line.split(' ').nth(1) != Some("200") {
-        return Err(format!("{url}: {status_line}"));
+        return Err(format!("{url}: {status_line}: {}", body.trim_end()));
     }
     Ok(body.to_string())
 }
@@ -223,6 +229,22 @@ pub fn render(before: Option<&StatusReport>, after: &StatusReport, elapsed: Dura
         }
     }
     out.push_str(&table(&parts));
+
+    if !after.placement.moved.is_empty() {
+        let mut moved = vec![row(&["MOVED", "PARTITION", "TO SHARD"])];
+        for m in &after.placement.moved {
+            moved.push(vec![
+                m.topic.clone(),
+                m.partition.to_string(),
+                m.shard.to_string(),
+            ]);
+        }
+        out.push_str(&format!(
+            "\nplacement version {} (partitions moved at run time):\n",
+            after.placement.version
+        ));
+        out.push_str(&table(&moved));
+    }
 
     if !after.consumer_group_lag.is_empty() {
         let mut lag = vec![row(&[

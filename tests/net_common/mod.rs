@@ -19,13 +19,31 @@ pub struct Broker {
     pub port: u16,
     /// `host:port` of the admin endpoint, empty when the broker runs without it.
     pub admin: String,
-    _dir: tempfile::TempDir,
+    /// The broker's own temporary directory; `None` when the caller owns the data dir
+    /// (restart tests).
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Broker {
+    /// Clean shutdown: SIGTERM (partitions are flushed and closed), then wait for the exit,
+    /// at most 30 s before the SIGKILL of `drop`.
+    pub fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
@@ -54,18 +72,32 @@ pub enum Admin {
 /// data under the target dir (a real disk: O_DIRECT does not work on tmpfs).
 pub fn start_broker_with(server_extra: &str, admin: Admin) -> Broker {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let mut broker = start_broker_on(dir.path(), "shards = 2\n", server_extra, admin);
+    broker._dir = Some(dir);
+    broker
+}
+
+/// Starts the real binary on `root` (config file and `data/` in it, kept after the broker
+/// stops, so a test can restart on the same data), with `engine_extra` in `[engine]` (it
+/// must set the shard count) and `server_extra` in `[server]`.
+pub fn start_broker_on(
+    root: &std::path::Path,
+    engine_extra: &str,
+    server_extra: &str,
+    admin: Admin,
+) -> Broker {
     let port = free_port();
     let admin_addr = match admin {
         Admin::On => format!("127.0.0.1:{}", free_port()),
         Admin::Off => String::new(),
     };
-    let config = dir.path().join("broker.toml");
+    let config = root.join("broker.toml");
     std::fs::write(
         &config,
         format!(
-            "[engine]\ndata_dir = {:?}\nshards = 2\n[engine.log]\nsegment_bytes = 1048576\n\
+            "[engine]\ndata_dir = {:?}\n{engine_extra}[engine.log]\nsegment_bytes = 1048576\n\
              [server]\nlisteners = \"127.0.0.1:{port}\"\nadmin_listener = \"{admin_addr}\"\n{server_extra}",
-            dir.path().join("data")
+            root.join("data")
         ),
     )
     .expect("write config");
@@ -85,7 +117,7 @@ pub fn start_broker_with(server_extra: &str, admin: Admin) -> Broker {
         child,
         port,
         admin: admin_addr,
-        _dir: dir,
+        _dir: None,
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {

@@ -12,6 +12,7 @@ pub mod error;
 pub mod inspect;
 pub mod limits;
 pub mod machine;
+pub mod numa;
 pub mod placement;
 pub mod report;
 pub mod sysroot;

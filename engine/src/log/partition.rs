@@ -1125,6 +1125,10 @@ where
     /// Returns how many segments it deleted.
     pub async fn enforce_retention(&self) -> Result<usize, LogError> {
         let _guard = self.append_lock.lock().await;
+        if self.st.borrow().closed {
+            // Closed for a move or shutdown: its files may belong to another shard now.
+            return Ok(0);
+        }
         let now = self.clock.now_ms();
         let doomed = {
             let mut st = self.st.borrow_mut();

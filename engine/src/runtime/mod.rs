@@ -10,14 +10,19 @@ use std::time::Duration;
 
 use glommio::{Latency, LocalExecutorBuilder, Placement, Shares};
 
-use crate::config::{ConfigError, EngineConfig};
+use crate::config::{ConfigError, EngineConfig, NumaMemory};
 use crate::ids::{ShardId, TopicPartition};
 use crate::limits::{SHARD_INBOX_DEPTH, SHARD_REPLY_INBOX_DEPTH};
 use crate::log::LogError;
 
+pub mod dispatch;
+pub mod numa;
+pub mod placement;
 pub mod shard;
 pub mod table;
 
+pub use dispatch::DispatchTicket;
+pub use placement::{Admission, MoveOutcome, PartitionLease, PlacementOverrides};
 pub use shard::{Job, Shard};
 pub use table::ShardTable;
 
@@ -50,6 +55,10 @@ pub enum EngineError {
     ShardGone(ShardId),
     #[error("{0} owns the maximum number of partitions")]
     TooManyPartitions(ShardId),
+    #[error("{0} is already moving between shards")]
+    MoveInProgress(TopicPartition),
+    #[error("{0}: work admitted before the move did not finish in time; move abandoned")]
+    MoveTimedOut(TopicPartition),
     #[error("executor: {0}")]
     Executor(String),
 }
@@ -125,6 +134,29 @@ fn ensure_memlock(want: u64) -> Result<(), EngineError> {
     Ok(())
 }
 
+/// Sets the spawning thread's memory policy for shard `shard` (a failure degrades to the
+/// kernel's default placement, with a warning).
+fn bind_spawning_thread(config: &EngineConfig, shard: usize, node: Option<usize>) {
+    if config.numa_memory == NumaMemory::Off || config.memory_nodes.iter().all(Option::is_none) {
+        return;
+    }
+    let Some(node) = node else {
+        // Not the previous shard's node: back to the default for this one.
+        if let Err(e) = numa::set_thread_policy(NumaMemory::Off, None) {
+            tracing::warn!(shard, error = %e, "resetting the memory policy failed");
+        }
+        return;
+    };
+    match numa::set_thread_policy(config.numa_memory, Some(node)) {
+        Ok(()) => {
+            tracing::info!(shard, node, mode = ?config.numa_memory, "shard memory bound to its NUMA node")
+        }
+        Err(e) => {
+            tracing::warn!(shard, node, error = %e, "binding shard memory to its NUMA node failed; using the default policy")
+        }
+    }
+}
+
 /// Starts one executor per shard, each pinned per the placement, and runs `serve` on each
 /// after the shard's own machinery (inbox pump, background tasks) is up. Blocks until a
 /// SIGINT or SIGTERM arrives (then closes every partition cleanly) or until every `serve`
@@ -155,6 +187,10 @@ where
         }
     }
     let table = Arc::new(ShardTable::new(n, config.pin.clone()));
+    let overrides = PlacementOverrides::load(&config.data_dir, n);
+    for (tp, shard) in overrides.describe() {
+        tracing::info!(partition = %tp, shard, version = overrides.version, "placement: moved at run time (placement.bin)");
+    }
     let config = Arc::new(config);
     let (work_txs, work_rxs): (Vec<_>, Vec<_>) = (0..n)
         .map(|_| flume::bounded::<Job>(SHARD_INBOX_DEPTH))
@@ -176,18 +212,29 @@ where
             Some(cpu) => Placement::Fixed(cpu),
             None => Placement::Unbound,
         };
-        let (table, config, peers, serve, probe) = (
+        let (table, config, peers, serve, probe, overrides) = (
             table.clone(),
             config.clone(),
             senders.clone(),
             serve.clone(),
             probe.clone(),
+            overrides.clone(),
         );
+        // The new thread inherits this thread's memory policy at clone(2), before glommio
+        // allocates the shard's I/O memory there.
+        let memory_node = config.memory_nodes.get(i).copied().flatten();
+        bind_spawning_thread(&config, i, memory_node);
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("sluice-shard-{i}"))
             .io_memory(config.io_memory_bytes)
             .ring_depth(config.ring_depth)
             .spawn(move || async move {
+                if memory_node.is_some() {
+                    match numa::thread_policy() {
+                        Ok(p) => tracing::info!(shard = i, mode = p.mode, nodes = ?p.nodes, "shard memory policy"),
+                        Err(e) => tracing::warn!(shard = i, error = %e, "reading the memory policy failed"),
+                    }
+                }
                 if let Err(e) = crate::io::dma::prime_device_probe(&probe).await {
                     tracing::error!(shard = i, error = %e, "device probe read failed; DMA reads may fail");
                 }
@@ -196,7 +243,14 @@ where
                     Latency::NotImportant,
                     "background",
                 );
-                let shard = Rc::new(Shard::new(ShardId(i), table, config, peers, background));
+                let shard = Rc::new(Shard::new(
+                    ShardId(i),
+                    table,
+                    config,
+                    peers,
+                    background,
+                    overrides,
+                ));
                 glommio::spawn_local(shard.clone().pump(inbox)).detach();
                 glommio::spawn_local(shard.clone().reply_pump(replies)).detach();
                 if let Err(e) = shard.start_background() {
@@ -213,6 +267,11 @@ where
             })
             .map_err(|e| EngineError::Executor(e.to_string()))?;
         handles.push(handle);
+    }
+    if config.memory_nodes.iter().any(Option::is_some) {
+        if let Err(e) = numa::set_thread_policy(NumaMemory::Off, None) {
+            tracing::warn!(error = %e, "resetting the main thread's memory policy failed");
+        }
     }
     drop(senders);
 

@@ -26,6 +26,7 @@ enum Inbox {
     Reply,
 }
 use crate::log::{LogError, PartitionLog};
+use crate::runtime::placement::{PlacementOverrides, ShardPlacement};
 use crate::runtime::table::ShardTable;
 use crate::runtime::EngineError;
 
@@ -51,9 +52,13 @@ pub struct Shard {
     partitions: RefCell<HashMap<TopicPartition, Rc<PartitionLog>>>,
     /// Serialises opening and removing partitions (rare; avoids two opens of one directory).
     admin_lock: async_lock::Mutex<()>,
+    /// Tasks inside `open_partition`, per partition.
+    opening: Rc<RefCell<HashMap<TopicPartition, usize>>>,
     clock: Rc<dyn Clock>,
     background: TaskQueueHandle,
     inflight: Rc<glommio::sync::Semaphore>,
+    /// This shard's copy of the runtime placement overrides and its partition moves.
+    placement: ShardPlacement,
 }
 
 impl Shard {
@@ -63,7 +68,10 @@ impl Shard {
         config: Arc<EngineConfig>,
         peers: Vec<Peer>,
         background: TaskQueueHandle,
+        overrides: PlacementOverrides,
     ) -> Shard {
+        let placement = ShardPlacement::default();
+        *placement.overrides.borrow_mut() = overrides;
         Shard {
             id,
             table,
@@ -71,9 +79,11 @@ impl Shard {
             peers,
             partitions: RefCell::new(HashMap::new()),
             admin_lock: async_lock::Mutex::new(()),
+            opening: Rc::new(RefCell::new(HashMap::new())),
             clock: Rc::new(SystemClock),
             background,
             inflight: Rc::new(glommio::sync::Semaphore::new(SHARD_INFLIGHT_MAX as u64)),
+            placement,
         }
     }
 
@@ -86,8 +96,22 @@ impl Shard {
     pub fn table(&self) -> &ShardTable {
         &self.table
     }
+    /// The owning shard in this shard's view: a runtime move if there is one, else the
+    /// configured placement.
     pub fn owner(&self, tp: &TopicPartition) -> ShardId {
+        let overrides = self.placement.overrides.borrow();
+        if !overrides.moved.is_empty() {
+            if let Some(s) = overrides.moved.get(tp) {
+                return *s;
+            }
+        }
         self.table.owner(tp)
+    }
+    pub(crate) fn placement(&self) -> &ShardPlacement {
+        &self.placement
+    }
+    pub(crate) fn dispatch_table(&self) -> &crate::runtime::dispatch::DispatchTable {
+        &self.placement.dispatches
     }
     pub fn engine_config(&self) -> &EngineConfig {
         &self.config
@@ -211,7 +235,12 @@ impl Shard {
         config: LogConfig,
     ) -> Result<Rc<PartitionLog>, EngineError> {
         self.check_owner(&tp)?;
+        let _queued = OpeningGuard::enter(&self.opening, &tp);
         let _admin = self.admin_lock.lock().await;
+        // A partition on its way out must not be reopened here behind the mover's back.
+        if self.is_departing(&tp) {
+            return Err(EngineError::MoveInProgress(tp));
+        }
         if let Some(log) = self.partitions.borrow().get(&tp) {
             return Ok(log.clone());
         }
@@ -241,6 +270,16 @@ impl Shard {
         self.partitions.borrow().get(tp).cloned()
     }
 
+    /// The open log for request work, or None while other work is queued to open it: a
+    /// request must then queue behind them in `open_partition` rather than overtake them
+    /// (a connection's pipelined appends stay in order).
+    pub fn partition_for_work(&self, tp: &TopicPartition) -> Option<Rc<PartitionLog>> {
+        if self.opening.borrow().contains_key(tp) {
+            return None;
+        }
+        self.partition(tp)
+    }
+
     pub fn partitions(&self) -> Vec<Rc<PartitionLog>> {
         self.partitions.borrow().values().cloned().collect()
     }
@@ -266,6 +305,21 @@ impl Shard {
                 }
             }
         }
+    }
+
+    /// Takes a departing partition out of this shard and closes it cleanly (durable, with
+    /// the clean-shutdown marker, so the new owner's open skips the recovery scan).
+    pub(crate) async fn close_for_move(&self, tp: &TopicPartition) -> Result<(), EngineError> {
+        let _admin = self.admin_lock.lock().await;
+        let Some(log) = self.partitions.borrow_mut().remove(tp) else {
+            return Ok(());
+        };
+        if let Err(e) = log.close().await {
+            // Still ours: keep it (in whatever state close left it) so errors surface here.
+            self.partitions.borrow_mut().insert(tp.clone(), log);
+            return Err(e.into());
+        }
+        Ok(())
     }
 
     /// Flushes and closes every partition (clean shutdown: the next start skips the scan).
@@ -317,5 +371,33 @@ impl Shard {
             .detach();
         }
         Ok(())
+    }
+}
+
+/// Counts a task queued in (or running) `open_partition` for one partition.
+struct OpeningGuard {
+    opening: Rc<RefCell<HashMap<TopicPartition, usize>>>,
+    tp: TopicPartition,
+}
+
+impl OpeningGuard {
+    fn enter(opening: &Rc<RefCell<HashMap<TopicPartition, usize>>>, tp: &TopicPartition) -> Self {
+        *opening.borrow_mut().entry(tp.clone()).or_insert(0) += 1;
+        OpeningGuard {
+            opening: opening.clone(),
+            tp: tp.clone(),
+        }
+    }
+}
+
+impl Drop for OpeningGuard {
+    fn drop(&mut self) {
+        let mut opening = self.opening.borrow_mut();
+        if let Some(n) = opening.get_mut(&self.tp) {
+            *n -= 1;
+            if *n == 0 {
+                opening.remove(&self.tp);
+            }
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! A minimal HTTP/1.1 server for the admin endpoint: GET (or HEAD) `/metrics`, `/status`,
-//! one request per connection (`Connection: close`). Bounds: request head size,
+//! POST `/partitions/move?..` (parameters in the query; a body is ignored), one request
+//! per connection (`Connection: close`). Bounds: request head size,
 //! connections at once, a timeout on each socket read and write, and one on the whole
 //! request head.
 
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 
-use super::{metrics, snapshot, status};
+use super::{metrics, move_partition, snapshot, status};
 use crate::broker::Broker;
 use crate::limits::{ADMIN_CONNECTIONS_MAX, ADMIN_REQUEST_BYTES_MAX, ADMIN_SOCKET_TIMEOUT_MS};
 
@@ -40,6 +41,8 @@ pub enum AdminHttpError {
 pub enum Route {
     Metrics,
     Status,
+    /// POST, with the query string.
+    MovePartition(String),
     Index,
     NotFound,
     MethodNotAllowed,
@@ -53,6 +56,9 @@ pub struct Parsed {
     pub route: Route,
     pub head_only: bool,
 }
+
+/// Where partition moves are asked for.
+pub const MOVE_PATH: &str = "/partitions/move";
 
 /// Serves admin connections until the listener fails.
 pub async fn serve(broker: Rc<Broker>, listener: TcpListener) {
@@ -114,16 +120,27 @@ async fn serve_one(
         }
         Route::Status => {
             let snap = snapshot::gather(broker, started.elapsed().as_secs()).await;
-            let report = status::StatusReport::from_snapshot(&snap);
+            let mut report = status::StatusReport::from_snapshot(&snap);
+            report.placement =
+                status::PlacementStatus::from_overrides(&broker.shard.placement_overrides());
             match serde_json::to_string_pretty(&report) {
                 Ok(json) => (200, "application/json", json + "\n"),
                 Err(e) => (500, "text/plain", format!("encoding status: {e}\n")),
             }
         }
+        Route::MovePartition(query) => {
+            let (code, body) = move_partition::handle(broker, &query).await;
+            let kind = if code == 200 {
+                "application/json"
+            } else {
+                "text/plain"
+            };
+            (code, kind, body)
+        }
         Route::Index => (
             200,
             "text/plain",
-            "Sluice admin endpoint: /metrics (Prometheus), /status (JSON)\n".to_string(),
+            "Sluice admin endpoint: /metrics (Prometheus), /status (JSON), POST /partitions/move?topic=T&partition=P&to_shard=S\n".to_string(),
         ),
         Route::NotFound => (404, "text/plain", "not found\n".to_string()),
         Route::MethodNotAllowed => (405, "text/plain", "only GET and HEAD\n".to_string()),
@@ -195,17 +212,27 @@ pub fn parse_head(head: &[u8]) -> Parsed {
     if !version.starts_with("HTTP/1.") {
         return bad;
     }
+    let not_allowed = Parsed {
+        route: Route::MethodNotAllowed,
+        head_only: false,
+    };
+    let target = target.split('#').next().unwrap_or_default();
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    if path == MOVE_PATH {
+        // Changes state: POST only, never a GET a crawler or a prefetch could send.
+        if method != "POST" {
+            return not_allowed;
+        }
+        return Parsed {
+            route: Route::MovePartition(query.to_string()),
+            head_only: false,
+        };
+    }
     let head_only = match method {
         "GET" => false,
         "HEAD" => true,
-        _ => {
-            return Parsed {
-                route: Route::MethodNotAllowed,
-                head_only: false,
-            }
-        }
+        _ => return not_allowed,
     };
-    let path = target.split(['?', '#']).next().unwrap_or_default();
     let route = match path {
         "/metrics" => Route::Metrics,
         "/status" => Route::Status,
@@ -220,6 +247,8 @@ fn response_bytes(code: u16, content_type: &str, body: &str, head_only: bool) ->
         200 => "OK",
         400 => "Bad Request",
         404 => "Not Found",
+        409 => "Conflict",
+        503 => "Service Unavailable",
         405 => "Method Not Allowed",
         431 => "Request Header Fields Too Large",
         _ => "Internal Server Error",
@@ -258,6 +287,14 @@ mod tests {
     #[test]
     fn malformed_or_other_methods_are_refused() {
         assert_eq!(route("POST /metrics HTTP/1.1"), Route::MethodNotAllowed);
+        assert_eq!(
+            route("GET /partitions/move?topic=t&partition=0&to_shard=1 HTTP/1.1"),
+            Route::MethodNotAllowed
+        );
+        assert_eq!(
+            route("POST /partitions/move?topic=t&partition=0&to_shard=1 HTTP/1.1"),
+            Route::MovePartition("topic=t&partition=0&to_shard=1".into())
+        );
         assert_eq!(route("GET /metrics"), Route::BadRequest);
         assert_eq!(route("GET /metrics SPDY/3"), Route::BadRequest);
         assert_eq!(route("GET  /metrics HTTP/1.1"), Route::BadRequest);

@@ -6,11 +6,13 @@
 //!   consumer-group lag from the group coordinators' committed offsets.
 //! - [`metrics`], [`status`]: render a snapshot; [`http`]: the server; [`latency`]:
 //!   histograms as exported.
+//! - [`move_partition`]: moves a partition to another shard online.
 
 pub mod http;
 pub mod lag;
 pub mod latency;
 pub mod metrics;
+pub mod move_partition;
 pub mod requests;
 pub mod snapshot;
 pub mod status;
@@ -56,7 +58,7 @@ pub fn start(broker: &Rc<Broker>) -> Result<(), ServerError> {
         shard: broker.shard.id(),
         source,
     })?;
-    tracing::info!(%addr, "admin endpoint listening (/metrics, /status)");
+    tracing::info!(%addr, "admin endpoint listening (/metrics, /status, /partitions/move)");
     glommio::spawn_local(http::serve(broker.clone(), listener)).detach();
     Ok(())
 }

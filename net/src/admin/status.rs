@@ -21,6 +21,44 @@ pub struct StatusReport {
     /// Lag of every committed group offset, by group, topic and partition.
     #[serde(default)]
     pub consumer_group_lag: Vec<GroupLag>,
+    /// Partitions moved between shards at run time (`sluice admin move-partition`).
+    #[serde(default)]
+    pub placement: PlacementStatus,
+}
+
+/// The runtime placement as shard 0 (which runs every move) sees it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PlacementStatus {
+    /// Grows with every move; 0 when nothing was ever moved.
+    pub version: u64,
+    /// Partitions off their configured shard, sorted.
+    pub moved: Vec<MovedPartition>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct MovedPartition {
+    pub topic: String,
+    pub partition: i32,
+    pub shard: usize,
+}
+
+impl PlacementStatus {
+    pub fn from_overrides(o: &sluice_engine::runtime::PlacementOverrides) -> Self {
+        let mut moved: Vec<MovedPartition> = o
+            .moved
+            .iter()
+            .map(|(tp, s)| MovedPartition {
+                topic: tp.topic.clone(),
+                partition: tp.partition.0,
+                shard: s.0,
+            })
+            .collect();
+        moved.sort();
+        PlacementStatus {
+            version: o.version,
+            moved,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -134,6 +172,8 @@ impl StatusReport {
                 .collect(),
             under_replicated_partitions: 0,
             consumer_group_lag: s.group_lag.clone(),
+            // Filled in by the endpoint from shard 0's placement.
+            placement: PlacementStatus::default(),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! on the live machine, and an io_uring probe of the running kernel.
 
 mod block;
-mod cpu;
+pub(crate) mod cpu;
 mod kernel;
 mod nic;
 
