@@ -38,7 +38,15 @@ use crate::log::retention::{segments_to_delete, SegmentSummary};
 use crate::log::segment::{parse_log_file_name, scan_segment, Segment};
 use crate::log::small_file::{read_small_file, replace_small_file, write_small_file};
 
+mod clean;
+pub use clean::CleanOutcome;
+
 const LOG_START_CHECKPOINT: &str = "log-start-offset.ckpt";
+/// The log cleaner's first dirty offset: everything below it was cleaned against every key
+/// written below it.
+const CLEANER_CHECKPOINT: &str = "cleaner-offset.ckpt";
+/// Suffix of a cleaned segment copy not yet swapped in; recovery deletes leftovers.
+const CLEANED_SUFFIX: &str = ".cleaned";
 const PRODUCER_SNAPSHOT: &str = "producer-state.snapshot";
 const CHECKPOINT_MAGIC: u32 = 0x534c_4353; // "SLCS"
 
@@ -147,6 +155,8 @@ struct LogState<F: StorageFile> {
     max_timestamp: i64,
     max_timestamp_offset: Offset,
     producers: ProducerState,
+    /// The cleaner's first dirty offset (persisted in `CLEANER_CHECKPOINT`).
+    cleaner_checkpoint: Offset,
 }
 
 impl<F: StorageFile> LogState<F> {
@@ -234,13 +244,21 @@ where
             .filter_map(|n| parse_log_file_name(n))
             .collect();
         bases.sort();
-        for name in names.iter().filter(|n| n.ends_with(".tmp")) {
+        // Leftovers of an interrupted small-file replace or cleaner pass: the originals are
+        // intact (a cleaned copy replaces its segment by one atomic rename).
+        for name in names
+            .iter()
+            .filter(|n| n.ends_with(".tmp") || n.ends_with(CLEANED_SUFFIX))
+        {
             let p = dir.join(name);
             storage.remove_file(&p).await.map_err(|e| io_err(&p, e))?;
         }
-        let checkpoint = read_log_start(&storage, &dir)
+        let checkpoint = read_checkpoint(&storage, &dir, LOG_START_CHECKPOINT)
             .await
             .map_err(|e| io_err(&dir.join(LOG_START_CHECKPOINT), e))?;
+        let cleaner_checkpoint = read_checkpoint(&storage, &dir, CLEANER_CHECKPOINT)
+            .await
+            .map_err(|e| io_err(&dir.join(CLEANER_CHECKPOINT), e))?;
 
         let now = clock.now_ms();
         let mut segments = BTreeMap::new();
@@ -312,6 +330,7 @@ where
             max_timestamp: max_ts,
             max_timestamp_offset: max_ts_off,
             producers: ProducerState::default(),
+            cleaner_checkpoint: cleaner_checkpoint.unwrap_or(log_start).min(end),
         };
         state.check_invariants();
         let log = PartitionLog {
@@ -470,6 +489,9 @@ where
             tp: self.tp.clone(),
             source,
         })?;
+        if self.st.borrow().config.cleanup_policy.compacts() {
+            self.check_keys(records)?;
+        }
         self.check_writable()?;
         let guard = self.append_lock.lock().await;
         self.check_writable()?;
@@ -560,6 +582,30 @@ where
                 tp: self.tp.clone(),
             }),
         }
+    }
+
+    /// A compacted topic accepts only keyed records (Kafka refuses the produce with
+    /// INVALID_RECORD). Looks inside compressed batches; control batches are exempt.
+    fn check_keys(&self, records: &[u8]) -> Result<(), LogError> {
+        let refuse = |source| LogError::Batch {
+            tp: self.tp.clone(),
+            source,
+        };
+        for view in batches(records) {
+            let view = view.map_err(refuse)?;
+            if view.is_control() {
+                continue;
+            }
+            match crate::records::all_records_keyed(
+                &view,
+                crate::limits::DECOMPRESSED_BATCH_BYTES_MAX,
+            ) {
+                Ok(true) => {}
+                Ok(false) => return Err(refuse(BatchError::MissingKey)),
+                Err(e) => return Err(refuse(BatchError::Records(e.to_string()))),
+            }
+        }
+        Ok(())
     }
 
     /// Copies one validated batch into the active segment's write chunk and stamps it.
@@ -1142,12 +1188,17 @@ where
                     }
                 })
                 .collect();
-            let n = segments_to_delete(
-                &summaries,
-                now,
-                st.config.retention_ms,
-                st.config.retention_bytes,
-            );
+            // cleanup.policy=compact alone never deletes by age or size (Kafka's rule).
+            let n = if st.config.cleanup_policy.deletes() {
+                segments_to_delete(
+                    &summaries,
+                    now,
+                    st.config.retention_ms,
+                    st.config.retention_bytes,
+                )
+            } else {
+                0
+            };
             let bases: Vec<i64> = st.segments.keys().take(n).copied().collect();
             let doomed: Vec<_> = bases.iter().filter_map(|b| st.segments.remove(b)).collect();
             if let Some(first) = st.segments.values().next() {
@@ -1260,15 +1311,19 @@ fn encode_checkpoint(offset: Offset) -> Vec<u8> {
     out
 }
 
-async fn read_log_start<S: Storage>(storage: &S, dir: &Path) -> io::Result<Option<Offset>> {
-    let Some(bytes) = read_small_file(storage, &dir.join(LOG_START_CHECKPOINT)).await? else {
+async fn read_checkpoint<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    name: &str,
+) -> io::Result<Option<Offset>> {
+    let Some(bytes) = read_small_file(storage, &dir.join(name)).await? else {
         return Ok(None);
     };
     if bytes.len() != 16
         || crc32c::crc32c(&bytes[..12]).to_le_bytes() != bytes[12..16]
         || bytes[..4] != CHECKPOINT_MAGIC.to_le_bytes()
     {
-        tracing::warn!(dir = %dir.display(), "log start checkpoint is damaged; using the first segment's base");
+        tracing::warn!(dir = %dir.display(), checkpoint = name, "checkpoint is damaged; falling back to the first segment's base");
         return Ok(None);
     }
     let mut o = [0u8; 8];
