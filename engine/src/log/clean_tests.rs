@@ -459,3 +459,36 @@ fn small_offset_map_cleans_in_several_passes() {
     assert!(passes > 1, "a 200-byte map cannot hold every key at once");
     assert_eq!(read_records(&log), expected_after_clean(&model, end, false));
 }
+
+#[test]
+fn tombstones_go_once_delete_retention_passes_without_new_data() {
+    let storage = SimStorage::new();
+    let clock = ManualClock::new(START_MS);
+    let config = LogConfig {
+        min_cleanable_dirty_ratio: 0.5,
+        ..compacted(5_000)
+    };
+    let log = open(&storage, config, &clock);
+    let w = Workload {
+        batches: vec![
+            (vec![(1, Some(1)), (2, Some(1))], 3, false),
+            (vec![(1, None)], 0, true),
+            (vec![(3, Some(1))], 0, false),
+        ],
+    };
+    let model = write(&log, &clock, &w);
+    let end = active_base(&log);
+    let first = run_to_completion(&log);
+    assert!(first.ran);
+    assert_eq!(read_records(&log), expected_after_clean(&model, end, false));
+    // Nothing dirty and the tombstone not yet due: no pass.
+    assert!(!run_to_completion(&log).ran);
+    clock.advance_ms(5_000);
+    let second = run_to_completion(&log);
+    assert!(second.ran, "a due tombstone makes the log cleanable");
+    assert_eq!(read_records(&log), expected_after_clean(&model, end, true));
+    assert!(
+        !run_to_completion(&log).ran,
+        "no tombstone left to wait for"
+    );
+}

@@ -120,11 +120,13 @@ pub struct FilterRules {
     pub keep_empty: bool,
 }
 
-/// Decides which records of `view` survive against `map` (see the module rules).
+/// Decides which records of `view` survive against `map` (see the module rules). Lowers
+/// `tombstone_due_ms` to the time a tombstone it keeps may go.
 pub fn filter_batch(
     view: &BatchView<'_>,
     map: &OffsetMap,
     rules: FilterRules,
+    tombstone_due_ms: &mut i64,
 ) -> Result<BatchFate, RecordError> {
     if view.is_control() {
         return Ok(BatchFate::KeepWhole);
@@ -132,8 +134,11 @@ pub fn filter_batch(
     let section = record_section(view, DECOMPRESSED_BATCH_BYTES_MAX)?;
     let records = parse_records(&section, view.record_count())?;
     let base = view.base_offset().0;
-    let tombstones_expire =
-        rules.now_ms.saturating_sub(view.max_timestamp()) > rules.delete_retention_ms;
+    let due_ms = view
+        .max_timestamp()
+        .saturating_add(rules.delete_retention_ms)
+        .saturating_add(1);
+    let tombstones_expire = rules.now_ms >= due_ms;
     let kept: Vec<_> = records
         .iter()
         .filter(|r| {
@@ -148,6 +153,9 @@ pub fn filter_batch(
         })
         .copied()
         .collect();
+    if kept.iter().any(|r| r.value_is_null) {
+        *tombstone_due_ms = (*tombstone_due_ms).min(due_ms);
+    }
     if kept.len() == records.len() {
         return Ok(BatchFate::KeepWhole);
     }
@@ -194,12 +202,13 @@ mod tests {
             build::keyed(&[(Some(b"a"), Some(b"2"))], CODEC_NONE, 995),
             2,
         );
+        let mut due = i64::MAX;
         let mut map = OffsetMap::new(1 << 20);
         for b in [&old, &new] {
             assert!(map.try_add_batch(&BatchView::parse(b).unwrap()).unwrap());
         }
         assert_eq!(map.latest(b"a"), Some(2));
-        let fate = filter_batch(&BatchView::parse(&old).unwrap(), &map, RULES).unwrap();
+        let fate = filter_batch(&BatchView::parse(&old).unwrap(), &map, RULES, &mut due).unwrap();
         let BatchFate::Rewrite(bytes) = fate else {
             panic!("expected a rewrite, got {fate:?}");
         };
@@ -210,7 +219,7 @@ mod tests {
         );
         assert_eq!(v.compression_codec(), CODEC_ZSTD);
         assert_eq!(
-            filter_batch(&BatchView::parse(&new).unwrap(), &map, RULES).unwrap(),
+            filter_batch(&BatchView::parse(&new).unwrap(), &map, RULES, &mut due).unwrap(),
             BatchFate::KeepWhole
         );
     }
@@ -219,21 +228,30 @@ mod tests {
     fn tombstones_stay_until_delete_retention_passes() {
         let t = at(build::keyed(&[(Some(b"a"), None)], CODEC_NONE, 950), 0);
         let map = OffsetMap::new(1 << 20);
+        let mut due = i64::MAX;
         let view = BatchView::parse(&t).unwrap();
         assert_eq!(
-            filter_batch(&view, &map, RULES).unwrap(),
+            filter_batch(&view, &map, RULES, &mut due).unwrap(),
             BatchFate::KeepWhole
+        );
+        assert_eq!(
+            due,
+            950 + 100 + 1,
+            "the kept tombstone is due after delete.retention.ms"
         );
         let later = FilterRules {
             now_ms: 1_100,
             ..RULES
         };
-        assert_eq!(filter_batch(&view, &map, later).unwrap(), BatchFate::Drop);
+        assert_eq!(
+            filter_batch(&view, &map, later, &mut due).unwrap(),
+            BatchFate::Drop
+        );
         let keep = FilterRules {
             keep_empty: true,
             ..later
         };
-        let BatchFate::Rewrite(b) = filter_batch(&view, &map, keep).unwrap() else {
+        let BatchFate::Rewrite(b) = filter_batch(&view, &map, keep, &mut due).unwrap() else {
             panic!("an empty batch must stay");
         };
         let v = BatchView::parse_checked(&b).unwrap();

@@ -157,6 +157,9 @@ struct LogState<F: StorageFile> {
     producers: ProducerState,
     /// The cleaner's first dirty offset (persisted in `CLEANER_CHECKPOINT`).
     cleaner_checkpoint: Offset,
+    /// When the earliest tombstone the cleaner kept may go (clock ms; i64::MAX: none).
+    /// Not persisted: 0 after open, so the first pass looks once.
+    tombstones_due_ms: i64,
 }
 
 impl<F: StorageFile> LogState<F> {
@@ -331,6 +334,7 @@ where
             max_timestamp_offset: max_ts_off,
             producers: ProducerState::default(),
             cleaner_checkpoint: cleaner_checkpoint.unwrap_or(log_start).min(end),
+            tombstones_due_ms: 0,
         };
         state.check_invariants();
         let log = PartitionLog {

@@ -19,6 +19,8 @@ struct TopicTotals {
     bytes_out: u64,
     batches_in: u64,
     size_bytes: u64,
+    cleaner_bytes_read: u64,
+    cleaner_bytes_written: u64,
 }
 
 /// Renders the whole snapshot.
@@ -190,6 +192,30 @@ pub fn render(s: &BrokerSnapshot) -> String {
             t.size_bytes,
         );
     }
+    out.family(
+        "sluice_topic_cleaner_read_bytes_total",
+        "counter",
+        "Segment bytes the log cleaner read while compacting the topic's partitions.",
+    );
+    for (name, t) in topics.iter().filter(|(_, t)| t.cleaner_bytes_read > 0) {
+        out.sample(
+            "sluice_topic_cleaner_read_bytes_total",
+            &[("topic", name)],
+            t.cleaner_bytes_read,
+        );
+    }
+    out.family(
+        "sluice_topic_cleaner_written_bytes_total",
+        "counter",
+        "Bytes of cleaned segment copies the log cleaner wrote for the topic.",
+    );
+    for (name, t) in topics.iter().filter(|(_, t)| t.cleaner_bytes_read > 0) {
+        out.sample(
+            "sluice_topic_cleaner_written_bytes_total",
+            &[("topic", name)],
+            t.cleaner_bytes_written,
+        );
+    }
 
     out.family(
         "sluice_under_replicated_partitions",
@@ -230,6 +256,10 @@ fn topic_totals(s: &BrokerSnapshot) -> BTreeMap<&str, TopicTotals> {
         t.bytes_out = t.bytes_out.wrapping_add(p.read_bytes);
         t.batches_in = t.batches_in.wrapping_add(p.appended_batches);
         t.size_bytes = t.size_bytes.wrapping_add(p.size_bytes);
+        t.cleaner_bytes_read = t.cleaner_bytes_read.wrapping_add(p.cleaner_bytes_read);
+        t.cleaner_bytes_written = t
+            .cleaner_bytes_written
+            .wrapping_add(p.cleaner_bytes_written);
     }
     topics
 }

@@ -111,10 +111,12 @@ where
         st.cleaner_checkpoint.max(st.log_start)
     }
 
-    /// One cleaner pass (see the module docs), if the topic compacts and the dirty ratio
-    /// of the cleanable closed segments reaches min.cleanable.dirty.ratio. The active
-    /// segment and segments holding records younger than min.compaction.lag.ms are not
-    /// cleanable. Resolves when the pass's swaps and checkpoint are durable.
+    /// One cleaner pass (see the module docs), if the topic compacts and either the dirty
+    /// ratio of the cleanable closed segments reaches min.cleanable.dirty.ratio or a kept
+    /// tombstone has outlived delete.retention.ms (then the pass only drops tombstones, as
+    /// Kafka does since KIP-534). The active segment and segments holding records younger
+    /// than min.compaction.lag.ms are not cleanable. Resolves when the pass's swaps and
+    /// checkpoint are durable.
     pub async fn clean(&self) -> Result<CleanOutcome, LogError> {
         self.clean_with_map_bytes(CLEANER_OFFSET_MAP_BYTES_MAX)
             .await
@@ -126,7 +128,7 @@ where
         map_bytes_max: usize,
     ) -> Result<CleanOutcome, LogError> {
         let now = self.clock.now_ms();
-        let (config, segments, first_dirty) = {
+        let (config, segments, first_dirty, tombstones_due) = {
             let st = self.st.borrow();
             if st.closed || st.failed.is_some() {
                 return Ok(CleanOutcome::default());
@@ -136,6 +138,7 @@ where
                 st.config.clone(),
                 segs,
                 st.cleaner_checkpoint.max(st.log_start),
+                now >= st.tombstones_due_ms,
             )
         };
         let mut outcome = CleanOutcome {
@@ -164,7 +167,9 @@ where
                 dirty += size;
             }
         }
-        if dirty == 0 || (dirty as f64) < config.min_cleanable_dirty_ratio * total as f64 {
+        let ratio_met =
+            dirty > 0 && (dirty as f64) >= config.min_cleanable_dirty_ratio * total as f64;
+        if !ratio_met && !tombstones_due {
             return Ok(outcome);
         }
 
@@ -172,7 +177,7 @@ where
         let mut map = OffsetMap::new(map_bytes_max);
         let mut map_end = first_dirty;
         let mut seen = 0usize;
-        'build: while map_end < uncleanable {
+        'build: while ratio_met && map_end < uncleanable {
             let r = self.read(map_end, CLEANER_READ_BYTES).await?;
             if r.bytes.is_empty() {
                 break;
@@ -207,9 +212,14 @@ where
                 }
             }
         }
-        if map_end <= first_dirty {
+        // Segments this pass cleans: those the map covers, or all (tombstones only).
+        let clean_end = if map_end > first_dirty {
+            map_end
+        } else if tombstones_due {
+            uncleanable
+        } else {
             return Ok(outcome);
-        }
+        };
         outcome.ran = true;
         outcome.keys = map.len();
 
@@ -218,9 +228,10 @@ where
             delete_retention_ms: config.delete_retention_ms,
             keep_empty: false,
         };
-        for seg in cleanable.iter().filter(|s| s.base_offset < map_end) {
+        let mut due = i64::MAX;
+        for seg in cleanable.iter().filter(|s| s.base_offset < clean_end) {
             let Some(cleaned) = self
-                .clean_segment(seg, &map, rules, &config, &mut outcome)
+                .clean_segment(seg, &map, rules, &config, &mut outcome, &mut due)
                 .await?
             else {
                 continue;
@@ -232,12 +243,22 @@ where
                 return Ok(outcome);
             }
         }
-        let path = self.dir.join(CLEANER_CHECKPOINT);
-        replace_small_file(&self.storage, &path, &encode_checkpoint(map_end))
-            .await
-            .map_err(|e| self.io_error(&path, e))?;
-        self.st.borrow_mut().cleaner_checkpoint = map_end;
-        outcome.cleaned_up_to = map_end;
+        {
+            let mut st = self.st.borrow_mut();
+            st.tombstones_due_ms = if clean_end >= uncleanable {
+                due
+            } else {
+                st.tombstones_due_ms.min(due)
+            };
+        }
+        if map_end > first_dirty {
+            let path = self.dir.join(CLEANER_CHECKPOINT);
+            replace_small_file(&self.storage, &path, &encode_checkpoint(map_end))
+                .await
+                .map_err(|e| self.io_error(&path, e))?;
+            self.st.borrow_mut().cleaner_checkpoint = map_end;
+            outcome.cleaned_up_to = map_end;
+        }
         self.stats.record_clean(&outcome, now);
         Ok(outcome)
     }
@@ -251,6 +272,7 @@ where
         rules: FilterRules,
         config: &LogConfig,
         outcome: &mut CleanOutcome,
+        tombstone_due_ms: &mut i64,
     ) -> Result<Option<CleanedSegment<S::File>>, LogError> {
         let limit = seg.st.borrow().written;
         let io = |e| self.io_error(&seg.log_path, e);
@@ -298,7 +320,7 @@ where
                     keep_empty: last_in_segment || remembered,
                     ..rules
                 };
-                let fate = filter_batch(&view, map, rules).unwrap_or_else(|e| {
+                let fate = filter_batch(&view, map, rules, tombstone_due_ms).unwrap_or_else(|e| {
                     tracing::warn!(partition = %self.tp, offset = %view.base_offset(), error = %e, "cleaner cannot read a batch; keeping it whole");
                     BatchFate::KeepWhole
                 });
