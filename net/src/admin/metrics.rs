@@ -21,6 +21,7 @@ struct TopicTotals {
     size_bytes: u64,
     cleaner_bytes_read: u64,
     cleaner_bytes_written: u64,
+    cleaner_last_run_ms: i64,
 }
 
 /// Renders the whole snapshot.
@@ -216,6 +217,18 @@ pub fn render(s: &BrokerSnapshot) -> String {
             t.cleaner_bytes_written,
         );
     }
+    out.family(
+        "sluice_topic_cleaner_last_run_timestamp_seconds",
+        "gauge",
+        "When the log cleaner last finished a pass on one of the topic's partitions.",
+    );
+    for (name, t) in topics.iter().filter(|(_, t)| t.cleaner_last_run_ms > 0) {
+        out.sample(
+            "sluice_topic_cleaner_last_run_timestamp_seconds",
+            &[("topic", name)],
+            t.cleaner_last_run_ms as f64 / 1000.0,
+        );
+    }
 
     out.family(
         "sluice_under_replicated_partitions",
@@ -260,6 +273,7 @@ fn topic_totals(s: &BrokerSnapshot) -> BTreeMap<&str, TopicTotals> {
         t.cleaner_bytes_written = t
             .cleaner_bytes_written
             .wrapping_add(p.cleaner_bytes_written);
+        t.cleaner_last_run_ms = t.cleaner_last_run_ms.max(p.cleaner_last_run_ms);
     }
     topics
 }
@@ -560,6 +574,35 @@ mod tests {
             }
         }
         assert!(seen.contains("sluice_under_replicated_partitions"));
+    }
+
+    #[test]
+    fn cleaner_counters_are_summed_per_compacted_topic() {
+        let mut snap = sample_snapshot();
+        for (i, p) in snap.shards[0].partitions.iter_mut().enumerate() {
+            p.cleaner_bytes_read = 1000;
+            p.cleaner_bytes_written = 100;
+            p.cleaner_last_run_ms = 1_700_000_000_000 + i as i64 * 500;
+        }
+        let text = render(&snap);
+        let topic = &snap.shards[0].partitions[0].topic;
+        let n = snap.shards[0]
+            .partitions
+            .iter()
+            .filter(|p| &p.topic == topic)
+            .count();
+        assert!(text.contains(&format!(
+            "sluice_topic_cleaner_read_bytes_total{{topic=\"{topic}\"}} {}\n",
+            1000 * n
+        )));
+        assert!(text.contains(&format!(
+            "sluice_topic_cleaner_written_bytes_total{{topic=\"{topic}\"}} {}\n",
+            100 * n
+        )));
+        assert!(text.contains("sluice_topic_cleaner_last_run_timestamp_seconds{"));
+        // Topics the cleaner never touched get no cleaner samples.
+        let quiet = render(&sample_snapshot());
+        assert!(!quiet.contains("sluice_topic_cleaner_read_bytes_total{"));
     }
 
     #[test]

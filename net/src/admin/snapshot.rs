@@ -38,6 +38,8 @@ pub struct PartitionSnapshot {
     /// wrote since the partition was opened.
     pub cleaner_bytes_read: u64,
     pub cleaner_bytes_written: u64,
+    /// When the cleaner last finished a pass here (Unix ms; -1: never).
+    pub cleaner_last_run_ms: i64,
 }
 
 /// One shard's counters and partitions.
@@ -179,6 +181,7 @@ fn shard_snapshot(shard: &Rc<Shard>) -> ShardSnapshot {
                 syncs,
                 cleaner_bytes_read: stats.cleaner_bytes_read.get(),
                 cleaner_bytes_written: stats.cleaner_bytes_written.get(),
+                cleaner_last_run_ms: stats.cleaner_last_run_ms.get(),
             }
         })
         .collect();
