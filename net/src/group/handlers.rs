@@ -97,6 +97,9 @@ async fn ensure_offsets_topic(broker: &Rc<Broker>) -> Result<(), i16> {
             ("retention.ms".to_string(), "-1".to_string()),
             ("retention.bytes".to_string(), "-1".to_string()),
             ("cleanup.policy".to_string(), "compact".to_string()),
+            // Kafka's offsets.topic.segment.bytes: segments close (and become cleanable)
+            // long before a 1 GiB default would.
+            ("segment.bytes".to_string(), "104857600".to_string()),
         ]),
     };
     let topic = topics::validate_spec(broker, &spec).map_err(|e| {

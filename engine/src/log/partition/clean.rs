@@ -461,11 +461,13 @@ where
             sst.sealed = true;
             sst.preallocated = cleaned.size;
         }
-        self.persist_index(&seg).await?;
+        // In the map before the index is written: the file on disk is already the new one.
+        let seg = Rc::new(seg);
         self.st
             .borrow_mut()
             .segments
-            .insert(old.base_offset.0, Rc::new(seg));
+            .insert(old.base_offset.0, seg.clone());
+        self.persist_index(&seg).await?;
         Ok(true)
     }
 }
