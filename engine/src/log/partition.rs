@@ -204,6 +204,10 @@ pub struct PartitionLog<S: Storage = DmaStorage> {
     durability: Durability,
     st: RefCell<LogState<S::File>>,
     append_lock: async_lock::Mutex<()>,
+    /// Held while closed segments are deleted or replaced (retention, DeleteRecords, the
+    /// cleaner's swap, close, remove), so the cleaner's fsyncs never stall appends. Taken
+    /// before `append_lock` when both are needed.
+    segments_lock: async_lock::Mutex<()>,
     flush_lock: async_lock::Mutex<()>,
     stats: crate::log::stats::LogStats,
 }
@@ -345,6 +349,7 @@ where
             durability,
             st: RefCell::new(state),
             append_lock: async_lock::Mutex::new(()),
+            segments_lock: async_lock::Mutex::new(()),
             flush_lock: async_lock::Mutex::new(()),
             stats: Default::default(),
         };
@@ -1135,6 +1140,8 @@ where
     /// Kafka's DeleteRecords: moves the log start offset up to `offset` (at most the high
     /// watermark), persists it, and deletes segments wholly below it.
     pub async fn delete_records_before(&self, offset: Offset) -> Result<Offset, LogError> {
+        // Segment files change only under the segments lock (the cleaner swaps under it).
+        let _segments = self.segments_lock.lock().await;
         let _guard = self.append_lock.lock().await;
         let (hw, start) = {
             let st = self.st.borrow();
@@ -1174,6 +1181,8 @@ where
     /// Applies retention.ms and retention.bytes: deletes whole closed segments, oldest first.
     /// Returns how many segments it deleted.
     pub async fn enforce_retention(&self) -> Result<usize, LogError> {
+        // Segment files change only under the segments lock (the cleaner swaps under it).
+        let _segments = self.segments_lock.lock().await;
         let _guard = self.append_lock.lock().await;
         let now = self.clock.now_ms();
         let doomed = {
@@ -1243,6 +1252,8 @@ where
     /// Flushes and syncs everything, persists the active segment's index as a clean-shutdown
     /// marker (so the next open need not scan), and refuses further appends.
     pub async fn close(&self) -> Result<(), LogError> {
+        // Segment files change only under the segments lock (the cleaner swaps under it).
+        let _segments = self.segments_lock.lock().await;
         let _guard = self.append_lock.lock().await;
         if self.st.borrow().closed {
             return Ok(());
@@ -1271,6 +1282,7 @@ where
             }
             st.wake_readers();
         }
+        let _segments = self.segments_lock.lock().await;
         let _guard = self.append_lock.lock().await;
         self.storage
             .remove_dir_all(&self.dir)

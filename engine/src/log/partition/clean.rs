@@ -4,7 +4,7 @@
 //!
 //! Consistency, for readers and across crashes:
 //! - The cleaned copy of segment `B` is written to `B.log.cleaned` and fdatasync'd, then,
-//!   under the append lock, the old index is removed (directory synced), the copy renamed
+//!   under the segments lock, the old index is removed (directory synced), the copy renamed
 //!   over `B.log` (directory synced: the commit point) and the new index written. A crash
 //!   before the rename leaves the old segment (recovery deletes `*.cleaned` and rebuilds a
 //!   missing index by scanning); after it, the new one. Both hold the same offsets for
@@ -410,7 +410,8 @@ where
         old: &Rc<Segment<S::File>>,
         cleaned: CleanedSegment<S::File>,
     ) -> Result<bool, LogError> {
-        let _guard = self.append_lock.lock().await;
+        // Not the append lock: appends go on while the swap fsyncs.
+        let _segments = self.segments_lock.lock().await;
         let current = {
             let st = self.st.borrow();
             !st.closed
