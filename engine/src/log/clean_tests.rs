@@ -224,6 +224,8 @@ proptest! {
         let got = read_records(&log);
         prop_assert_eq!(&got, &want);
         prop_assert_eq!(log.high_watermark(), hw);
+        // Small closed segments were merged into one.
+        prop_assert!(log.segment_count() <= 2, "{} segments", log.segment_count());
         // The readable view per key is the model's (tombstones read as "no value").
         let live = |m: &BTreeMap<Vec<u8>, Option<Vec<u8>>>| -> BTreeMap<Vec<u8>, Vec<u8>> {
             m.iter().filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v))).collect()
@@ -543,4 +545,42 @@ fn appends_and_rolls_go_on_while_a_pass_runs() {
     block_on(log.close()).expect("close");
     drop(log);
     assert_eq!(read_records(&open(&storage, config, &clock)), want);
+}
+
+#[test]
+fn merged_segments_stay_within_segment_bytes() {
+    let storage = SimStorage::new();
+    let clock = ManualClock::new(START_MS);
+    let config = LogConfig {
+        segment_bytes: 1 << 20,
+        ..compacted(i64::MAX / 4)
+    };
+    let log = open(&storage, config.clone(), &clock);
+    // 24 segments of ~200 KiB, every key distinct: nothing to drop, only to merge.
+    let mut model = BTreeMap::new();
+    for seg in 0..24u32 {
+        for b in 0..10u32 {
+            let key = format!("key-{seg}-{b}").into_bytes();
+            let value = vec![(seg + b) as u8; 20_000];
+            let batch = records::build::keyed(&[(Some(&key), Some(&value))], 0, clock_now(&clock));
+            let info = block_on(log.append(&batch, OPTS)).expect("append");
+            model.insert(info.base_offset.0, (key, Some(value)));
+        }
+        clock.advance_ms(SEGMENT_MS);
+    }
+    let before = log.segment_count();
+    run_to_completion(&log);
+    let after = log.segment_count();
+    assert!(after < before, "{before} -> {after} segments");
+    for seg in log.segments_for_test() {
+        assert!(
+            seg.size() <= 1 << 20,
+            "merged segment of {} bytes",
+            seg.size()
+        );
+    }
+    assert_eq!(read_records(&log), model);
+    block_on(log.close()).expect("close");
+    drop(log);
+    assert_eq!(read_records(&open(&storage, config, &clock)), model);
 }

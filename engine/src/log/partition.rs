@@ -285,6 +285,35 @@ where
             let seg = create_segment(&storage, &dir, &tp, base, &config, now).await?;
             segments.insert(base.0, Rc::new(seg));
         }
+        // A closed segment wholly inside the previous one's offset range is what a crash
+        // leaves of a cleaner merge after its commit point: the merged copy holds its
+        // surviving records. Finish the merge by deleting it.
+        let mut covered = Vec::new();
+        let mut prev_end: Option<Offset> = None;
+        let last_base = segments.keys().next_back().copied();
+        for (base, seg) in &segments {
+            let next = seg.st.borrow().next_offset;
+            if let Some(end) = prev_end {
+                if seg.base_offset < end && next <= end && Some(*base) != last_base {
+                    covered.push(*base);
+                    continue;
+                }
+            }
+            prev_end = Some(next);
+        }
+        for base in covered {
+            if let Some(seg) = segments.remove(&base) {
+                tracing::info!(partition = %tp, segment = %seg.base_offset, "removing a segment merged by the cleaner before a crash");
+                for path in [&seg.index_path, &seg.log_path] {
+                    match storage.remove_file(path).await {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(io_err(path, e)),
+                    }
+                }
+            }
+        }
+        storage.sync_dir(&dir).await.map_err(|e| io_err(&dir, e))?;
         // Offsets must be contiguous across segments: each segment starts where the previous
         // ended. A gap means a lost or foreign file; refuse rather than serve a hole.
         let mut prev_end: Option<Offset> = None;
@@ -947,12 +976,17 @@ where
             if result.bytes.len() > before || next.is_none() {
                 break;
             }
-            // Nothing at or after `from` in this segment: continue in the next one.
+            // Nothing at or after `from` in this segment: continue in the one that now holds
+            // its end offset (the cleaner may have merged what followed into a new copy of
+            // this one), else in the next one.
             let next_seg = {
                 let st = self.st.borrow();
+                let end = sst_next(&seg);
                 st.segments
-                    .range(seg.base_offset.0 + 1..)
-                    .next()
+                    .range(..=end.0)
+                    .next_back()
+                    .filter(|(_, s)| !Rc::ptr_eq(s, &seg) && sst_next(s) > end)
+                    .or_else(|| st.segments.range(seg.base_offset.0 + 1..).next())
                     .map(|(_, s)| s.clone())
             };
             match next_seg {

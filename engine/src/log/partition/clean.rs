@@ -11,7 +11,11 @@
 //!   the same records, minus superseded ones.
 //! - Readers that picked the old segment keep its open file (the unlinked inode lives on)
 //!   and read a consistent old copy; later reads find the new segment in the map.
-//! - Each segment still ends at its original offset (its last batch is kept, empty if need
+//! - Consecutive small segments are merged into the first one's file (one group at a time):
+//!   the rename over the first is the commit point, then the others' files are deleted; a
+//!   crash in between leaves files that recovery finds covered by the merged segment's
+//!   offset range and deletes.
+//! - Each group still ends at its original offset (its last batch is kept, empty if need
 //!   be), so segments stay contiguous and recovery needs no cleaner metadata.
 //! - Segments are cleaned oldest first, so a crash between two swaps can hide a tombstone
 //!   only together with (or after) the values it deleted.
@@ -229,15 +233,20 @@ where
             keep_empty: false,
         };
         let mut due = i64::MAX;
-        for seg in cleanable.iter().filter(|s| s.base_offset < clean_end) {
+        let to_clean: Vec<_> = cleanable
+            .iter()
+            .filter(|s| s.base_offset < clean_end)
+            .cloned()
+            .collect();
+        for group in merge_groups(&to_clean, config.segment_bytes_clamped()) {
             let Some(cleaned) = self
-                .clean_segment(seg, &map, rules, &config, &mut outcome, &mut due)
+                .clean_group(group, &map, rules, &config, &mut outcome, &mut due)
                 .await?
             else {
                 continue;
             };
-            if self.swap_in(seg, cleaned).await? {
-                outcome.segments_rewritten += 1;
+            if self.swap_in(group, cleaned).await? {
+                outcome.segments_rewritten += group.len();
             } else {
                 // Retention, DeleteRecords or close got there first: stop this pass.
                 return Ok(outcome);
@@ -263,136 +272,134 @@ where
         Ok(outcome)
     }
 
-    /// Writes the cleaned copy of `seg`, or returns None when nothing in it changes (no
-    /// write at all: the unchanged prefix is only copied once a first change shows up).
-    async fn clean_segment(
+    /// Writes the cleaned copy of a group of consecutive segments as one segment based at
+    /// the first one's base offset. Returns None when the group is one segment in which
+    /// nothing changes (no write at all: the unchanged prefix is only copied once a first
+    /// change shows up).
+    async fn clean_group(
         &self,
-        seg: &Rc<Segment<S::File>>,
+        group: &[Rc<Segment<S::File>>],
         map: &OffsetMap,
         rules: FilterRules,
         config: &LogConfig,
         outcome: &mut CleanOutcome,
         tombstone_due_ms: &mut i64,
     ) -> Result<Option<CleanedSegment<S::File>>, LogError> {
-        let limit = seg.st.borrow().written;
-        let io = |e| self.io_error(&seg.log_path, e);
+        let first = group.first().expect("a group holds at least one segment");
+        let tmp = PathBuf::from(format!("{}{CLEANED_SUFFIX}", first.log_path.display()));
+        let tmp_err = |e| self.io_error(&tmp, e);
         let mut writer: Option<CleanedWriter<S::File>> = None;
-        let tmp = PathBuf::from(format!("{}{CLEANED_SUFFIX}", seg.log_path.display()));
+        if group.len() > 1 {
+            writer = Some(self.cleaned_writer(&tmp).await?);
+        }
         let mut index = SegmentIndex::new();
         let mut out_size = 0u64;
-        let mut out_next = seg.base_offset;
-        let mut pos = 0u64;
+        let mut out_next = first.base_offset;
         let mut seen = 0usize;
-        while pos < limit {
-            let want = (CLEANER_READ_BYTES as u64).min(limit - pos) as usize;
-            let window = seg.file.read_at(pos, want).await.map_err(io)?;
-            let mut at = 0usize;
-            while at < window.len() {
-                let rest = &window[at..];
-                let header = FrameHeader::decode(rest)
-                    .map_err(|e| self.corrupt(seg, pos + at as u64, e.to_string()))?;
-                let frame = header.frame_bytes();
-                let owned;
-                let bytes: &[u8] = if rest.len() >= frame {
-                    &rest[FRAME_HEADER_BYTES..frame]
-                } else if at == 0 {
-                    // One frame larger than the window: read exactly it.
-                    owned = seg.file.read_at(pos, frame).await.map_err(io)?;
-                    if owned.len() < frame {
-                        return Err(self.corrupt(seg, pos, "frame runs past the end".into()));
-                    }
-                    &owned[FRAME_HEADER_BYTES..frame]
-                } else {
-                    break;
-                };
-                let frame_pos = pos + at as u64;
-                check_served(&header, bytes).map_err(|e| self.corrupt(seg, frame_pos, e))?;
-                let view = BatchView::parse(bytes)
-                    .map_err(|e| self.corrupt(seg, frame_pos, e.to_string()))?;
-                let last_in_segment = frame_pos + frame as u64 >= limit;
-                let remembered = view.producer_id() >= 0
-                    && self
-                        .st
-                        .borrow()
-                        .producers
-                        .remembers(view.producer_id(), view.last_offset());
-                let rules = FilterRules {
-                    keep_empty: last_in_segment || remembered,
-                    ..rules
-                };
-                let fate = filter_batch(&view, map, rules, tombstone_due_ms).unwrap_or_else(|e| {
-                    tracing::warn!(partition = %self.tp, offset = %view.base_offset(), error = %e, "cleaner cannot read a batch; keeping it whole");
-                    BatchFate::KeepWhole
-                });
-                if fate != BatchFate::KeepWhole && writer.is_none() {
-                    // First change: start the copy with the unchanged frames before it.
-                    let file = self
-                        .storage
-                        .open(&tmp, OpenMode::CreateOrOpen)
-                        .await
-                        .map_err(|e| self.io_error(&tmp, e))?;
-                    file.truncate(0).await.map_err(|e| self.io_error(&tmp, e))?;
-                    let mut w = CleanedWriter {
-                        file,
-                        pending: Vec::new(),
-                        file_pos: 0,
+        for (g, seg) in group.iter().enumerate() {
+            let last_segment = g + 1 == group.len();
+            let limit = seg.st.borrow().written;
+            let io = |e| self.io_error(&seg.log_path, e);
+            let mut pos = 0u64;
+            while pos < limit {
+                let want = (CLEANER_READ_BYTES as u64).min(limit - pos) as usize;
+                let window = seg.file.read_at(pos, want).await.map_err(io)?;
+                let mut at = 0usize;
+                while at < window.len() {
+                    let rest = &window[at..];
+                    let header = FrameHeader::decode(rest)
+                        .map_err(|e| self.corrupt(seg, pos + at as u64, e.to_string()))?;
+                    let frame = header.frame_bytes();
+                    let owned;
+                    let bytes: &[u8] = if rest.len() >= frame {
+                        &rest[FRAME_HEADER_BYTES..frame]
+                    } else if at == 0 {
+                        // One frame larger than the window: read exactly it.
+                        owned = seg.file.read_at(pos, frame).await.map_err(io)?;
+                        if owned.len() < frame {
+                            return Err(self.corrupt(seg, pos, "frame runs past the end".into()));
+                        }
+                        &owned[FRAME_HEADER_BYTES..frame]
+                    } else {
+                        break;
                     };
-                    let mut copied = 0u64;
-                    while copied < out_size {
-                        let n = (CLEANER_READ_BYTES as u64).min(out_size - copied) as usize;
-                        let prefix = seg.file.read_at(copied, n).await.map_err(io)?;
-                        w.push(&prefix).await.map_err(|e| self.io_error(&tmp, e))?;
-                        copied += prefix.len() as u64;
+                    let frame_pos = pos + at as u64;
+                    check_served(&header, bytes).map_err(|e| self.corrupt(seg, frame_pos, e))?;
+                    let view = BatchView::parse(bytes)
+                        .map_err(|e| self.corrupt(seg, frame_pos, e.to_string()))?;
+                    // The group's last batch stays (maybe empty): the group ends where it did.
+                    let last_of_group = last_segment && frame_pos + frame as u64 >= limit;
+                    let remembered = view.producer_id() >= 0
+                        && self
+                            .st
+                            .borrow()
+                            .producers
+                            .remembers(view.producer_id(), view.last_offset());
+                    let rules = FilterRules {
+                        keep_empty: last_of_group || remembered,
+                        ..rules
+                    };
+                    let fate = filter_batch(&view, map, rules, tombstone_due_ms).unwrap_or_else(|e| {
+                        tracing::warn!(partition = %self.tp, offset = %view.base_offset(), error = %e, "cleaner cannot read a batch; keeping it whole");
+                        BatchFate::KeepWhole
+                    });
+                    if fate != BatchFate::KeepWhole && writer.is_none() {
+                        // First change in a lone segment: copy the unchanged frames before it.
+                        let mut w = self.cleaned_writer(&tmp).await?;
+                        let mut copied = 0u64;
+                        while copied < out_size {
+                            let n = (CLEANER_READ_BYTES as u64).min(out_size - copied) as usize;
+                            let prefix = seg.file.read_at(copied, n).await.map_err(io)?;
+                            w.push(&prefix).await.map_err(tmp_err)?;
+                            copied += prefix.len() as u64;
+                        }
+                        writer = Some(w);
                     }
-                    writer = Some(w);
-                }
-                let kept: Option<&[u8]> = match &fate {
-                    BatchFate::KeepWhole => Some(bytes),
-                    BatchFate::Drop => None,
-                    BatchFate::Rewrite(b) => Some(b),
-                };
-                if let Some(kept) = kept {
-                    let kept_view =
-                        BatchView::parse(kept).expect("a kept or rebuilt batch is a valid batch");
-                    let head = FrameHeader::for_batch(&kept_view);
-                    if let Some(w) = writer.as_mut() {
-                        let mut h = [0u8; FRAME_HEADER_BYTES];
-                        head.encode_into(&mut h);
-                        w.push(&h).await.map_err(|e| self.io_error(&tmp, e))?;
-                        w.push(kept).await.map_err(|e| self.io_error(&tmp, e))?;
+                    let kept: Option<&[u8]> = match &fate {
+                        BatchFate::KeepWhole => Some(bytes),
+                        BatchFate::Drop => None,
+                        BatchFate::Rewrite(b) => Some(b),
+                    };
+                    if let Some(kept) = kept {
+                        let kept_view = BatchView::parse(kept)
+                            .expect("a kept or rebuilt batch is a valid batch");
+                        let head = FrameHeader::for_batch(&kept_view);
+                        if let Some(w) = writer.as_mut() {
+                            let mut h = [0u8; FRAME_HEADER_BYTES];
+                            head.encode_into(&mut h);
+                            w.push(&h).await.map_err(tmp_err)?;
+                            w.push(kept).await.map_err(tmp_err)?;
+                        }
+                        let frame_bytes = head.frame_bytes() as u64;
+                        index.on_append(
+                            first.base_offset,
+                            kept_view.base_offset(),
+                            kept_view.last_offset(),
+                            out_size,
+                            frame_bytes,
+                            kept_view.max_timestamp(),
+                            config.index_interval_bytes,
+                        );
+                        out_size += frame_bytes;
+                        out_next = kept_view.last_offset().next();
                     }
-                    let frame_bytes = head.frame_bytes() as u64;
-                    index.on_append(
-                        seg.base_offset,
-                        kept_view.base_offset(),
-                        kept_view.last_offset(),
-                        out_size,
-                        frame_bytes,
-                        kept_view.max_timestamp(),
-                        config.index_interval_bytes,
-                    );
-                    out_size += frame_bytes;
-                    out_next = kept_view.last_offset().next();
+                    at += frame;
+                    seen += 1;
+                    if seen.is_multiple_of(CLEANER_BATCHES_PER_YIELD) {
+                        futures_lite::future::yield_now().await;
+                    }
                 }
-                at += frame;
-                seen += 1;
-                if seen.is_multiple_of(CLEANER_BATCHES_PER_YIELD) {
-                    futures_lite::future::yield_now().await;
+                if at == 0 {
+                    return Err(self.corrupt(seg, pos, "no whole frame in the segment".into()));
                 }
+                pos += at as u64;
             }
-            if at == 0 {
-                return Err(self.corrupt(seg, pos, "no whole frame in the segment".into()));
-            }
-            pos += at as u64;
+            outcome.bytes_read += limit;
         }
-        outcome.bytes_read += limit;
         let Some(writer) = writer else {
             return Ok(None);
         };
-        let file = writer
-            .finish(out_size)
-            .await
-            .map_err(|e| self.io_error(&tmp, e))?;
+        let file = writer.finish(out_size).await.map_err(tmp_err)?;
         outcome.bytes_written += out_size;
         Ok(Some(CleanedSegment {
             file,
@@ -403,56 +410,84 @@ where
         }))
     }
 
-    /// Replaces `old` by its cleaned copy (see the module docs for the crash argument).
-    /// Returns false, discarding the copy, if `old` is no longer in the log.
+    async fn cleaned_writer(&self, tmp: &Path) -> Result<CleanedWriter<S::File>, LogError> {
+        let file = self
+            .storage
+            .open(tmp, OpenMode::CreateOrOpen)
+            .await
+            .map_err(|e| self.io_error(tmp, e))?;
+        file.truncate(0).await.map_err(|e| self.io_error(tmp, e))?;
+        Ok(CleanedWriter {
+            file,
+            pending: Vec::new(),
+            file_pos: 0,
+        })
+    }
+
+    /// Replaces the segments of `group` by their cleaned copy, one segment at the first's
+    /// base offset (see the module docs for the crash argument). Returns false, discarding
+    /// the copy, if any of them is no longer in the log.
     async fn swap_in(
         &self,
-        old: &Rc<Segment<S::File>>,
+        group: &[Rc<Segment<S::File>>],
         cleaned: CleanedSegment<S::File>,
     ) -> Result<bool, LogError> {
         // Not the append lock: appends go on while the swap fsyncs.
         let _segments = self.segments_lock.lock().await;
+        let first = group.first().expect("a group holds at least one segment");
         let current = {
             let st = self.st.borrow();
             !st.closed
-                && st
-                    .segments
-                    .get(&old.base_offset.0)
-                    .is_some_and(|s| Rc::ptr_eq(s, old))
+                && group.iter().all(|old| {
+                    st.segments
+                        .get(&old.base_offset.0)
+                        .is_some_and(|s| Rc::ptr_eq(s, old))
+                })
         };
         let dir_sync = |e| self.io_error(&self.dir, e);
+        let remove = |path: PathBuf| async move {
+            match self.storage.remove_file(&path).await {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(self.io_error(&path, e)),
+            }
+        };
         if !current {
             drop(cleaned.file);
-            match self.storage.remove_file(&cleaned.path).await {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(self.io_error(&cleaned.path, e)),
-            }
+            remove(cleaned.path.clone()).await?;
             return Ok(false);
         }
         let (next_offset, created_ms) = {
-            let sst = old.st.borrow();
-            (sst.next_offset, sst.created_ms)
+            let last = group.last().expect("a group holds at least one segment");
+            let created = first.st.borrow().created_ms;
+            let next = last.st.borrow().next_offset;
+            (next, created)
         };
         assert_eq!(
             cleaned.next_offset, next_offset,
-            "a cleaned segment keeps its last batch, so it ends where the original did"
+            "a cleaned group keeps its last batch, so it ends where the original did"
         );
-        // 1. No stale index may describe the new file: drop the old one first, durably.
-        match self.storage.remove_file(&old.index_path).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(self.io_error(&old.index_path, e)),
+        // 1. No stale index may describe the new file: drop the old ones first, durably.
+        for old in group {
+            remove(old.index_path.clone()).await?;
         }
         self.storage.sync_dir(&self.dir).await.map_err(dir_sync)?;
-        // 2. The commit point.
+        // 2. The commit point: the first segment's file now holds the whole group.
         self.storage
-            .rename(&cleaned.path, &old.log_path)
+            .rename(&cleaned.path, &first.log_path)
             .await
-            .map_err(|e| self.io_error(&old.log_path, e))?;
+            .map_err(|e| self.io_error(&first.log_path, e))?;
         self.storage.sync_dir(&self.dir).await.map_err(dir_sync)?;
-        // 3. The new index (a crash before it is durable means a rebuild by scan).
-        let seg = Segment::new(&self.dir, old.base_offset, cleaned.file, created_ms);
+        // 3. The merged segments' files; a crash before this is durable leaves files that
+        // recovery recognises as covered by the first and deletes.
+        for old in &group[1..] {
+            remove(old.log_path.clone()).await?;
+        }
+        if group.len() > 1 {
+            self.storage.sync_dir(&self.dir).await.map_err(dir_sync)?;
+        }
+        // 4. In the map before the index is written: the files on disk are the new ones.
+        let seg = Segment::new(&self.dir, first.base_offset, cleaned.file, created_ms);
         {
             let mut sst = seg.st.borrow_mut();
             sst.index = cleaned.index;
@@ -462,13 +497,45 @@ where
             sst.sealed = true;
             sst.preallocated = cleaned.size;
         }
-        // In the map before the index is written: the file on disk is already the new one.
         let seg = Rc::new(seg);
-        self.st
-            .borrow_mut()
-            .segments
-            .insert(old.base_offset.0, seg.clone());
+        {
+            let mut st = self.st.borrow_mut();
+            for old in &group[1..] {
+                st.segments.remove(&old.base_offset.0);
+            }
+            st.segments.insert(first.base_offset.0, seg.clone());
+        }
+        // 5. The new index (a crash before it is durable means a rebuild by scan).
         self.persist_index(&seg).await?;
         Ok(true)
     }
+}
+
+/// Consecutive segments cleaned into one (Kafka's grouping): as many as fit one segment of
+/// `segment_bytes` by their current sizes, with offsets relative to the first still fitting
+/// the index's u32. Small cleaned segments so merge on a later pass instead of piling up
+/// (each one is an open file).
+fn merge_groups<F: StorageFile>(
+    segments: &[Rc<Segment<F>>],
+    segment_bytes: u64,
+) -> Vec<&[Rc<Segment<F>>]> {
+    let mut groups = Vec::new();
+    let mut start = 0;
+    while start < segments.len() {
+        let base = segments[start].base_offset.0;
+        let mut bytes = segments[start].size();
+        let mut end = start + 1;
+        while end < segments.len() {
+            let next = &segments[end];
+            let span = sst_next(next).0 - base;
+            if bytes + next.size() > segment_bytes || span > u32::MAX as i64 {
+                break;
+            }
+            bytes += next.size();
+            end += 1;
+        }
+        groups.push(&segments[start..end]);
+        start = end;
+    }
+    groups
 }
