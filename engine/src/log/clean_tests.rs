@@ -584,3 +584,52 @@ fn merged_segments_stay_within_segment_bytes() {
     drop(log);
     assert_eq!(read_records(&open(&storage, config, &clock)), model);
 }
+
+fn live(records: &BTreeMap<i64, Rec>) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    latest(records)
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Several passes with a small offset map, expired tombstones, and reopens in between
+    /// (which make the cleaner look for due tombstones): a deleted key never comes back and
+    /// every key's visible value is the model's after every pass.
+    #[test]
+    fn deleted_keys_never_come_back_across_passes(
+        w in workload(),
+        map_bytes in 60usize..600,
+        reopen_every in 1usize..4,
+    ) {
+        let storage = SimStorage::new();
+        let clock = ManualClock::new(START_MS);
+        let config = LogConfig { min_cleanable_dirty_ratio: 0.3, ..compacted(10) };
+        let mut log = open(&storage, config.clone(), &clock);
+        let model = write(&log, &clock, &w);
+        let end = active_base(&log);
+        clock.advance_ms(1_000);
+        let want_live = live(&model);
+        for pass in 1..200usize {
+            let o = block_on(log.clean_with_map_bytes(map_bytes)).expect("clean");
+            let got = read_records(&log);
+            prop_assert_eq!(live(&got), want_live.clone(), "pass {}", pass);
+            for (off, r) in &got {
+                prop_assert_eq!(model.get(off), Some(r));
+            }
+            if pass % reopen_every == 0 {
+                block_on(log.close()).expect("close");
+                log = open(&storage, config.clone(), &clock);
+            }
+            if !o.ran && log.cleaner_checkpoint().0 >= end {
+                break;
+            }
+        }
+        // Once everything below the active segment was mapped, expired tombstones are gone.
+        let o = block_on(log.clean_with_map_bytes(1 << 20)).expect("clean");
+        let _ = o;
+        prop_assert_eq!(read_records(&log), expected_after_clean(&model, end, true));
+    }
+}

@@ -7,7 +7,10 @@
 //! - A keyed record survives unless the offset map holds a later offset for its key.
 //! - A tombstone (null value) also goes once its batch's max timestamp is more than
 //!   delete.retention.ms old (Kafka >= 3.1 counts from the first cleaning that saw it,
-//!   KIP-534; counting from the batch timestamp needs no rewrite of timestamps).
+//!   KIP-534; counting from the batch timestamp needs no rewrite of timestamps) - but only
+//!   below the pass's horizon (the end of its offset map, or of what earlier passes
+//!   mapped): there every older record of its key is removed in the same pass or was
+//!   before, so dropping the tombstone cannot bring an older value back.
 //! - Records without a key (written before the topic became compacted) survive.
 //! - Control batches (transaction markers) are kept whole.
 //! - A batch left with no records is dropped, unless it must stay as an empty batch: the
@@ -116,6 +119,8 @@ pub enum BatchFate {
 pub struct FilterRules {
     pub now_ms: i64,
     pub delete_retention_ms: i64,
+    /// Tombstones at or above this offset stay whatever their age (see the module rules).
+    pub tombstone_horizon: i64,
     /// Keep the batch (empty if need be) even when no record survives.
     pub keep_empty: bool,
 }
@@ -149,11 +154,15 @@ pub fn filter_batch(
             if map.latest(key).is_some_and(|latest| latest > offset) {
                 return false;
             }
-            !(r.value_is_null && tombstones_expire)
+            !(r.value_is_null && tombstones_expire && offset < rules.tombstone_horizon)
         })
         .copied()
         .collect();
-    if kept.iter().any(|r| r.value_is_null) {
+    // Only tombstones a later pass could drop without new data count as due.
+    if kept
+        .iter()
+        .any(|r| r.value_is_null && base + (r.offset_delta as i64) < rules.tombstone_horizon)
+    {
         *tombstone_due_ms = (*tombstone_due_ms).min(due_ms);
     }
     if kept.len() == records.len() {
@@ -185,6 +194,7 @@ mod tests {
     const RULES: FilterRules = FilterRules {
         now_ms: 1_000,
         delete_retention_ms: 100,
+        tombstone_horizon: i64::MAX,
         keep_empty: false,
     };
 

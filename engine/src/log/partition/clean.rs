@@ -230,6 +230,9 @@ where
         let rules = FilterRules {
             now_ms: now,
             delete_retention_ms: config.delete_retention_ms,
+            // map_end >= first_dirty: below it every key's older records go this pass or
+            // went in an earlier one.
+            tombstone_horizon: map_end.0,
             keep_empty: false,
         };
         let mut due = i64::MAX;
