@@ -257,11 +257,15 @@ where
         }
         {
             let mut st = self.st.borrow_mut();
-            st.tombstones_due_ms = if clean_end >= uncleanable {
+            let due = if clean_end >= uncleanable {
                 due
             } else {
                 st.tombstones_due_ms.min(due)
             };
+            // A pass for due tombstones alone reads every closed segment: at most one per
+            // half delete.retention.ms, however their timestamps spread (a tombstone so
+            // stays at most 1.5 delete.retention.ms).
+            st.tombstones_due_ms = due.max(now.saturating_add(config.delete_retention_ms / 2));
         }
         if map_end > first_dirty {
             let path = self.dir.join(CLEANER_CHECKPOINT);
