@@ -301,6 +301,7 @@ where
             }
             prev_end = Some(next);
         }
+        let finish_merge = !covered.is_empty();
         for base in covered {
             if let Some(seg) = segments.remove(&base) {
                 tracing::info!(partition = %tp, segment = %seg.base_offset, "removing a segment merged by the cleaner before a crash");
@@ -313,7 +314,9 @@ where
                 }
             }
         }
-        storage.sync_dir(&dir).await.map_err(|e| io_err(&dir, e))?;
+        if finish_merge {
+            storage.sync_dir(&dir).await.map_err(|e| io_err(&dir, e))?;
+        }
         // Offsets must be contiguous across segments: each segment starts where the previous
         // ended. A gap means a lost or foreign file; refuse rather than serve a hole.
         let mut prev_end: Option<Offset> = None;

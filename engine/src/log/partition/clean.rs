@@ -32,7 +32,8 @@ use crate::log::compaction::{filter_batch, BatchFate, FilterRules, OffsetMap};
 /// What one cleaner pass did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CleanOutcome {
-    /// Whether the pass ran (the policy compacts and the dirty ratio was reached).
+    /// Whether the pass ran (the policy compacts, and the dirty ratio was reached or a
+    /// kept tombstone became due).
     pub ran: bool,
     /// Keys in the offset map.
     pub keys: usize,
