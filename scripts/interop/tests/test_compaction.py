@@ -11,6 +11,8 @@ import time
 from typing import Optional
 
 import confluent_kafka
+import kafka
+import kafka.admin
 import pytest
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
 
@@ -137,19 +139,31 @@ def test_compacted_topic_keeps_latest_value_per_key(clients, bootstrap, codec):
     check_other_clients(clients, topic, want)
 
 
-def test_topic_altered_to_compact_is_compacted_and_keeps_fresh_tombstones(clients, bootstrap):
-    topic = f"{RUN}-altered-compact"
+@pytest.mark.parametrize("api", ["IncrementalAlterConfigs", "AlterConfigs"])
+def test_topic_altered_to_compact_is_compacted_and_keeps_fresh_tombstones(clients, bootstrap, api):
+    topic = f"{RUN}-altered-compact-{api}"
     create(bootstrap, topic, {"segment.ms": str(SEGMENT_MS)})
     model = produce_rounds(clients, topic, "lz4")
     end = max(model)
     assert read_all(bootstrap, topic, end) == sorted((o, k, v) for o, (k, v) in model.items()), \
         "a delete-policy topic is not compacted"
-    res = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
-        ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.SET),
-        ConfigEntry("min.cleanable.dirty.ratio", "0.01", incremental_operation=AlterConfigOpType.SET),
-    ])
-    a = admin(bootstrap)
-    a.incremental_alter_configs([res])[res].result(timeout=30)
+    if api == "IncrementalAlterConfigs":  # librdkafka
+        res = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
+            ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.SET),
+            ConfigEntry("min.cleanable.dirty.ratio", "0.01", incremental_operation=AlterConfigOpType.SET),
+        ])
+        a = admin(bootstrap)
+        a.incremental_alter_configs([res])[res].result(timeout=30)
+    else:  # kafka-python's admin client sends the legacy AlterConfigs (the whole set)
+        kadmin = kafka.KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+        try:
+            resp = kadmin.alter_configs([kafka.admin.ConfigResource(
+                kafka.admin.ConfigResourceType.TOPIC, topic,
+                configs={"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.01"})])
+            errors = [r[0] for r in resp.resources] if hasattr(resp, "resources") else []
+            assert all(e == 0 for e in errors), f"AlterConfigs errors: {resp}"
+        finally:
+            kadmin.close()
     # delete.retention.ms keeps its one-day default: tombstones stay, at their offsets.
     want = latest_per_key(model, keep_tombstones=True)
     assert any(v is None for _, _, v in want)
