@@ -185,3 +185,17 @@ def test_keyless_record_is_refused_on_a_compacted_topic(bootstrap):
     assert len(results) == 2
     assert results[0] is not None and results[0].code() == INVALID_RECORD, f"keyless: {results[0]}"
     assert results[1] is None, f"keyed record refused: {results[1]}"
+
+
+def test_compaction_configs_are_described_with_kafka_defaults(bootstrap):
+    topic = f"{RUN}-compact-describe"
+    create(bootstrap, topic, {"cleanup.policy": "compact,delete", "min.compaction.lag.ms": "5000"})
+    a = admin(bootstrap)
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    configs = a.describe_configs([res])[res].result(timeout=30)
+    got = {k: configs[k].value for k in ("cleanup.policy", "min.compaction.lag.ms",
+                                           "min.cleanable.dirty.ratio", "delete.retention.ms")}
+    assert got == {"cleanup.policy": "compact,delete", "min.compaction.lag.ms": "5000",
+                   "min.cleanable.dirty.ratio": "0.5", "delete.retention.ms": "86400000"}, got
+    assert not configs["cleanup.policy"].is_default
+    assert configs["delete.retention.ms"].is_default
