@@ -54,7 +54,8 @@ const _: () = assert!(SEGMENT_BYTES_MAX <= u32::MAX as u64 + 1);
 /// Bytes of keys (plus per-entry overhead) the cleaner's offset map holds in one pass.
 /// Kafka's `log.cleaner.dedupe.buffer.size` idea: when the dirty section holds more keys,
 /// the cleaner stops the map at a batch boundary and cleans again from there next pass.
-/// A pass always admits its first batch, so it can exceed this by one batch's keys.
+/// The map stops at a record boundary; an empty map always admits one key, so it exceeds
+/// this by at most one key.
 pub const CLEANER_OFFSET_MAP_BYTES_MAX: usize = 32 * 1024 * 1024;
 /// Bytes counted per offset-map entry on top of the key (hash slot, offset, box header).
 pub const CLEANER_OFFSET_MAP_ENTRY_OVERHEAD_BYTES: usize = 48;

@@ -76,31 +76,37 @@ impl OffsetMap {
         self.latest.get(key).copied()
     }
 
-    /// Adds every keyed record of `view` if the budget allows all of them (counting each
-    /// as new); a map that is still empty always takes the batch, so a pass progresses.
-    /// Returns false, adding nothing, when the batch does not fit.
-    pub fn try_add_batch(&mut self, view: &BatchView<'_>) -> Result<bool, RecordError> {
+    /// Adds the keyed records of `view` in order while the budget allows; an empty map
+    /// always takes one record, so a pass progresses and the map never exceeds its budget
+    /// by more than one key.
+    pub fn add_batch(&mut self, view: &BatchView<'_>) -> Result<MapFill, RecordError> {
         if view.is_control() {
-            return Ok(true);
+            return Ok(MapFill::All);
         }
         let section = record_section(view, DECOMPRESSED_BATCH_BYTES_MAX)?;
         let records = parse_records(&section, view.record_count())?;
-        let need: usize = records
-            .iter()
-            .filter_map(|r| r.key)
-            .map(Self::entry_bytes)
-            .sum();
-        if !self.is_empty() && self.bytes + need > self.bytes_max {
-            return Ok(false);
-        }
         let base = view.base_offset().0;
         for r in &records {
-            if let Some(k) = r.key {
-                self.put(k, base + r.offset_delta as i64);
+            let Some(k) = r.key else {
+                continue;
+            };
+            let offset = base + r.offset_delta as i64;
+            let new = !self.latest.contains_key(k);
+            if new && !self.is_empty() && self.bytes + Self::entry_bytes(k) > self.bytes_max {
+                return Ok(MapFill::UpTo(offset));
             }
+            self.put(k, offset);
         }
-        Ok(true)
+        Ok(MapFill::All)
     }
+}
+
+/// How much of a batch went into the offset map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapFill {
+    All,
+    /// The budget ran out: records from this offset on were not added.
+    UpTo(i64),
 }
 
 /// What to do with one batch of a segment being cleaned.
@@ -215,7 +221,10 @@ mod tests {
         let mut due = i64::MAX;
         let mut map = OffsetMap::new(1 << 20);
         for b in [&old, &new] {
-            assert!(map.try_add_batch(&BatchView::parse(b).unwrap()).unwrap());
+            assert_eq!(
+                map.add_batch(&BatchView::parse(b).unwrap()).unwrap(),
+                MapFill::All
+            );
         }
         assert_eq!(map.latest(b"a"), Some(2));
         let fate = filter_batch(&BatchView::parse(&old).unwrap(), &map, RULES, &mut due).unwrap();
@@ -269,7 +278,7 @@ mod tests {
     }
 
     #[test]
-    fn map_budget_stops_at_a_batch_but_always_takes_the_first() {
+    fn map_budget_stops_at_a_record_but_always_takes_one() {
         let b1 = at(
             build::keyed(&[(Some(b"key-1"), Some(b"v"))], CODEC_NONE, 0),
             0,
@@ -279,8 +288,28 @@ mod tests {
             1,
         );
         let mut map = OffsetMap::new(10);
-        assert!(map.try_add_batch(&BatchView::parse(&b1).unwrap()).unwrap());
-        assert!(!map.try_add_batch(&BatchView::parse(&b2).unwrap()).unwrap());
+        assert_eq!(
+            map.add_batch(&BatchView::parse(&b1).unwrap()).unwrap(),
+            MapFill::All
+        );
+        assert_eq!(
+            map.add_batch(&BatchView::parse(&b2).unwrap()).unwrap(),
+            MapFill::UpTo(1)
+        );
+        // A known key costs nothing more: it still goes in.
+        let b3 = at(
+            build::keyed(
+                &[(Some(b"key-1"), Some(b"w")), (Some(b"key-3"), Some(b"w"))],
+                CODEC_NONE,
+                0,
+            ),
+            2,
+        );
+        assert_eq!(
+            map.add_batch(&BatchView::parse(&b3).unwrap()).unwrap(),
+            MapFill::UpTo(3)
+        );
+        assert_eq!(map.latest(b"key-1"), Some(2));
         assert_eq!(map.len(), 1);
     }
 }

@@ -27,7 +27,7 @@ use crate::limits::{
     CLEANER_BATCHES_PER_YIELD, CLEANER_OFFSET_MAP_BYTES_MAX, CLEANER_READ_BYTES,
     CLEANER_WRITE_BUFFER_BYTES,
 };
-use crate::log::compaction::{filter_batch, BatchFate, FilterRules, OffsetMap};
+use crate::log::compaction::{filter_batch, BatchFate, FilterRules, MapFill, OffsetMap};
 
 /// What one cleaner pass did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -198,9 +198,11 @@ where
                 if view.last_offset() < map_end {
                     continue;
                 }
-                match map.try_add_batch(&view) {
-                    Ok(true) => {}
-                    Ok(false) => {
+                match map.add_batch(&view) {
+                    Ok(MapFill::All) => {}
+                    Ok(MapFill::UpTo(offset)) => {
+                        // The map covers this batch's records below `offset`.
+                        map_end = map_end.max(Offset(offset));
                         outcome.more = true;
                         break 'build;
                     }
