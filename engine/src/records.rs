@@ -274,13 +274,17 @@ pub fn compress(codec: u8, data: &[u8]) -> Result<Vec<u8>, RecordError> {
     }
 }
 
-/// The batch's record section, decompressed (at most `limit` bytes).
-pub fn record_section(view: &BatchView<'_>, limit: usize) -> Result<Vec<u8>, RecordError> {
-    decompress(
-        view.compression_codec(),
-        &view.bytes()[BATCH_HEADER_BYTES..],
-        limit,
-    )
+/// The batch's record section, decompressed (at most `limit` bytes); borrowed when the
+/// batch is not compressed.
+pub fn record_section<'a>(
+    view: &BatchView<'a>,
+    limit: usize,
+) -> Result<std::borrow::Cow<'a, [u8]>, RecordError> {
+    let data = &view.bytes()[BATCH_HEADER_BYTES..];
+    match view.compression_codec() {
+        CODEC_NONE => Ok(std::borrow::Cow::Borrowed(data)),
+        codec => decompress(codec, data, limit).map(std::borrow::Cow::Owned),
+    }
 }
 
 /// Whether every record of the batch has a key (what a compacted topic requires).
