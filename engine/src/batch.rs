@@ -49,6 +49,12 @@ pub enum BatchError {
     },
     #[error("empty record set")]
     Empty,
+    /// Kafka's rule for compacted topics (it answers INVALID_RECORD).
+    #[error("compacted topic cannot accept a record without a key")]
+    MissingKey,
+    /// The records inside a batch could not be read (bad compression or record framing).
+    #[error("records unreadable: {0}")]
+    Records(String),
 }
 
 fn be_i16(b: &[u8], at: usize) -> i16 {

@@ -26,6 +26,45 @@ pub enum Durability {
     None,
 }
 
+/// Kafka's `cleanup.policy`: what happens to old data.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CleanupPolicy {
+    /// `delete`: retention.ms / retention.bytes delete whole old segments.
+    #[default]
+    Delete,
+    /// `compact`: the cleaner keeps the latest record per key; nothing expires by age.
+    Compact,
+    /// `compact,delete`: both.
+    CompactDelete,
+}
+
+impl CleanupPolicy {
+    /// Parses Kafka's comma-separated list ("delete", "compact", "compact,delete").
+    pub fn parse(value: &str) -> Option<CleanupPolicy> {
+        let (mut compact, mut delete) = (false, false);
+        for p in value.split(',').map(str::trim) {
+            match p {
+                "compact" => compact = true,
+                "delete" => delete = true,
+                _ => return None,
+            }
+        }
+        match (compact, delete) {
+            (true, true) => Some(CleanupPolicy::CompactDelete),
+            (true, false) => Some(CleanupPolicy::Compact),
+            (false, true) => Some(CleanupPolicy::Delete),
+            (false, false) => None,
+        }
+    }
+    pub fn compacts(self) -> bool {
+        matches!(self, CleanupPolicy::Compact | CleanupPolicy::CompactDelete)
+    }
+    pub fn deletes(self) -> bool {
+        matches!(self, CleanupPolicy::Delete | CleanupPolicy::CompactDelete)
+    }
+}
+
 /// Per-partition log settings (Kafka topic-level config names in comments).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -42,6 +81,16 @@ pub struct LogConfig {
     pub index_interval_bytes: u64,
     /// message.timestamp.type = LogAppendTime when true.
     pub log_append_time: bool,
+    /// cleanup.policy
+    pub cleanup_policy: CleanupPolicy,
+    /// min.cleanable.dirty.ratio: the cleaner runs when dirty bytes / cleanable bytes of
+    /// the closed segments reach it.
+    pub min_cleanable_dirty_ratio: f64,
+    /// min.compaction.lag.ms: records younger than this stay uncompacted.
+    pub min_compaction_lag_ms: i64,
+    /// delete.retention.ms: how long a tombstone (null value) outlives its batch timestamp
+    /// before the cleaner removes it.
+    pub delete_retention_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -53,6 +102,10 @@ impl Default for LogConfig {
             retention_bytes: -1,
             index_interval_bytes: crate::limits::INDEX_INTERVAL_BYTES,
             log_append_time: false,
+            cleanup_policy: CleanupPolicy::Delete,
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
+            delete_retention_ms: 86_400_000,
         }
     }
 }
@@ -85,6 +138,9 @@ pub struct EngineConfig {
     pub durability: Durability,
     /// How often the retention task looks at each partition.
     pub retention_check_interval_ms: u64,
+    /// How often the log cleaner looks at each compacted partition (Kafka's
+    /// log.cleaner.backoff.ms).
+    pub compaction_check_interval_ms: u64,
     /// Defaults for every partition log (topics override them).
     pub log: LogConfig,
     /// Pins: "topic" or "topic/partition" -> shard index.
@@ -107,6 +163,7 @@ impl Default for EngineConfig {
             ring_depth: 256,
             durability: Durability::GroupCommit,
             retention_check_interval_ms: 30_000,
+            compaction_check_interval_ms: 15_000,
             log: LogConfig::default(),
             pin: BTreeMap::new(),
             numa_memory: NumaMemory::default(),

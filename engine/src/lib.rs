@@ -17,7 +17,8 @@ pub mod ids;
 pub mod io;
 pub mod limits;
 pub mod log;
+pub mod records;
 pub mod runtime;
 
-pub use config::{Durability, EngineConfig, LogConfig};
+pub use config::{CleanupPolicy, Durability, EngineConfig, LogConfig};
 pub use ids::{LeaderEpoch, Offset, PartitionId, ShardId, TopicPartition};

@@ -57,3 +57,31 @@ const _: () = assert!(MOVE_DRAIN_MS_MAX < MOVE_WAIT_MS_MAX);
 const _: () = assert!(ROUTE_RETRY_US_MIN > 0 && ROUTE_RETRY_US_MIN <= ROUTE_RETRY_US_MAX);
 // A segment position must fit the u32 positions in the sparse index.
 const _: () = assert!(SEGMENT_BYTES_MAX <= u32::MAX as u64 + 1);
+
+// ---- log cleaner (compaction) ----
+
+/// Bytes of keys (plus per-entry overhead) the cleaner's offset map holds in one pass.
+/// Kafka's `log.cleaner.dedupe.buffer.size` idea: when the dirty section holds more keys,
+/// the cleaner stops the map at a batch boundary and cleans again from there next pass.
+/// The map stops at a record boundary; an empty map always admits one key, so it exceeds
+/// this by at most one key.
+pub const CLEANER_OFFSET_MAP_BYTES_MAX: usize = 32 * 1024 * 1024;
+/// Bytes counted per offset-map entry on top of the key (hash slot, offset, box header).
+pub const CLEANER_OFFSET_MAP_ENTRY_OVERHEAD_BYTES: usize = 48;
+/// Bytes the cleaner reads from a segment per request.
+pub const CLEANER_READ_BYTES: usize = 4 * 1024 * 1024;
+/// Bytes of cleaned frames the cleaner accumulates before one aligned write.
+pub const CLEANER_WRITE_BUFFER_BYTES: usize = 4 * 1024 * 1024;
+/// Largest decompressed record section the cleaner (or a compacted topic's key check)
+/// inflates from one batch; a batch that inflates beyond it is kept whole, uncleaned (or
+/// refused at produce on a compacted topic).
+pub const DECOMPRESSED_BATCH_BYTES_MAX: usize = 256 * 1024 * 1024;
+/// Passes one cleaner round runs on one partition before it yields to the next partition.
+pub const CLEANER_PASSES_PER_ROUND_MAX: usize = 8;
+/// Batches the cleaner processes between voluntary yields to the shard's other tasks.
+pub const CLEANER_BATCHES_PER_YIELD: usize = 64;
+
+const _: () = assert!(CLEANER_WRITE_BUFFER_BYTES.is_multiple_of(IO_ALIGNMENT_BYTES));
+const _: () = assert!(CLEANER_READ_BYTES <= READ_BYTES_MAX);
+const _: () = assert!(DECOMPRESSED_BATCH_BYTES_MAX >= BATCH_BYTES_MAX);
+const _: () = assert!(CLEANER_OFFSET_MAP_BYTES_MAX > CLEANER_OFFSET_MAP_ENTRY_OVERHEAD_BYTES);

@@ -21,6 +21,21 @@ pub struct OwnerContext {
     pub defaults: Arc<TopicDefaults>,
 }
 
+/// The log config of a topic's partitions. `__consumer_offsets` always compacts (its
+/// records are keyed by group/topic/partition, and a delete policy would drop commits),
+/// also when it was created before the broker compacted anything.
+fn log_config_for(
+    ctx: &OwnerContext,
+    topic: &str,
+    configs: &std::collections::BTreeMap<String, String>,
+) -> sluice_engine::LogConfig {
+    let mut cfg = topic_config::log_config(&ctx.defaults, configs);
+    if crate::group::offsets::is_internal(topic) && !cfg.cleanup_policy.compacts() {
+        cfg.cleanup_policy = sluice_engine::CleanupPolicy::Compact;
+    }
+    cfg
+}
+
 /// The partition's log on this (owner) shard, opened on first use if the metadata says
 /// the partition exists (after a restart, or when another shard just created the topic).
 pub async fn partition_log(
@@ -38,7 +53,7 @@ pub async fn partition_log(
     if tp.partition.0 < 0 || tp.partition.0 >= topic.partitions {
         return Err(errors::UNKNOWN_TOPIC_OR_PARTITION);
     }
-    let cfg = topic_config::log_config(&ctx.defaults, &topic.configs);
+    let cfg = log_config_for(ctx, &tp.topic, &topic.configs);
     shard
         .open_partition(tp.clone(), cfg)
         .await
@@ -62,6 +77,11 @@ fn log_error_code(tp: &TopicPartition, e: &LogError) -> i16 {
             source: sluice_engine::batch::BatchError::TooLarge { .. },
             ..
         } => errors::MESSAGE_TOO_LARGE,
+        // Kafka refuses a keyless record on a compacted topic with INVALID_RECORD.
+        LogError::Batch {
+            source: sluice_engine::batch::BatchError::MissingKey,
+            ..
+        } => errors::INVALID_RECORD,
         LogError::Batch { .. } => errors::CORRUPT_MESSAGE,
         // Idempotent producers. A duplicate batch is not an error: the engine answers it
         // with the original offsets (DUPLICATE_SEQUENCE_NUMBER is not used by modern
@@ -315,7 +335,7 @@ pub async fn size_bytes(shard: Rc<Shard>, ctx: OwnerContext, tp: TopicPartition)
 pub async fn apply_config(shard: Rc<Shard>, ctx: OwnerContext, tp: TopicPartition) {
     if let Some(log) = shard.partition(&tp) {
         if let Some(t) = ctx.store.snapshot().topic(&tp.topic) {
-            log.set_config(topic_config::log_config(&ctx.defaults, &t.configs));
+            log.set_config(log_config_for(&ctx, &tp.topic, &t.configs));
         }
     }
 }

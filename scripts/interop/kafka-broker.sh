@@ -51,6 +51,8 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
+# test_compaction.py waits for the log cleaner (default backoff 15 s).
+log.cleaner.backoff.ms=200
 PROPS
     echo "$port" > "$state/port"
     local cluster_id

@@ -278,6 +278,8 @@ impl Storage for SimStorage {
     }
 
     async fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        // A metadata operation is I/O too: other tasks (and a test's crash) can come between.
+        futures_lite::future::yield_now().await;
         if self.fs.borrow().dirs.contains(path) {
             Ok(())
         } else {
@@ -299,6 +301,8 @@ impl Storage for SimStorage {
     }
 
     async fn remove_file(&self, path: &Path) -> io::Result<()> {
+        // A metadata operation is I/O too: other tasks (and a test's crash) can come between.
+        futures_lite::future::yield_now().await;
         self.fs
             .borrow_mut()
             .files
@@ -315,6 +319,8 @@ impl Storage for SimStorage {
     }
 
     async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        // A metadata operation is I/O too: other tasks (and a test's crash) can come between.
+        futures_lite::future::yield_now().await;
         let mut fs = self.fs.borrow_mut();
         let f = fs.files.remove(from).ok_or_else(|| not_found(from))?;
         fs.files.insert(to.to_path_buf(), f);

@@ -38,7 +38,15 @@ use crate::log::retention::{segments_to_delete, SegmentSummary};
 use crate::log::segment::{parse_log_file_name, scan_segment, Segment};
 use crate::log::small_file::{read_small_file, replace_small_file, write_small_file};
 
+mod clean;
+pub use clean::CleanOutcome;
+
 const LOG_START_CHECKPOINT: &str = "log-start-offset.ckpt";
+/// The log cleaner's first dirty offset: everything below it was cleaned against every key
+/// written below it.
+const CLEANER_CHECKPOINT: &str = "cleaner-offset.ckpt";
+/// Suffix of a cleaned segment copy not yet swapped in; recovery deletes leftovers.
+const CLEANED_SUFFIX: &str = ".cleaned";
 const PRODUCER_SNAPSHOT: &str = "producer-state.snapshot";
 const CHECKPOINT_MAGIC: u32 = 0x534c_4353; // "SLCS"
 
@@ -147,6 +155,11 @@ struct LogState<F: StorageFile> {
     max_timestamp: i64,
     max_timestamp_offset: Offset,
     producers: ProducerState,
+    /// The cleaner's first dirty offset (persisted in `CLEANER_CHECKPOINT`).
+    cleaner_checkpoint: Offset,
+    /// When the earliest tombstone the cleaner kept may go (clock ms; i64::MAX: none).
+    /// Not persisted: 0 after open, so the first pass looks once.
+    tombstones_due_ms: i64,
 }
 
 impl<F: StorageFile> LogState<F> {
@@ -191,6 +204,10 @@ pub struct PartitionLog<S: Storage = DmaStorage> {
     durability: Durability,
     st: RefCell<LogState<S::File>>,
     append_lock: async_lock::Mutex<()>,
+    /// Held while closed segments are deleted or replaced (retention, DeleteRecords, the
+    /// cleaner's swap, close, remove), so the cleaner's fsyncs never stall appends. Taken
+    /// before `append_lock` when both are needed.
+    segments_lock: async_lock::Mutex<()>,
     flush_lock: async_lock::Mutex<()>,
     stats: crate::log::stats::LogStats,
 }
@@ -234,13 +251,21 @@ where
             .filter_map(|n| parse_log_file_name(n))
             .collect();
         bases.sort();
-        for name in names.iter().filter(|n| n.ends_with(".tmp")) {
+        // Leftovers of an interrupted small-file replace or cleaner pass: the originals are
+        // intact (a cleaned copy replaces its segment by one atomic rename).
+        for name in names
+            .iter()
+            .filter(|n| n.ends_with(".tmp") || n.ends_with(CLEANED_SUFFIX))
+        {
             let p = dir.join(name);
             storage.remove_file(&p).await.map_err(|e| io_err(&p, e))?;
         }
-        let checkpoint = read_log_start(&storage, &dir)
+        let checkpoint = read_checkpoint(&storage, &dir, LOG_START_CHECKPOINT)
             .await
             .map_err(|e| io_err(&dir.join(LOG_START_CHECKPOINT), e))?;
+        let cleaner_checkpoint = read_checkpoint(&storage, &dir, CLEANER_CHECKPOINT)
+            .await
+            .map_err(|e| io_err(&dir.join(CLEANER_CHECKPOINT), e))?;
 
         let now = clock.now_ms();
         let mut segments = BTreeMap::new();
@@ -259,6 +284,38 @@ where
             let base = checkpoint.unwrap_or(Offset::ZERO);
             let seg = create_segment(&storage, &dir, &tp, base, &config, now).await?;
             segments.insert(base.0, Rc::new(seg));
+        }
+        // A closed segment wholly inside the previous one's offset range is what a crash
+        // leaves of a cleaner merge after its commit point: the merged copy holds its
+        // surviving records. Finish the merge by deleting it.
+        let mut covered = Vec::new();
+        let mut prev_end: Option<Offset> = None;
+        let last_base = segments.keys().next_back().copied();
+        for (base, seg) in &segments {
+            let next = seg.st.borrow().next_offset;
+            if let Some(end) = prev_end {
+                if seg.base_offset < end && next <= end && Some(*base) != last_base {
+                    covered.push(*base);
+                    continue;
+                }
+            }
+            prev_end = Some(next);
+        }
+        let finish_merge = !covered.is_empty();
+        for base in covered {
+            if let Some(seg) = segments.remove(&base) {
+                tracing::info!(partition = %tp, segment = %seg.base_offset, "removing a segment merged by the cleaner before a crash");
+                for path in [&seg.index_path, &seg.log_path] {
+                    match storage.remove_file(path).await {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(io_err(path, e)),
+                    }
+                }
+            }
+        }
+        if finish_merge {
+            storage.sync_dir(&dir).await.map_err(|e| io_err(&dir, e))?;
         }
         // Offsets must be contiguous across segments: each segment starts where the previous
         // ended. A gap means a lost or foreign file; refuse rather than serve a hole.
@@ -312,6 +369,8 @@ where
             max_timestamp: max_ts,
             max_timestamp_offset: max_ts_off,
             producers: ProducerState::default(),
+            cleaner_checkpoint: cleaner_checkpoint.unwrap_or(log_start).min(end),
+            tombstones_due_ms: 0,
         };
         state.check_invariants();
         let log = PartitionLog {
@@ -322,6 +381,7 @@ where
             durability,
             st: RefCell::new(state),
             append_lock: async_lock::Mutex::new(()),
+            segments_lock: async_lock::Mutex::new(()),
             flush_lock: async_lock::Mutex::new(()),
             stats: Default::default(),
         };
@@ -470,6 +530,9 @@ where
             tp: self.tp.clone(),
             source,
         })?;
+        if self.st.borrow().config.cleanup_policy.compacts() {
+            self.check_keys(records)?;
+        }
         self.check_writable()?;
         let guard = self.append_lock.lock().await;
         self.check_writable()?;
@@ -560,6 +623,30 @@ where
                 tp: self.tp.clone(),
             }),
         }
+    }
+
+    /// A compacted topic accepts only keyed records (Kafka refuses the produce with
+    /// INVALID_RECORD). Looks inside compressed batches; control batches are exempt.
+    fn check_keys(&self, records: &[u8]) -> Result<(), LogError> {
+        let refuse = |source| LogError::Batch {
+            tp: self.tp.clone(),
+            source,
+        };
+        for view in batches(records) {
+            let view = view.map_err(refuse)?;
+            if view.is_control() {
+                continue;
+            }
+            match crate::records::all_records_keyed(
+                &view,
+                crate::limits::DECOMPRESSED_BATCH_BYTES_MAX,
+            ) {
+                Ok(true) => {}
+                Ok(false) => return Err(refuse(BatchError::MissingKey)),
+                Err(e) => return Err(refuse(BatchError::Records(e.to_string()))),
+            }
+        }
+        Ok(())
     }
 
     /// Copies one validated batch into the active segment's write chunk and stamps it.
@@ -892,12 +979,17 @@ where
             if result.bytes.len() > before || next.is_none() {
                 break;
             }
-            // Nothing at or after `from` in this segment: continue in the next one.
+            // Nothing at or after `from` in this segment: continue in the one that now holds
+            // its end offset (the cleaner may have merged what followed into a new copy of
+            // this one), else in the next one.
             let next_seg = {
                 let st = self.st.borrow();
+                let end = sst_next(&seg);
                 st.segments
-                    .range(seg.base_offset.0 + 1..)
-                    .next()
+                    .range(..=end.0)
+                    .next_back()
+                    .filter(|(_, s)| !Rc::ptr_eq(s, &seg) && sst_next(s) > end)
+                    .or_else(|| st.segments.range(seg.base_offset.0 + 1..).next())
                     .map(|(_, s)| s.clone())
             };
             match next_seg {
@@ -1085,6 +1177,8 @@ where
     /// Kafka's DeleteRecords: moves the log start offset up to `offset` (at most the high
     /// watermark), persists it, and deletes segments wholly below it.
     pub async fn delete_records_before(&self, offset: Offset) -> Result<Offset, LogError> {
+        // Segment files change only under the segments lock (the cleaner swaps under it).
+        let _segments = self.segments_lock.lock().await;
         let _guard = self.append_lock.lock().await;
         let (hw, start) = {
             let st = self.st.borrow();
@@ -1124,6 +1218,8 @@ where
     /// Applies retention.ms and retention.bytes: deletes whole closed segments, oldest first.
     /// Returns how many segments it deleted.
     pub async fn enforce_retention(&self) -> Result<usize, LogError> {
+        // Segment files change only under the segments lock (the cleaner swaps under it).
+        let _segments = self.segments_lock.lock().await;
         let _guard = self.append_lock.lock().await;
         if self.st.borrow().closed {
             // Closed for a move or shutdown: its files may belong to another shard now.
@@ -1146,12 +1242,17 @@ where
                     }
                 })
                 .collect();
-            let n = segments_to_delete(
-                &summaries,
-                now,
-                st.config.retention_ms,
-                st.config.retention_bytes,
-            );
+            // cleanup.policy=compact alone never deletes by age or size (Kafka's rule).
+            let n = if st.config.cleanup_policy.deletes() {
+                segments_to_delete(
+                    &summaries,
+                    now,
+                    st.config.retention_ms,
+                    st.config.retention_bytes,
+                )
+            } else {
+                0
+            };
             let bases: Vec<i64> = st.segments.keys().take(n).copied().collect();
             let doomed: Vec<_> = bases.iter().filter_map(|b| st.segments.remove(b)).collect();
             if let Some(first) = st.segments.values().next() {
@@ -1192,6 +1293,8 @@ where
     /// Flushes and syncs everything, persists the active segment's index as a clean-shutdown
     /// marker (so the next open need not scan), and refuses further appends.
     pub async fn close(&self) -> Result<(), LogError> {
+        // Segment files change only under the segments lock (the cleaner swaps under it).
+        let _segments = self.segments_lock.lock().await;
         let _guard = self.append_lock.lock().await;
         if self.st.borrow().closed {
             return Ok(());
@@ -1220,6 +1323,7 @@ where
             }
             st.wake_readers();
         }
+        let _segments = self.segments_lock.lock().await;
         let _guard = self.append_lock.lock().await;
         self.storage
             .remove_dir_all(&self.dir)
@@ -1264,15 +1368,19 @@ fn encode_checkpoint(offset: Offset) -> Vec<u8> {
     out
 }
 
-async fn read_log_start<S: Storage>(storage: &S, dir: &Path) -> io::Result<Option<Offset>> {
-    let Some(bytes) = read_small_file(storage, &dir.join(LOG_START_CHECKPOINT)).await? else {
+async fn read_checkpoint<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    name: &str,
+) -> io::Result<Option<Offset>> {
+    let Some(bytes) = read_small_file(storage, &dir.join(name)).await? else {
         return Ok(None);
     };
     if bytes.len() != 16
         || crc32c::crc32c(&bytes[..12]).to_le_bytes() != bytes[12..16]
         || bytes[..4] != CHECKPOINT_MAGIC.to_le_bytes()
     {
-        tracing::warn!(dir = %dir.display(), "log start checkpoint is damaged; using the first segment's base");
+        tracing::warn!(dir = %dir.display(), checkpoint = name, "checkpoint is damaged; falling back to the first segment's base");
         return Ok(None);
     }
     let mut o = [0u8; 8];

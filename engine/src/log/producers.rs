@@ -147,6 +147,15 @@ impl ProducerState {
         Ok(SequenceCheck::Append)
     }
 
+    /// Whether the batch of `producer_id` ending at `last_offset` is one this state still
+    /// remembers for deduplication. The log cleaner keeps such batches (emptied of
+    /// superseded records if need be) so the state can be rebuilt from the log.
+    pub fn remembers(&self, producer_id: i64, last_offset: Offset) -> bool {
+        self.producers
+            .get(&producer_id)
+            .is_some_and(|(_, b)| b.iter().any(|r| r.last_offset == last_offset.0))
+    }
+
     /// Records an appended (or recovered) idempotent batch at its offsets.
     pub fn record(&mut self, batch: &BatchView<'_>) {
         let producer_id = batch.producer_id();

@@ -14,6 +14,12 @@ pub struct LogStats {
     pub appended_batches: Cell<u64>,
     pub read_bytes: Cell<u64>,
     pub syncs: Cell<u64>,
+    /// Log cleaner: passes run, bytes of segments read and of cleaned copies written, and
+    /// the clock time of the last pass (-1: never).
+    pub cleaner_passes: Cell<u64>,
+    pub cleaner_bytes_read: Cell<u64>,
+    pub cleaner_bytes_written: Cell<u64>,
+    pub cleaner_last_run_ms: Cell<i64>,
     sync_latency_us: RefCell<Histogram<u64>>,
 }
 
@@ -24,6 +30,10 @@ impl Default for LogStats {
             appended_batches: Cell::new(0),
             read_bytes: Cell::new(0),
             syncs: Cell::new(0),
+            cleaner_passes: Cell::new(0),
+            cleaner_bytes_read: Cell::new(0),
+            cleaner_bytes_written: Cell::new(0),
+            cleaner_last_run_ms: Cell::new(-1),
             sync_latency_us: RefCell::new(
                 Histogram::new_with_bounds(1, SYNC_LATENCY_US_MAX, 2)
                     .expect("static histogram bounds are valid"),
@@ -43,6 +53,13 @@ impl LogStats {
             .sync_latency_us
             .borrow_mut()
             .record(micros.clamp(1, SYNC_LATENCY_US_MAX));
+    }
+
+    pub(crate) fn record_clean(&self, outcome: &crate::log::CleanOutcome, now_ms: i64) {
+        Self::add(&self.cleaner_passes, 1);
+        Self::add(&self.cleaner_bytes_read, outcome.bytes_read);
+        Self::add(&self.cleaner_bytes_written, outcome.bytes_written);
+        self.cleaner_last_run_ms.set(now_ms);
     }
 
     /// A copy of the fdatasync latency histogram (microseconds).

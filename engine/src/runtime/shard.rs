@@ -335,6 +335,47 @@ impl Shard {
         first_err.map_or(Ok(()), Err)
     }
 
+    /// The log cleaner, in the low-priority queue: every compaction_check_interval_ms, up
+    /// to `CLEANER_PASSES_PER_ROUND_MAX` passes on each owned partition whose topic compacts
+    /// (more than one when the dirty section outgrew one pass's offset map).
+    fn start_cleaner(self: &Rc<Self>) -> Result<(), EngineError> {
+        let shard = self.clone();
+        let every =
+            std::time::Duration::from_millis(self.config.compaction_check_interval_ms.max(10));
+        glommio::spawn_local_into(
+            async move {
+                loop {
+                    glommio::timer::sleep(every).await;
+                    for log in shard.partitions() {
+                        if !log.config().cleanup_policy.compacts() {
+                            continue;
+                        }
+                        for _ in 0..crate::limits::CLEANER_PASSES_PER_ROUND_MAX {
+                            match log.clean().await {
+                                Ok(o) => {
+                                    if o.ran {
+                                        tracing::debug!(partition = %log.topic_partition(), keys = o.keys, read = o.bytes_read, written = o.bytes_written, segments = o.segments_rewritten, "cleaner pass");
+                                    }
+                                    if !o.more {
+                                        break;
+                                    }
+                                }
+                                Err(e) => {
+                                    tracing::warn!(partition = %log.topic_partition(), error = %e, "log cleaner pass failed");
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+            },
+            self.background,
+        )
+        .map_err(|e| EngineError::Executor(e.to_string()))?
+        .detach();
+        Ok(())
+    }
+
     /// Background upkeep in the low-priority queue: retention on every owned partition, and
     /// the periodic fdatasync when durability is `interval`.
     pub(crate) fn start_background(self: &Rc<Self>) -> Result<(), EngineError> {
@@ -356,6 +397,7 @@ impl Shard {
         )
         .map_err(|e| EngineError::Executor(e.to_string()))?
         .detach();
+        self.start_cleaner()?;
         if let crate::config::Durability::Interval { interval_ms } = self.config.durability {
             let shard = self.clone();
             glommio::spawn_local(async move {

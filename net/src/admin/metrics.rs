@@ -19,6 +19,9 @@ struct TopicTotals {
     bytes_out: u64,
     batches_in: u64,
     size_bytes: u64,
+    cleaner_bytes_read: u64,
+    cleaner_bytes_written: u64,
+    cleaner_last_run_ms: i64,
 }
 
 /// Renders the whole snapshot.
@@ -190,6 +193,42 @@ pub fn render(s: &BrokerSnapshot) -> String {
             t.size_bytes,
         );
     }
+    out.family(
+        "sluice_topic_cleaner_read_bytes_total",
+        "counter",
+        "Segment bytes the log cleaner read while compacting the topic's partitions.",
+    );
+    for (name, t) in topics.iter().filter(|(_, t)| t.cleaner_bytes_read > 0) {
+        out.sample(
+            "sluice_topic_cleaner_read_bytes_total",
+            &[("topic", name)],
+            t.cleaner_bytes_read,
+        );
+    }
+    out.family(
+        "sluice_topic_cleaner_written_bytes_total",
+        "counter",
+        "Bytes of cleaned segment copies the log cleaner wrote for the topic.",
+    );
+    for (name, t) in topics.iter().filter(|(_, t)| t.cleaner_bytes_read > 0) {
+        out.sample(
+            "sluice_topic_cleaner_written_bytes_total",
+            &[("topic", name)],
+            t.cleaner_bytes_written,
+        );
+    }
+    out.family(
+        "sluice_topic_cleaner_last_run_timestamp_seconds",
+        "gauge",
+        "When the log cleaner last finished a pass on one of the topic's partitions.",
+    );
+    for (name, t) in topics.iter().filter(|(_, t)| t.cleaner_last_run_ms > 0) {
+        out.sample(
+            "sluice_topic_cleaner_last_run_timestamp_seconds",
+            &[("topic", name)],
+            t.cleaner_last_run_ms as f64 / 1000.0,
+        );
+    }
 
     out.family(
         "sluice_under_replicated_partitions",
@@ -230,6 +269,11 @@ fn topic_totals(s: &BrokerSnapshot) -> BTreeMap<&str, TopicTotals> {
         t.bytes_out = t.bytes_out.wrapping_add(p.read_bytes);
         t.batches_in = t.batches_in.wrapping_add(p.appended_batches);
         t.size_bytes = t.size_bytes.wrapping_add(p.size_bytes);
+        t.cleaner_bytes_read = t.cleaner_bytes_read.wrapping_add(p.cleaner_bytes_read);
+        t.cleaner_bytes_written = t
+            .cleaner_bytes_written
+            .wrapping_add(p.cleaner_bytes_written);
+        t.cleaner_last_run_ms = t.cleaner_last_run_ms.max(p.cleaner_last_run_ms);
     }
     topics
 }
@@ -530,6 +574,35 @@ mod tests {
             }
         }
         assert!(seen.contains("sluice_under_replicated_partitions"));
+    }
+
+    #[test]
+    fn cleaner_counters_are_summed_per_compacted_topic() {
+        let mut snap = sample_snapshot();
+        for (i, p) in snap.shards[0].partitions.iter_mut().enumerate() {
+            p.cleaner_bytes_read = 1000;
+            p.cleaner_bytes_written = 100;
+            p.cleaner_last_run_ms = 1_700_000_000_000 + i as i64 * 500;
+        }
+        let text = render(&snap);
+        let topic = &snap.shards[0].partitions[0].topic;
+        let n = snap.shards[0]
+            .partitions
+            .iter()
+            .filter(|p| &p.topic == topic)
+            .count();
+        assert!(text.contains(&format!(
+            "sluice_topic_cleaner_read_bytes_total{{topic=\"{topic}\"}} {}\n",
+            1000 * n
+        )));
+        assert!(text.contains(&format!(
+            "sluice_topic_cleaner_written_bytes_total{{topic=\"{topic}\"}} {}\n",
+            100 * n
+        )));
+        assert!(text.contains("sluice_topic_cleaner_last_run_timestamp_seconds{"));
+        // Topics the cleaner never touched get no cleaner samples.
+        let quiet = render(&sample_snapshot());
+        assert!(!quiet.contains("sluice_topic_cleaner_read_bytes_total{"));
     }
 
     #[test]

@@ -34,6 +34,12 @@ pub struct PartitionSnapshot {
     /// Record batch bytes read (fetches, replica reads) since the partition was opened.
     pub read_bytes: u64,
     pub syncs: u64,
+    /// Log cleaner (compacted topics): bytes of segments it read and of cleaned copies it
+    /// wrote since the partition was opened.
+    pub cleaner_bytes_read: u64,
+    pub cleaner_bytes_written: u64,
+    /// When the cleaner last finished a pass here (Unix ms; -1: never).
+    pub cleaner_last_run_ms: i64,
 }
 
 /// One shard's counters and partitions.
@@ -173,6 +179,9 @@ fn shard_snapshot(shard: &Rc<Shard>) -> ShardSnapshot {
                 appended_batches: stats.appended_batches.get(),
                 read_bytes: stats.read_bytes.get(),
                 syncs,
+                cleaner_bytes_read: stats.cleaner_bytes_read.get(),
+                cleaner_bytes_written: stats.cleaner_bytes_written.get(),
+                cleaner_last_run_ms: stats.cleaner_last_run_ms.get(),
             }
         })
         .collect();

@@ -83,8 +83,8 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Creates `__consumer_offsets` if it does not exist yet (retention off: commits live
-/// until deleted).
+/// Creates `__consumer_offsets` if it does not exist yet (compacted, retention off:
+/// the latest commit per group/topic/partition lives until deleted).
 async fn ensure_offsets_topic(broker: &Rc<Broker>) -> Result<(), i16> {
     if broker.store.snapshot().topic(OFFSETS_TOPIC).is_some() {
         return Ok(());
@@ -96,6 +96,10 @@ async fn ensure_offsets_topic(broker: &Rc<Broker>) -> Result<(), i16> {
         configs: BTreeMap::from([
             ("retention.ms".to_string(), "-1".to_string()),
             ("retention.bytes".to_string(), "-1".to_string()),
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            // Kafka's offsets.topic.segment.bytes: segments close (and become cleanable)
+            // long before a 1 GiB default would.
+            ("segment.bytes".to_string(), "104857600".to_string()),
         ]),
     };
     let topic = topics::validate_spec(broker, &spec).map_err(|e| {

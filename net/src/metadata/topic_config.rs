@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use sluice_engine::LogConfig;
+use sluice_engine::{CleanupPolicy, LogConfig};
 
 /// Broker-wide defaults a topic without overrides gets.
 #[derive(Clone, Debug, PartialEq)]
@@ -27,9 +27,12 @@ pub enum TopicConfigError {
 /// Every topic config this broker knows, in the order DescribeConfigs lists them.
 pub const TOPIC_CONFIG_NAMES: &[&str] = &[
     "cleanup.policy",
+    "delete.retention.ms",
     "index.interval.bytes",
     "max.message.bytes",
     "message.timestamp.type",
+    "min.cleanable.dirty.ratio",
+    "min.compaction.lag.ms",
     "min.insync.replicas",
     "retention.bytes",
     "retention.ms",
@@ -58,17 +61,14 @@ pub fn validate(name: &str, value: &str) -> Result<(), TopicConfigError> {
         why,
     };
     match name {
-        "cleanup.policy" => {
-            if value
-                .split(',')
-                .map(str::trim)
-                .all(|p| p == "delete" || p == "compact")
-            {
-                Ok(())
-            } else {
-                Err(bad("must be delete and/or compact"))
-            }
-        }
+        "cleanup.policy" => CleanupPolicy::parse(value)
+            .map(drop)
+            .ok_or_else(|| bad("must be delete and/or compact")),
+        "delete.retention.ms" | "min.compaction.lag.ms" => parse_i64(name, value, 0).map(drop),
+        "min.cleanable.dirty.ratio" => match value.trim().parse::<f64>() {
+            Ok(v) if (0.0..=1.0).contains(&v) => Ok(()),
+            _ => Err(bad("must be a number in [0, 1]")),
+        },
         "message.timestamp.type" => match value {
             "CreateTime" | "LogAppendTime" => Ok(()),
             _ => Err(bad("must be CreateTime or LogAppendTime")),
@@ -106,7 +106,10 @@ pub fn effective(
     }
     let d = &defaults.log;
     let v = match name {
-        "cleanup.policy" => "delete".to_string(),
+        "cleanup.policy" => policy_name(d.cleanup_policy).to_string(),
+        "delete.retention.ms" => d.delete_retention_ms.to_string(),
+        "min.cleanable.dirty.ratio" => d.min_cleanable_dirty_ratio.to_string(),
+        "min.compaction.lag.ms" => d.min_compaction_lag_ms.to_string(),
         "index.interval.bytes" => d.index_interval_bytes.to_string(),
         "max.message.bytes" => defaults.max_message_bytes.to_string(),
         "message.timestamp.type" => if d.log_append_time {
@@ -123,6 +126,15 @@ pub fn effective(
         _ => return None,
     };
     Some((v, true))
+}
+
+/// Kafka's spelling of a cleanup policy.
+fn policy_name(p: CleanupPolicy) -> &'static str {
+    match p {
+        CleanupPolicy::Delete => "delete",
+        CleanupPolicy::Compact => "compact",
+        CleanupPolicy::CompactDelete => "compact,delete",
+    }
 }
 
 /// The engine log config a topic's partitions run with. Overrides were validated when
@@ -151,6 +163,24 @@ pub fn log_config(defaults: &TopicDefaults, overrides: &BTreeMap<String, String>
     }
     if let Some(v) = overrides.get("message.timestamp.type") {
         c.log_append_time = v == "LogAppendTime";
+    }
+    if let Some(p) = overrides
+        .get("cleanup.policy")
+        .and_then(|v| CleanupPolicy::parse(v))
+    {
+        c.cleanup_policy = p;
+    }
+    if let Some(v) = int("delete.retention.ms") {
+        c.delete_retention_ms = v;
+    }
+    if let Some(v) = int("min.compaction.lag.ms") {
+        c.min_compaction_lag_ms = v;
+    }
+    if let Some(v) = overrides
+        .get("min.cleanable.dirty.ratio")
+        .and_then(|v| v.trim().parse::<f64>().ok())
+    {
+        c.min_cleanable_dirty_ratio = v.clamp(0.0, 1.0);
     }
     c
 }
@@ -225,6 +255,38 @@ mod tests {
                 "{name} has a default"
             );
         }
+    }
+
+    #[test]
+    fn compaction_configs_reach_the_engine() {
+        let o: BTreeMap<String, String> = [
+            ("cleanup.policy", "compact,delete"),
+            ("min.cleanable.dirty.ratio", "0.01"),
+            ("delete.retention.ms", "500"),
+            ("min.compaction.lag.ms", "7"),
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        for (k, v) in &o {
+            validate(k, v).expect("valid");
+        }
+        let c = log_config(&defaults(), &o);
+        assert_eq!(c.cleanup_policy, CleanupPolicy::CompactDelete);
+        assert_eq!(c.min_cleanable_dirty_ratio, 0.01);
+        assert_eq!(c.delete_retention_ms, 500);
+        assert_eq!(c.min_compaction_lag_ms, 7);
+        let d = log_config(&defaults(), &BTreeMap::new());
+        assert_eq!(d.cleanup_policy, CleanupPolicy::Delete);
+        assert_eq!(d.min_cleanable_dirty_ratio, 0.5);
+        assert_eq!(d.delete_retention_ms, 86_400_000);
+        assert!(validate("min.cleanable.dirty.ratio", "1.5").is_err());
+        assert!(validate("delete.retention.ms", "-1").is_err());
+        assert!(validate("cleanup.policy", "").is_err());
+        assert_eq!(
+            effective(&defaults(), &BTreeMap::new(), "min.cleanable.dirty.ratio"),
+            Some(("0.5".into(), true))
+        );
     }
 
     #[test]
