@@ -13,6 +13,7 @@ use kafka_protocol::messages::*;
 use crate::broker::Broker;
 use crate::codec::{decode_body, encode_response, CodecError, RequestFrame};
 use crate::errors;
+use crate::group::consumer::handlers as group_consumer;
 use crate::group::handlers as group;
 use crate::handlers;
 use crate::versions;
@@ -48,6 +49,8 @@ pub enum Body {
     ListGroups(ListGroupsRequest),
     DeleteGroups(DeleteGroupsRequest),
     OffsetDelete(OffsetDeleteRequest),
+    ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest),
+    ConsumerGroupDescribe(ConsumerGroupDescribeRequest),
 }
 
 /// A request ready for its handler.
@@ -124,6 +127,12 @@ pub fn decode_request(frame: RequestFrame) -> Result<Request, CodecError> {
         ApiKey::ListGroups => Body::ListGroups(decode_body(&mut raw, version, "ListGroups")?),
         ApiKey::DeleteGroups => Body::DeleteGroups(decode_body(&mut raw, version, "DeleteGroups")?),
         ApiKey::OffsetDelete => Body::OffsetDelete(decode_body(&mut raw, version, "OffsetDelete")?),
+        ApiKey::ConsumerGroupHeartbeat => {
+            Body::ConsumerGroupHeartbeat(decode_body(&mut raw, version, "ConsumerGroupHeartbeat")?)
+        }
+        ApiKey::ConsumerGroupDescribe => {
+            Body::ConsumerGroupDescribe(decode_body(&mut raw, version, "ConsumerGroupDescribe")?)
+        }
         other => {
             return Err(CodecError::UnsupportedVersion {
                 key: other,
@@ -204,5 +213,11 @@ pub async fn handle(broker: &Rc<Broker>, request: Request) -> Result<Option<Byte
         Body::ListGroups(req) => respond!(group::list_groups(broker, req, version).await),
         Body::DeleteGroups(req) => respond!(group::delete_groups(broker, req, version).await),
         Body::OffsetDelete(req) => respond!(group::offset_delete(broker, req, version).await),
+        Body::ConsumerGroupHeartbeat(req) => {
+            respond!(group_consumer::heartbeat(broker, req, version).await)
+        }
+        Body::ConsumerGroupDescribe(req) => {
+            respond!(group_consumer::describe(broker, req, version).await)
+        }
     }
 }
