@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::consumer_group_describe_response::{
     Assignment as DescribedAssignment, DescribedGroup, Member as DescribedMember,
@@ -20,7 +20,7 @@ use regex::Regex;
 
 use super::assignor::{Assignment, TopicId};
 use super::coordinator;
-use super::state::{self, GroupState, HeartbeatOutcome, HeartbeatRequest, TopicView};
+use super::state::{self, GroupState, HeartbeatOutcome, HeartbeatRequest, Timing, TopicView};
 use crate::broker::Broker;
 use crate::errors;
 use crate::group::coordinator as classic;
@@ -143,6 +143,12 @@ pub async fn heartbeat(
     if let Err((code, message)) = state::validate(&hb, version) {
         return heartbeat_response(HeartbeatOutcome::error(code, message));
     }
+    let timing = Timing {
+        session_timeout: Duration::from_millis(
+            broker.config.group_consumer_session_timeout_ms.max(0) as u64,
+        ),
+        heartbeat_interval_ms: broker.config.group_consumer_heartbeat_interval_ms,
+    };
     let owner = broker.shard.table().owner_of_key(&group);
     let ctx = broker.owner_context();
     let routed = broker
@@ -167,7 +173,7 @@ pub async fn heartbeat(
                 let consumer = coordinator::on_shard();
                 let answer = if hb.member_epoch == 0 {
                     consumer
-                        .with_group_or_new(&group, |g| g.heartbeat(&hb, &topics, now))
+                        .with_group_or_new(&group, |g| g.heartbeat(&hb, &topics, timing, now))
                         .map_err(|code| {
                             HeartbeatOutcome::error(code, "Too many groups on this coordinator.")
                         })
@@ -176,7 +182,7 @@ pub async fn heartbeat(
                     // UNKNOWN_MEMBER_ID (not Kafka's GROUP_ID_NOT_FOUND, which Java clients
                     // treat as fatal) makes the member rejoin.
                     consumer
-                        .with_group(&group, |g| g.heartbeat(&hb, &topics, now))
+                        .with_group(&group, |g| g.heartbeat(&hb, &topics, timing, now))
                         .ok_or_else(|| {
                             HeartbeatOutcome::error(
                                 errors::UNKNOWN_MEMBER_ID,

@@ -18,8 +18,9 @@ use regex::{Regex, RegexBuilder};
 use super::assignor::{Assignment, Assignor, MemberSpec, TopicId};
 use crate::errors;
 use crate::limits::{
-    CONSUMER_GROUP_MEMBERS_MAX, CONSUMER_GROUP_PARTITIONS_MAX, CONSUMER_HEARTBEAT_INTERVAL_MS,
-    CONSUMER_METADATA_REFRESH_MS, CONSUMER_SESSION_TIMEOUT_MS, CONSUMER_SUBSCRIBED_TOPICS_MAX,
+    CONSUMER_GROUP_MEMBERS_MAX, CONSUMER_GROUP_PARTITIONS_MAX,
+    CONSUMER_HEARTBEAT_INTERVAL_MS_DEFAULT, CONSUMER_METADATA_REFRESH_MS,
+    CONSUMER_SESSION_TIMEOUT_MS_DEFAULT, CONSUMER_SUBSCRIBED_TOPICS_MAX,
     CONSUMER_TOPIC_REGEX_BYTES_MAX, CONSUMER_TOPIC_REGEX_COMPILED_BYTES_MAX,
     REBALANCE_TIMEOUT_MS_MAX,
 };
@@ -83,6 +84,23 @@ pub fn compile_regex(source: &str) -> Result<Regex, String> {
         .dfa_size_limit(CONSUMER_TOPIC_REGEX_COMPILED_BYTES_MAX)
         .build()
         .map_err(|e| e.to_string())
+}
+
+/// The broker's session timeout and heartbeat interval for members (`[server]` config).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    pub session_timeout: Duration,
+    pub heartbeat_interval_ms: i32,
+}
+
+impl Default for Timing {
+    /// Kafka's defaults.
+    fn default() -> Timing {
+        Timing {
+            session_timeout: Duration::from_millis(CONSUMER_SESSION_TIMEOUT_MS_DEFAULT as u64),
+            heartbeat_interval_ms: CONSUMER_HEARTBEAT_INTERVAL_MS_DEFAULT,
+        }
+    }
 }
 
 /// A ConsumerGroupHeartbeat, decoded. `None` fields are "unchanged since last time".
@@ -220,7 +238,7 @@ pub struct Member {
 }
 
 impl Member {
-    fn new(id: &str, now: Instant) -> Member {
+    fn new(id: &str, now: Instant, timing: Timing) -> Member {
         Member {
             id: id.to_string(),
             instance_id: None,
@@ -236,7 +254,7 @@ impl Member {
             regex: None,
             server_assignor: None,
             rebalance_timeout: Duration::from_millis(REBALANCE_TIMEOUT_MS_MAX as u64),
-            session_deadline: now + session_timeout(),
+            session_deadline: now + timing.session_timeout,
             revoke_deadline: None,
         }
     }
@@ -245,10 +263,6 @@ impl Member {
         self.topic_names.contains(name)
             || self.regex.as_ref().is_some_and(|(_, r)| r.is_match(name))
     }
-}
-
-fn session_timeout() -> Duration {
-    Duration::from_millis(CONSUMER_SESSION_TIMEOUT_MS as u64)
 }
 
 fn partitions(a: &Assignment) -> impl Iterator<Item = (TopicId, i32)> + '_ {
@@ -360,12 +374,13 @@ impl ConsumerGroup {
         &mut self,
         req: &HeartbeatRequest,
         topics: &dyn TopicView,
+        timing: Timing,
         now: Instant,
     ) -> HeartbeatOutcome {
         if req.member_epoch == LEAVE_GROUP_EPOCH || req.member_epoch == LEAVE_GROUP_STATIC_EPOCH {
-            return self.leave(req, now);
+            return self.leave(req, timing);
         }
-        match self.heartbeat_member(req, topics, now) {
+        match self.heartbeat_member(req, topics, timing, now) {
             Ok(out) => out,
             Err((code, message)) => HeartbeatOutcome {
                 member_id: req.member_id.clone(),
@@ -379,11 +394,12 @@ impl ConsumerGroup {
         &mut self,
         req: &HeartbeatRequest,
         topics: &dyn TopicView,
+        timing: Timing,
         now: Instant,
     ) -> Result<HeartbeatOutcome, Refusal> {
         let joining = req.member_epoch == 0;
         let id = req.member_id.clone();
-        let mut changed = self.admit(req, now)?;
+        let mut changed = self.admit(req, timing, now)?;
         let before = self
             .members
             .get(&id)
@@ -433,7 +449,7 @@ impl ConsumerGroup {
         }
         m.client_id = req.client_id.clone();
         m.client_host = req.client_host.clone();
-        m.session_deadline = now + session_timeout();
+        m.session_deadline = now + timing.session_timeout;
 
         // 2. Subscription metadata: which subscribed topics exist, with how many partitions.
         if changed || self.refresh_at.is_none_or(|at| at <= now) {
@@ -466,14 +482,19 @@ impl ConsumerGroup {
             message: None,
             member_id: id,
             member_epoch: m.epoch,
-            heartbeat_interval_ms: CONSUMER_HEARTBEAT_INTERVAL_MS,
+            heartbeat_interval_ms: timing.heartbeat_interval_ms,
             assignment: send_assignment.then(|| m.assigned.clone()),
         })
     }
 
     /// Finds or creates the member the heartbeat is from and checks its epoch. Returns
     /// whether membership changed (a new member).
-    fn admit(&mut self, req: &HeartbeatRequest, now: Instant) -> Result<bool, Refusal> {
+    fn admit(
+        &mut self,
+        req: &HeartbeatRequest,
+        timing: Timing,
+        now: Instant,
+    ) -> Result<bool, Refusal> {
         let id = &req.member_id;
         let joining = req.member_epoch == 0;
         let Some(instance) = &req.instance_id else {
@@ -481,7 +502,7 @@ impl ConsumerGroup {
                 // A member rejoining (epoch 0) with its id keeps what the group gave it.
                 Some(m) if !joining => check_epoch(m, req).map(|()| false),
                 Some(_) => Ok(false),
-                None if joining => self.add_member(id, now).map(|()| true),
+                None if joining => self.add_member(id, timing, now).map(|()| true),
                 None => Err((
                     errors::UNKNOWN_MEMBER_ID,
                     format!("Member {id} is not in the group."),
@@ -511,7 +532,7 @@ impl ConsumerGroup {
         match holder {
             None => {
                 if !self.members.contains_key(id) {
-                    self.add_member(id, now)?;
+                    self.add_member(id, timing, now)?;
                 }
                 self.static_members.insert(instance.clone(), id.clone());
                 Ok(true)
@@ -532,7 +553,7 @@ impl ConsumerGroup {
                 let old_target = self.target.remove(&holder).unwrap_or_default();
                 let assigned = old.assigned.clone();
                 self.drop_member(&holder);
-                self.add_member(id, now)?;
+                self.add_member(id, timing, now)?;
                 if let Some(m) = self.members.get_mut(id) {
                     m.assigned = assigned;
                 }
@@ -544,7 +565,7 @@ impl ConsumerGroup {
         }
     }
 
-    fn add_member(&mut self, id: &str, now: Instant) -> Result<(), Refusal> {
+    fn add_member(&mut self, id: &str, timing: Timing, now: Instant) -> Result<(), Refusal> {
         if self.members.len() >= CONSUMER_GROUP_MEMBERS_MAX {
             return Err((
                 errors::GROUP_MAX_SIZE_REACHED,
@@ -552,18 +573,24 @@ impl ConsumerGroup {
             ));
         }
         tracing::info!(group = %self.id, member = %id, "member joins the consumer group");
-        self.members.insert(id.to_string(), Member::new(id, now));
+        self.members
+            .insert(id.to_string(), Member::new(id, now, timing));
         Ok(())
     }
 
     /// Every subscribed topic that exists, within the group's partition budget.
     fn resolve_subscriptions(&self, topics: &dyn TopicView) -> BTreeMap<String, (TopicId, i32)> {
         let mut names: BTreeSet<String> = BTreeSet::new();
+        // Members of one application share their regex: match each distinct one once.
+        let mut regexes: BTreeMap<&str, &Regex> = BTreeMap::new();
         for m in self.members.values() {
             names.extend(m.topic_names.iter().cloned());
-            if let Some((_, re)) = &m.regex {
-                names.extend(topics.matching(re));
+            if let Some((source, re)) = &m.regex {
+                regexes.insert(source, re);
             }
+        }
+        for re in regexes.values() {
+            names.extend(topics.matching(re));
         }
         let mut out = BTreeMap::new();
         let mut budget = CONSUMER_GROUP_PARTITIONS_MAX;
@@ -742,7 +769,7 @@ impl ConsumerGroup {
         self.refresh_at = None;
     }
 
-    fn leave(&mut self, req: &HeartbeatRequest, _now: Instant) -> HeartbeatOutcome {
+    fn leave(&mut self, req: &HeartbeatRequest, timing: Timing) -> HeartbeatOutcome {
         let refuse = |code: i16, message: String| HeartbeatOutcome {
             member_id: req.member_id.clone(),
             member_epoch: req.member_epoch,
@@ -781,7 +808,7 @@ impl ConsumerGroup {
         HeartbeatOutcome {
             member_id: id,
             member_epoch: req.member_epoch,
-            heartbeat_interval_ms: CONSUMER_HEARTBEAT_INTERVAL_MS,
+            heartbeat_interval_ms: timing.heartbeat_interval_ms,
             ..HeartbeatOutcome::default()
         }
     }

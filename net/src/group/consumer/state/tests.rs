@@ -65,14 +65,17 @@ fn first_member_gets_every_partition_at_epoch_one() {
     let now = Instant::now();
     let t = topics(&[("orders", 7, 4)]);
     let mut g = ConsumerGroup::new("g");
-    let out = g.heartbeat(&join_req("a", &["orders"]), &t, now);
+    let out = g.heartbeat(&join_req("a", &["orders"]), &t, Timing::default(), now);
     assert_eq!(out.error, errors::NONE);
     assert_eq!(out.member_epoch, 1);
-    assert_eq!(out.heartbeat_interval_ms, CONSUMER_HEARTBEAT_INTERVAL_MS);
+    assert_eq!(
+        out.heartbeat_interval_ms,
+        CONSUMER_HEARTBEAT_INTERVAL_MS_DEFAULT
+    );
     assert_eq!(out.assignment.as_ref().map(count), Some(4));
     assert_eq!(g.state(), GroupState::Stable);
     // A plain heartbeat that reports nothing new gets no assignment back.
-    let again = g.heartbeat(&beat("a", 1, None), &t, now);
+    let again = g.heartbeat(&beat("a", 1, None), &t, Timing::default(), now);
     assert_eq!(
         (again.error, again.member_epoch, again.assignment),
         (errors::NONE, 1, None)
@@ -84,9 +87,9 @@ fn second_member_gets_partitions_only_after_the_first_revokes_them() {
     let now = Instant::now();
     let t = topics(&[("orders", 7, 4)]);
     let mut g = ConsumerGroup::new("g");
-    let a = g.heartbeat(&join_req("a", &["orders"]), &t, now);
+    let a = g.heartbeat(&join_req("a", &["orders"]), &t, Timing::default(), now);
     let a_owned = a.assignment.expect("assignment");
-    let b = g.heartbeat(&join_req("b", &["orders"]), &t, now);
+    let b = g.heartbeat(&join_req("b", &["orders"]), &t, Timing::default(), now);
     assert_eq!(b.member_epoch, 2, "b joins straight at the new epoch");
     assert_eq!(
         b.assignment.as_ref().map(count),
@@ -95,17 +98,27 @@ fn second_member_gets_partitions_only_after_the_first_revokes_them() {
     );
     assert_eq!(g.state(), GroupState::Reconciling);
     // a is told to keep two; its epoch stays until it confirms the revocation.
-    let a2 = g.heartbeat(&beat("a", 1, Some(&a_owned)), &t, now);
+    let a2 = g.heartbeat(&beat("a", 1, Some(&a_owned)), &t, Timing::default(), now);
     assert_eq!(a2.member_epoch, 1);
     let kept = a2.assignment.expect("shrunk assignment");
     assert_eq!(count(&kept), 2);
     // b asks again: still nothing while a has not confirmed.
-    let b2 = g.heartbeat(&beat("b", 2, Some(&Assignment::new())), &t, now);
+    let b2 = g.heartbeat(
+        &beat("b", 2, Some(&Assignment::new())),
+        &t,
+        Timing::default(),
+        now,
+    );
     assert_eq!(b2.assignment.as_ref().map(count), Some(0));
     // a confirms (reports only what it kept) and moves to epoch 2.
-    let a3 = g.heartbeat(&beat("a", 1, Some(&kept)), &t, now);
+    let a3 = g.heartbeat(&beat("a", 1, Some(&kept)), &t, Timing::default(), now);
     assert_eq!(a3.member_epoch, 2);
-    let b3 = g.heartbeat(&beat("b", 2, Some(&Assignment::new())), &t, now);
+    let b3 = g.heartbeat(
+        &beat("b", 2, Some(&Assignment::new())),
+        &t,
+        Timing::default(),
+        now,
+    );
     let b_owned = b3.assignment.expect("b's share");
     assert_eq!(count(&b_owned), 2);
     assert!(!intersects(&b_owned, &kept));
@@ -119,27 +132,37 @@ fn a_member_leaving_gives_the_survivor_everything() {
     let t = topics(&[("orders", 7, 4)]);
     let mut g = ConsumerGroup::new("g");
     let a = g
-        .heartbeat(&join_req("a", &["orders"]), &t, now)
+        .heartbeat(&join_req("a", &["orders"]), &t, Timing::default(), now)
         .assignment
         .expect("a");
-    g.heartbeat(&join_req("b", &["orders"]), &t, now);
+    g.heartbeat(&join_req("b", &["orders"]), &t, Timing::default(), now);
     let kept = g
-        .heartbeat(&beat("a", 1, Some(&a)), &t, now)
+        .heartbeat(&beat("a", 1, Some(&a)), &t, Timing::default(), now)
         .assignment
         .expect("kept");
-    g.heartbeat(&beat("a", 1, Some(&kept)), &t, now);
-    g.heartbeat(&beat("b", 2, Some(&Assignment::new())), &t, now);
-    let left = g.heartbeat(&beat("b", LEAVE_GROUP_EPOCH, None), &t, now);
+    g.heartbeat(&beat("a", 1, Some(&kept)), &t, Timing::default(), now);
+    g.heartbeat(
+        &beat("b", 2, Some(&Assignment::new())),
+        &t,
+        Timing::default(),
+        now,
+    );
+    let left = g.heartbeat(
+        &beat("b", LEAVE_GROUP_EPOCH, None),
+        &t,
+        Timing::default(),
+        now,
+    );
     assert_eq!(
         (left.error, left.member_epoch),
         (errors::NONE, LEAVE_GROUP_EPOCH)
     );
     assert_eq!(g.state(), GroupState::Assigning);
-    let a_all = g.heartbeat(&beat("a", 2, Some(&kept)), &t, now);
+    let a_all = g.heartbeat(&beat("a", 2, Some(&kept)), &t, Timing::default(), now);
     assert_eq!(a_all.member_epoch, 3);
     assert_eq!(a_all.assignment.as_ref().map(count), Some(4));
     assert_eq!(g.state(), GroupState::Stable);
-    let gone = g.heartbeat(&beat("b", 2, None), &t, now);
+    let gone = g.heartbeat(&beat("b", 2, None), &t, Timing::default(), now);
     assert_eq!(gone.error, errors::UNKNOWN_MEMBER_ID);
 }
 
@@ -149,32 +172,40 @@ fn epochs_ahead_or_stale_are_fenced_but_a_lost_answer_is_forgiven() {
     let t = topics(&[("orders", 7, 2)]);
     let mut g = ConsumerGroup::new("g");
     let a = g
-        .heartbeat(&join_req("a", &["orders"]), &t, now)
+        .heartbeat(&join_req("a", &["orders"]), &t, Timing::default(), now)
         .assignment
         .expect("a");
     assert_eq!(
-        g.heartbeat(&beat("a", 5, None), &t, now).error,
+        g.heartbeat(&beat("a", 5, None), &t, Timing::default(), now)
+            .error,
         errors::FENCED_MEMBER_EPOCH
     );
     // New topic partitions bump the epoch; a's answer with epoch 2 is "lost".
     let t2 = topics(&[("orders", 7, 3)]);
     let later = now + Duration::from_millis(CONSUMER_METADATA_REFRESH_MS);
-    assert_eq!(g.heartbeat(&beat("a", 1, None), &t2, later).member_epoch, 2);
+    assert_eq!(
+        g.heartbeat(&beat("a", 1, None), &t2, Timing::default(), later)
+            .member_epoch,
+        2
+    );
     // Retrying with the previous epoch and a subset of its partitions is accepted ...
-    let retry = g.heartbeat(&beat("a", 1, Some(&a)), &t2, later);
+    let retry = g.heartbeat(&beat("a", 1, Some(&a)), &t2, Timing::default(), later);
     assert_eq!((retry.error, retry.member_epoch), (errors::NONE, 2));
     // ... without the owned partitions, or from further back, it is fenced.
     assert_eq!(
-        g.heartbeat(&beat("a", 1, None), &t2, later).error,
+        g.heartbeat(&beat("a", 1, None), &t2, Timing::default(), later)
+            .error,
         errors::FENCED_MEMBER_EPOCH
     );
     assert_eq!(
-        g.heartbeat(&beat("a", 0, Some(&a)), &t2, later).error,
+        g.heartbeat(&beat("a", 0, Some(&a)), &t2, Timing::default(), later)
+            .error,
         errors::NONE,
         "rejoin at 0 is fine"
     );
     assert_eq!(
-        g.heartbeat(&beat("zz", 2, None), &t2, later).error,
+        g.heartbeat(&beat("zz", 2, None), &t2, Timing::default(), later)
+            .error,
         errors::UNKNOWN_MEMBER_ID
     );
 }
@@ -244,7 +275,7 @@ fn range_assignor_when_asked_and_regex_subscriptions() {
     r.subscribed_topic_names = None;
     r.subscribed_topic_regex = Some("orders-.*".into());
     r.server_assignor = Some("range".into());
-    let out = g.heartbeat(&r, &t, now);
+    let out = g.heartbeat(&r, &t, Timing::default(), now);
     assert_eq!(out.error, errors::NONE);
     let a = out.assignment.expect("assignment");
     assert_eq!(
@@ -261,7 +292,7 @@ fn range_assignor_when_asked_and_regex_subscriptions() {
         ("payments", 3, 3),
     ]);
     let later = now + Duration::from_millis(CONSUMER_METADATA_REFRESH_MS);
-    let out = g.heartbeat(&beat("a", 1, Some(&a)), &t2, later);
+    let out = g.heartbeat(&beat("a", 1, Some(&a)), &t2, Timing::default(), later);
     assert_eq!(out.member_epoch, 2);
     assert_eq!(out.assignment.map(|a| count(&a)), Some(7));
 }
@@ -273,49 +304,68 @@ fn static_member_leaving_for_now_keeps_its_partitions_and_gets_them_back() {
     let mut g = ConsumerGroup::new("g");
     let mut r = join_req("a1", &["orders"]);
     r.instance_id = Some("i".into());
-    let a = g.heartbeat(&r, &t, now).assignment.expect("a");
+    let a = g
+        .heartbeat(&r, &t, Timing::default(), now)
+        .assignment
+        .expect("a");
     let mut leave = beat("a1", LEAVE_GROUP_STATIC_EPOCH, None);
     leave.instance_id = Some("i".into());
     assert_eq!(
-        g.heartbeat(&leave, &t, now).member_epoch,
+        g.heartbeat(&leave, &t, Timing::default(), now).member_epoch,
         LEAVE_GROUP_STATIC_EPOCH
     );
     // Another member may not take them meanwhile.
-    let b = g.heartbeat(&join_req("b", &["orders"]), &t, now);
+    let b = g.heartbeat(&join_req("b", &["orders"]), &t, Timing::default(), now);
     assert_eq!(b.assignment.as_ref().map(count), Some(0));
     // The instance comes back under a new member id and takes over the old member's
     // partitions: its share at once, the other one to be revoked for b.
     let mut back = join_req("a2", &["orders"]);
     back.instance_id = Some("i".into());
-    let out = g.heartbeat(&back, &t, now);
+    let out = g.heartbeat(&back, &t, Timing::default(), now);
     assert_eq!(out.error, errors::NONE);
     let kept = out.assignment.expect("assignment");
     assert_eq!(count(&kept), 1);
     assert!(is_subset(&kept, &a));
     let b_epoch = b.member_epoch;
     assert_eq!(
-        g.heartbeat(&beat("b", b_epoch, Some(&Assignment::new())), &t, now)
-            .assignment
-            .map(|a| count(&a)),
+        g.heartbeat(
+            &beat("b", b_epoch, Some(&Assignment::new())),
+            &t,
+            Timing::default(),
+            now
+        )
+        .assignment
+        .map(|a| count(&a)),
         Some(0)
     );
     let mut ack = beat("a2", out.member_epoch, Some(&kept));
     ack.instance_id = Some("i".into());
-    assert_eq!(g.heartbeat(&ack, &t, now).error, errors::NONE);
     assert_eq!(
-        g.heartbeat(&beat("b", b_epoch, Some(&Assignment::new())), &t, now)
-            .assignment
-            .map(|a| count(&a)),
+        g.heartbeat(&ack, &t, Timing::default(), now).error,
+        errors::NONE
+    );
+    assert_eq!(
+        g.heartbeat(
+            &beat("b", b_epoch, Some(&Assignment::new())),
+            &t,
+            Timing::default(),
+            now
+        )
+        .assignment
+        .map(|a| count(&a)),
         Some(1)
     );
     // The old id is fenced; a second live holder of the instance id is refused.
     let mut old = beat("a1", 1, None);
     old.instance_id = Some("i".into());
-    assert_eq!(g.heartbeat(&old, &t, now).error, errors::FENCED_INSTANCE_ID);
+    assert_eq!(
+        g.heartbeat(&old, &t, Timing::default(), now).error,
+        errors::FENCED_INSTANCE_ID
+    );
     let mut third = join_req("a3", &["orders"]);
     third.instance_id = Some("i".into());
     assert_eq!(
-        g.heartbeat(&third, &t, now).error,
+        g.heartbeat(&third, &t, Timing::default(), now).error,
         errors::UNRELEASED_INSTANCE_ID
     );
     g.check_invariants().expect("invariants");
@@ -326,13 +376,23 @@ fn silent_members_expire_and_their_partitions_move_on() {
     let now = Instant::now();
     let t = topics(&[("orders", 7, 2)]);
     let mut g = ConsumerGroup::new("g");
-    g.heartbeat(&join_req("a", &["orders"]), &t, now);
-    g.heartbeat(&join_req("b", &["orders"]), &t, now);
+    g.heartbeat(&join_req("a", &["orders"]), &t, Timing::default(), now);
+    g.heartbeat(&join_req("b", &["orders"]), &t, Timing::default(), now);
     let b_at = now + Duration::from_millis(40_000);
-    g.heartbeat(&beat("b", 2, Some(&Assignment::new())), &t, b_at);
-    g.tick(now + session_timeout());
+    g.heartbeat(
+        &beat("b", 2, Some(&Assignment::new())),
+        &t,
+        Timing::default(),
+        b_at,
+    );
+    g.tick(now + Timing::default().session_timeout);
     assert_eq!(g.members().count(), 1, "a expired, b heartbeated in time");
-    let out = g.heartbeat(&beat("b", 2, Some(&Assignment::new())), &t, b_at);
+    let out = g.heartbeat(
+        &beat("b", 2, Some(&Assignment::new())),
+        &t,
+        Timing::default(),
+        b_at,
+    );
     assert_eq!(out.assignment.map(|a| count(&a)), Some(2));
 }
 
@@ -342,12 +402,17 @@ fn a_member_that_never_revokes_is_removed_after_its_rebalance_timeout() {
     let t = topics(&[("orders", 7, 2)]);
     let mut g = ConsumerGroup::new("g");
     let a = g
-        .heartbeat(&join_req("a", &["orders"]), &t, now)
+        .heartbeat(&join_req("a", &["orders"]), &t, Timing::default(), now)
         .assignment
         .expect("a");
-    g.heartbeat(&join_req("b", &["orders"]), &t, now);
-    g.heartbeat(&beat("a", 1, Some(&a)), &t, now); // told to revoke one
-    g.heartbeat(&beat("a", 1, Some(&a)), &t, now + Duration::from_secs(20)); // still holds it
+    g.heartbeat(&join_req("b", &["orders"]), &t, Timing::default(), now);
+    g.heartbeat(&beat("a", 1, Some(&a)), &t, Timing::default(), now); // told to revoke one
+    g.heartbeat(
+        &beat("a", 1, Some(&a)),
+        &t,
+        Timing::default(),
+        now + Duration::from_secs(20),
+    ); // still holds it
     g.tick(now + Duration::from_secs(31));
     assert!(g.members().all(|m| m.id == "b"));
 }
@@ -362,7 +427,7 @@ fn commits_and_fetches_need_the_current_member_epoch() {
         errors::NONE,
         "empty group: admin commits"
     );
-    g.heartbeat(&join_req("a", &["orders"]), &t, now);
+    g.heartbeat(&join_req("a", &["orders"]), &t, Timing::default(), now);
     assert_eq!(g.validate_commit("a", 1, 9), errors::NONE);
     assert_eq!(g.validate_commit("a", 0, 9), errors::STALE_MEMBER_EPOCH);
     assert_eq!(g.validate_commit("x", 1, 9), errors::UNKNOWN_MEMBER_ID);
@@ -430,17 +495,17 @@ proptest! {
                     let subscription: &[&str] = if c % 2 == 0 { &["a", "b"] } else { &["a"] };
                     let mut r = join_req(&member_name(c), subscription);
                     if range { r.server_assignor = Some("range".into()); }
-                    let out = g.heartbeat(&r, &t, now);
+                    let out = g.heartbeat(&r, &t, Timing::default(), now);
                     prop_assert_eq!(out.error, errors::NONE);
                     clients[c] = Client { joined: true, epoch: out.member_epoch, owned: out.assignment.unwrap_or_default() };
                 }
                 Op::Heartbeat(c, report, lose) if clients[c].joined => {
                     let cl = clients[c].clone();
-                    let out = g.heartbeat(&beat(&member_name(c), cl.epoch, report.then_some(&cl.owned)), &t, now);
+                    let out = g.heartbeat(&beat(&member_name(c), cl.epoch, report.then_some(&cl.owned)), &t, Timing::default(), now);
                     if out.error != errors::NONE {
                         prop_assert!(out.error == errors::FENCED_MEMBER_EPOCH || out.error == errors::UNKNOWN_MEMBER_ID, "{}", out.error);
                         // The client gives everything up and rejoins with epoch 0.
-                        let out = g.heartbeat(&join_req(&member_name(c), if c % 2 == 0 { &["a", "b"] } else { &["a"] }), &t, now);
+                        let out = g.heartbeat(&join_req(&member_name(c), if c % 2 == 0 { &["a", "b"] } else { &["a"] }), &t, Timing::default(), now);
                         prop_assert_eq!(out.error, errors::NONE);
                         clients[c] = Client { joined: true, epoch: out.member_epoch, owned: out.assignment.unwrap_or_default() };
                     } else if !lose {
@@ -449,7 +514,7 @@ proptest! {
                     }
                 }
                 Op::Leave(c) if clients[c].joined => {
-                    g.heartbeat(&beat(&member_name(c), LEAVE_GROUP_EPOCH, None), &t, now);
+                    g.heartbeat(&beat(&member_name(c), LEAVE_GROUP_EPOCH, None), &t, Timing::default(), now);
                     clients[c] = Client::default();
                 }
                 Op::Expire(c) if clients[c].joined => {
@@ -488,7 +553,7 @@ fn repeated_heartbeats_converge_to_the_target() {
     let mut g = ConsumerGroup::new("g");
     let mut clients: BTreeMap<String, (i32, Assignment)> = BTreeMap::new();
     for id in ["x", "y", "z"] {
-        let out = g.heartbeat(&join_req(id, &["a", "b"]), &t, now);
+        let out = g.heartbeat(&join_req(id, &["a", "b"]), &t, Timing::default(), now);
         clients.insert(
             id.to_string(),
             (out.member_epoch, out.assignment.unwrap_or_default()),
@@ -496,7 +561,7 @@ fn repeated_heartbeats_converge_to_the_target() {
     }
     for _ in 0..4 {
         for (id, (epoch, owned)) in clients.iter_mut() {
-            let out = g.heartbeat(&beat(id, *epoch, Some(owned)), &t, now);
+            let out = g.heartbeat(&beat(id, *epoch, Some(owned)), &t, Timing::default(), now);
             assert_eq!(out.error, errors::NONE);
             *epoch = out.member_epoch;
             if let Some(a) = out.assignment {
