@@ -35,7 +35,7 @@ def _listed(bootstrap: str) -> dict:
 
 
 @pytest.mark.parametrize("client", CLIENTS)
-def test_two_members_split_partitions_no_loss_no_duplicates(clients, new_topic, bootstrap, client):
+def test_kip848_two_members_split_partitions_no_loss_no_duplicates(clients, new_topic, bootstrap, client):
     topic = new_topic(PARTITIONS)
     group = f"{topic}-g"
     members = [consumer_protocol_member(client, bootstrap, group, topic) for _ in range(2)]
@@ -71,7 +71,7 @@ def test_two_members_split_partitions_no_loss_no_duplicates(clients, new_topic, 
 
 
 @pytest.mark.parametrize("client", CLIENTS)
-def test_survivor_takes_all_partitions_when_a_member_leaves(clients, new_topic, bootstrap, client):
+def test_kip848_survivor_takes_all_partitions_when_a_member_leaves(clients, new_topic, bootstrap, client):
     topic = new_topic(PARTITIONS)
     group = f"{topic}-g"
     a = consumer_protocol_member(client, bootstrap, group, topic)
@@ -92,7 +92,7 @@ def test_survivor_takes_all_partitions_when_a_member_leaves(clients, new_topic, 
 
 
 @pytest.mark.parametrize("first,second", [("java", "java"), ("librdkafka", "librdkafka"), ("java", "librdkafka")])
-def test_new_member_resumes_from_committed_offsets(clients, new_topic, bootstrap, first, second):
+def test_kip848_new_member_resumes_from_committed_offsets(clients, new_topic, bootstrap, first, second):
     partitions = 2
     topic = new_topic(partitions)
     group = f"{topic}-g"
@@ -128,7 +128,7 @@ def test_new_member_resumes_from_committed_offsets(clients, new_topic, bootstrap
         c2.close()
 
 
-def test_group_describes_as_a_consumer_group(new_topic, bootstrap):
+def test_kip848_group_describes_as_a_consumer_group(new_topic, bootstrap):
     """ConsumerGroupDescribe through librdkafka's admin API: type, state, members and
     their assignments as the broker computed them."""
     topic = new_topic(PARTITIONS)
