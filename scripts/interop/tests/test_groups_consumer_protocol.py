@@ -146,3 +146,33 @@ def test_kip848_group_describes_as_a_consumer_group(new_topic, bootstrap):
     finally:
         for m in members:
             m.close()
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_kip848_static_member_gets_its_partitions_back(new_topic, bootstrap, client):
+    """group.instance.id: a static member that closes leaves with member epoch -2; its
+    partitions wait for it (the other member does not take them within a few heartbeats)
+    and a new process with the same instance id gets the same partitions back."""
+    topic = new_topic(PARTITIONS)
+    group = f"{topic}-g"
+    a = consumer_protocol_member(client, bootstrap, group, topic, **{"group.instance.id": "static-a"})
+    b = consumer_protocol_member(client, bootstrap, group, topic, **{"group.instance.id": "static-b"})
+    a2 = None
+    try:
+        poll_until([a, b], split_evenly([a, b], PARTITIONS), 90, "both members assigned")
+        a_owned, b_owned = set(a.seen_assignment), set(b.seen_assignment)
+        a.close()
+        # Two heartbeat intervals (5 s each): b keeps exactly its own partitions.
+        try:
+            poll_until([b], lambda: b.seen_assignment != b_owned, 11, "b's assignment changes")
+            raise AssertionError(f"b took the static member's partitions: {b.seen_assignment}")
+        except AssertionError as e:
+            if "not reached" not in str(e):
+                raise
+        a2 = consumer_protocol_member(client, bootstrap, group, topic, **{"group.instance.id": "static-a"})
+        poll_until([a2, b], lambda: a2.seen_assignment == a_owned and b.seen_assignment == b_owned, 60,
+                   "the returning static member owns its old partitions")
+    finally:
+        for m in (a, b, a2):
+            if m is not None:
+                m.close()

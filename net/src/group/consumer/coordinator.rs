@@ -54,7 +54,8 @@ impl ConsumerCoordinator {
         self.groups.borrow_mut().get_mut(id).map(f)
     }
 
-    /// Runs `f` on the group, creating it if needed. Error: too many groups here.
+    /// Runs `f` on the group, creating it if needed. At the bound an empty group makes
+    /// room (its offsets stay with the classic coordinator). Error: too many live groups.
     pub fn with_group_or_new<R>(
         &self,
         id: &str,
@@ -63,7 +64,14 @@ impl ConsumerCoordinator {
         let mut groups = self.groups.borrow_mut();
         if !groups.contains_key(id) {
             if groups.len() >= CONSUMER_GROUPS_PER_SHARD_MAX {
-                return Err(errors::COORDINATOR_NOT_AVAILABLE);
+                let Some(empty) = groups
+                    .iter()
+                    .find(|(_, g)| g.is_empty())
+                    .map(|(k, _)| k.clone())
+                else {
+                    return Err(errors::COORDINATOR_NOT_AVAILABLE);
+                };
+                groups.remove(&empty);
             }
             groups.insert(id.to_string(), ConsumerGroup::new(id));
         }
