@@ -577,3 +577,73 @@ fn repeated_heartbeats_converge_to_the_target() {
         "{counts:?}"
     );
 }
+
+fn any_heartbeat() -> impl Strategy<Value = HeartbeatRequest> {
+    let owned = prop_oneof![
+        Just(None),
+        Just(Some(Vec::new())),
+        proptest::collection::vec((0u128..4, -2i32..6), 0..8).prop_map(Some),
+    ];
+    let epoch = prop_oneof![2 => Just(0), 3 => -3i32..5];
+    (
+        (prop::sample::select(vec!["", "m0", "m1", "m2"]), epoch),
+        proptest::option::of(prop::sample::select(vec!["", "i0", "i1"])),
+        prop::sample::select(vec![-1, 0, 5_000]),
+        proptest::option::of(proptest::collection::vec(
+            prop::sample::select(vec!["a", "b", "missing", ""]),
+            0..4,
+        )),
+        proptest::option::of(prop::sample::select(vec!["", "a|b", ".*", "(", "[z-a]"])),
+        proptest::option::of(prop::sample::select(vec!["uniform", "range", "x"])),
+        owned,
+    )
+        .prop_map(
+            |((member, epoch), instance, rebalance, names, regex, assignor, owned)| {
+                HeartbeatRequest {
+                    member_id: member.to_string(),
+                    member_epoch: epoch,
+                    instance_id: instance.map(str::to_string),
+                    rack_id: None,
+                    rebalance_timeout_ms: rebalance,
+                    subscribed_topic_names: names
+                        .map(|n| n.into_iter().map(str::to_string).collect()),
+                    subscribed_topic_regex: regex.map(str::to_string),
+                    server_assignor: assignor.map(str::to_string),
+                    owned: owned.map(|o| {
+                        let mut a = Assignment::new();
+                        for (t, p) in o {
+                            insert(&mut a, (t, p));
+                        }
+                        a
+                    }),
+                    client_id: String::new(),
+                    client_host: String::new(),
+                }
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Whatever a client sends (after the same validation the handler runs), the group
+    /// answers with a code and keeps its invariants; nothing panics.
+    #[test]
+    fn arbitrary_heartbeats_keep_the_invariants(reqs in proptest::collection::vec(any_heartbeat(), 1..60)) {
+        let t = topics(&[("a", 1, 3), ("b", 2, 2)]);
+        let mut g = ConsumerGroup::new("g");
+        let mut now = Instant::now();
+        for r in reqs {
+            now += Duration::from_millis(700);
+            if validate(&r, 1).is_err() {
+                continue;
+            }
+            let out = g.heartbeat(&r, &t, Timing::default(), now);
+            if out.error == errors::NONE && r.member_epoch >= 0 {
+                prop_assert!(out.member_epoch >= 0);
+            }
+            g.tick(now);
+            g.check_invariants().map_err(TestCaseError::fail)?;
+        }
+    }
+}
