@@ -48,7 +48,8 @@ async fn call<Req: Encodable, Resp: Decodable>(
     let header = RequestHeader::default()
         .with_request_api_key(key as i16)
         .with_request_api_version(version)
-        .with_correlation_id(9);
+        .with_correlation_id(9)
+        .with_client_id(Some(s("kip848-test")));
     let mut buf = BytesMut::new();
     encode_request_header_into_buffer(&mut buf, &header).expect("header");
     body.encode(&mut buf, version).expect("body");
@@ -406,6 +407,7 @@ fn consumer_protocol_through_the_handlers() {
         check!(
             f,
             g.members.iter().all(|m| m.member_type == 1
+                && m.client_id.as_str() == "kip848-test"
                 && m.assignment
                     .topic_partitions
                     .iter()
@@ -524,4 +526,18 @@ fn consumer_protocol_through_the_handlers() {
         f
     });
     assert!(findings.is_empty(), "{findings:#?}");
+}
+
+#[test]
+fn client_ids_are_kept_bounded_at_a_char_boundary() {
+    use sluice_net::group::consumer::handlers::client_id;
+    let long = "é".repeat(200); // 400 bytes
+    let kept = client_id(Some(&long));
+    assert!(
+        kept.len() <= 255 && long.starts_with(&kept),
+        "{} bytes",
+        kept.len()
+    );
+    assert_eq!(client_id(None), "");
+    assert_eq!(client_id(Some("rdkafka")), "rdkafka");
 }

@@ -96,10 +96,21 @@ fn heartbeat_response(o: HeartbeatOutcome) -> ConsumerGroupHeartbeatResponse {
 
 // ---------------------------------------------------------------- ConsumerGroupHeartbeat
 
+/// The request header's client id as a member keeps it (bounded, cut at a char boundary).
+pub fn client_id(raw: Option<&str>) -> String {
+    let raw = raw.unwrap_or("");
+    let mut end = raw.len().min(GROUP_ID_BYTES_MAX);
+    while !raw.is_char_boundary(end) {
+        end -= 1;
+    }
+    raw[..end].to_string()
+}
+
 pub async fn heartbeat(
     broker: &Rc<Broker>,
     req: ConsumerGroupHeartbeatRequest,
     version: i16,
+    client_id: String,
 ) -> ConsumerGroupHeartbeatResponse {
     let group = req.group_id.0.to_string();
     if !valid_id(&group) {
@@ -137,7 +148,7 @@ pub async fn heartbeat(
         subscribed_topic_regex: req.subscribed_topic_regex.map(|s| s.to_string()),
         server_assignor: req.server_assignor.map(|s| s.to_string()),
         owned,
-        client_id: String::new(),
+        client_id,
         client_host: String::new(),
     };
     if let Err((code, message)) = state::validate(&hb, version) {
