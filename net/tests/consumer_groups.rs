@@ -218,6 +218,28 @@ fn consumer_protocol_through_the_handlers() {
         let topic_id = r.topics[0].topic_id;
         check!(f, r.topics[0].error_code == 0, "create: {:?}", r.topics[0]);
 
+        // The Java consumer resolves assigned topic ids with Metadata by id and an empty name.
+        let r: MetadataResponse = call(
+            &b,
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(Some(vec![
+                metadata_request::MetadataRequestTopic::default()
+                    .with_topic_id(topic_id)
+                    .with_name(Some(name(""))),
+            ])),
+        )
+        .await;
+        check!(
+            f,
+            r.topics.len() == 1
+                && r.topics[0].error_code == 0
+                && r.topics[0].name.as_ref().map(|n| n.0.as_str()) == Some("orders")
+                && r.topics[0].partitions.len() == 4,
+            "metadata by topic id with an empty name: {:?}",
+            r.topics
+        );
+
         // Request errors.
         let r = heartbeat(&b, &join("m-a").with_server_assignor(Some(s("sticky")))).await;
         check!(f, r.error_code == 112, "unknown assignor: {}", r.error_code);
