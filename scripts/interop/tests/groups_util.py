@@ -179,11 +179,12 @@ class JavaMember:
     """A Java-client member: the driver's `group` command in its own process, controlled
     over stdin; its stdout events are collected by a reader thread. Same surface as Member."""
 
-    def __init__(self, bootstrap: str, group: str, topic: str, props: dict | None = None):
+    def __init__(self, bootstrap: str, group: str, topic: str, props: dict | None = None, pattern: str = ""):
         cp = os.environ["INTEROP_JAVA_CP"]
         argv = [os.environ.get("JAVA", "java"), "-Xmx256m", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
                 "-cp", cp, "dev.sluice.interop.Driver", "group", "--bootstrap", bootstrap,
-                "--group", group, "--topic", topic, "--max-ms", "280000"]
+                "--group", group, "--max-ms", "280000"]
+        argv += ["--pattern", pattern] if pattern else ["--topic", topic]
         for k, v in (props or {}).items():
             argv += ["--prop", f"{k}={v}"]
         self.topic = topic
@@ -208,7 +209,8 @@ class JavaMember:
                 if f[0] == "rec":
                     self._records.append((int(f[1]), int(f[2]), bytes.fromhex(f[3])))
                 elif f[0] == "assignment":
-                    self._assignment = {int(x) for x in f[1].split(",") if x}
+                    # Partition numbers; "topic:partition" for a --pattern member.
+                    self._assignment = {x if ":" in x else int(x) for x in f[1].split(",") if x}
                 elif f[0] == "error":
                     self._errors.append("\t".join(f[1:]))
                 else:
@@ -283,3 +285,11 @@ def consumer_protocol_member(client: str, bootstrap: str, group: str, topic: str
     if client == "java":
         return JavaMember(bootstrap, group, topic, {"group.protocol": "consumer", **extra})
     return RdkConsumerProtocolMember(bootstrap, group, topic, **extra)
+
+
+class RdkPatternMember(RdkConsumerProtocolMember):
+    """A librdkafka consumer-protocol member subscribed to a regex ("^..."), which
+    librdkafka sends to the broker; its assignment is reported as "topic:partition"."""
+
+    def assignment(self) -> set:
+        return {f"{tp.topic}:{tp.partition}" for tp in self.c.assignment()}

@@ -13,7 +13,7 @@ from confluent_kafka import ConsumerGroupType
 from confluent_kafka.admin import AdminClient
 
 from clients import Out
-from groups_util import consumer_protocol_member, poll_until, split_evenly
+from groups_util import JavaMember, RdkPatternMember, consumer_protocol_member, poll_until, split_evenly
 
 PARTITIONS = 4
 CLIENTS = ["java", "librdkafka"]
@@ -176,3 +176,33 @@ def test_kip848_static_member_gets_its_partitions_back(new_topic, bootstrap, cli
         for m in (a, b, a2):
             if m is not None:
                 m.close()
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_kip848_regex_subscription_takes_matching_topics(clients, new_topic, bootstrap, client):
+    """A server-side regex subscription (Java SubscriptionPattern, librdkafka "^..."): the
+    broker resolves it against the topic list (RE2 syntax, whole-name match) and assigns
+    the matching topics' partitions only."""
+    a = new_topic(2, label=f"{client}-rx-a")
+    b = new_topic(2, label=f"{client}-rx-b")
+    other = new_topic(1, label=f"{client}-other")
+    pattern = a[:-1].replace(".", "\\.") + ".*"
+    group = f"{a}-g"
+    if client == "java":
+        m = JavaMember(bootstrap, group, "", {"group.protocol": "consumer"}, pattern=pattern)
+    else:
+        m = RdkPatternMember(bootstrap, group, "^" + pattern)
+    try:
+        expected = {f"{t}:{p}" for t in (a, b) for p in range(2)}
+        poll_until([m], lambda: m.seen_assignment == expected, 90, "the matching topics assigned")
+        sent = {}
+        for t in (a, b, other):
+            recs = [Out(None, f"{t}-{i}".encode(), partition=0) for i in range(100)]
+            clients["librdkafka"].produce(t, recs, acks="all")
+            sent[t] = [r.value for r in recs]
+        got: dict = {}
+        poll_until([m], lambda: len(got.get(0, [])) >= 200, 60, "records of the matching topics", got)
+        _settle([m], got)
+        assert sorted(v for _, _, v in got[0]) == sorted(sent[a] + sent[b]), "only the matching topics, once"
+    finally:
+        m.close()

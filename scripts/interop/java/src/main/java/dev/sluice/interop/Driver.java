@@ -51,9 +51,10 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
  *          stdout: ack TAB partition TAB offset TAB timestamp      (one per input line, same order)
  * consume  stdout: rec TAB partition TAB offset TAB timestamp TAB timestampType TAB key TAB value TAB headers
  *                  done TAB count
- * group    a subscribe() member of --group on --topic until "close" (or EOF) on stdin
+ * group    a subscribe() member of --group on --topic (or --pattern, a server-side regex)
+ *          until "close" (or EOF) on stdin
  *          stdin : commit | committed P,P,.. | close
- *          stdout: assignment TAB p,p,..   (after every change)
+ *          stdout: assignment TAB p,p,..   (after every change; topic:p with --pattern)
  *                  rec TAB partition TAB offset TAB value
  *                  committed | committed-offsets TAB p:offset,..  | closed
  * </pre>
@@ -361,7 +362,9 @@ public final class Driver {
      * the commands. Bounded by --max-ms.
      */
     private static void group(Args a, PrintStream out) throws Exception {
-        String topic = a.req("topic");
+        String topic = a.get("topic", "");
+        String pattern = a.get("pattern", "");
+        if (topic.isEmpty() == pattern.isEmpty()) throw new IllegalArgumentException("give --topic or --pattern");
         a.props.put(ConsumerConfig.GROUP_ID_CONFIG, a.req("group"));
         long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(Long.parseLong(a.get("max-ms", "300000")));
         java.util.concurrent.BlockingQueue<String> commands = new java.util.concurrent.LinkedBlockingQueue<>();
@@ -380,16 +383,21 @@ public final class Driver {
         reader.start();
         KafkaConsumer<byte[], byte[]> c = consumer(a);
         try {
-            c.subscribe(List.of(topic));
+            // --pattern: a server-side regex subscription (KIP-848 SubscriptionPattern).
+            if (pattern.isEmpty()) c.subscribe(List.of(topic));
+            else c.subscribe(new org.apache.kafka.clients.consumer.SubscriptionPattern(pattern));
             String last = null;
             while (System.nanoTime() < deadline) {
                 for (ConsumerRecord<byte[], byte[]> r : c.poll(Duration.ofMillis(100))) {
                     out.println("rec\t" + r.partition() + "\t" + r.offset() + "\t" + hex(r.value()));
                 }
-                List<Long> owned = new ArrayList<>();
-                for (TopicPartition tp : c.assignment()) if (tp.topic().equals(topic)) owned.add((long) tp.partition());
+                List<String> owned = new ArrayList<>();
+                for (TopicPartition tp : c.assignment()) {
+                    if (tp.topic().equals(topic)) owned.add(String.valueOf(tp.partition()));
+                    else if (!pattern.isEmpty()) owned.add(tp.topic() + ":" + tp.partition());
+                }
                 owned.sort(null);
-                String now = join(owned);
+                String now = String.join(",", owned);
                 if (!now.equals(last)) {
                     out.println("assignment\t" + now);
                     last = now;
