@@ -45,6 +45,14 @@ pub struct ServerConfig {
     /// Address of the admin HTTP endpoint (`/metrics`, `/status`), served by shard 0;
     /// empty disables it.
     pub admin_listener: String,
+    /// KIP-848 groups: session timeout sent to members and enforced (Kafka's
+    /// group.consumer.session.timeout.ms).
+    #[serde(alias = "group.consumer.session.timeout.ms")]
+    pub group_consumer_session_timeout_ms: i32,
+    /// KIP-848 groups: heartbeat interval sent to members (Kafka's
+    /// group.consumer.heartbeat.interval.ms).
+    #[serde(alias = "group.consumer.heartbeat.interval.ms")]
+    pub group_consumer_heartbeat_interval_ms: i32,
 }
 
 impl Default for ServerConfig {
@@ -64,6 +72,8 @@ impl Default for ServerConfig {
             partitions_per_topic_max: limits::PARTITIONS_PER_TOPIC_MAX,
             message_max_bytes: limits::MESSAGE_BYTES_MAX_DEFAULT,
             admin_listener: limits::ADMIN_LISTENER_DEFAULT.into(),
+            group_consumer_session_timeout_ms: limits::CONSUMER_SESSION_TIMEOUT_MS_DEFAULT,
+            group_consumer_heartbeat_interval_ms: limits::CONSUMER_HEARTBEAT_INTERVAL_MS_DEFAULT,
         }
     }
 }
@@ -166,6 +176,20 @@ impl ServerConfig {
         if self.node_id < 0 {
             return bad(format!("node_id {} is negative", self.node_id));
         }
+        let session = self.group_consumer_session_timeout_ms;
+        let heartbeat = self.group_consumer_heartbeat_interval_ms;
+        if !(limits::SESSION_TIMEOUT_MS_MIN..=limits::SESSION_TIMEOUT_MS_MAX).contains(&session)
+            || heartbeat < limits::CONSUMER_HEARTBEAT_INTERVAL_MS_MIN
+            || heartbeat >= session
+        {
+            return bad(format!(
+                "group_consumer_session_timeout_ms {session} must be in {}..={} and \
+                 group_consumer_heartbeat_interval_ms {heartbeat} in {}..session",
+                limits::SESSION_TIMEOUT_MS_MIN,
+                limits::SESSION_TIMEOUT_MS_MAX,
+                limits::CONSUMER_HEARTBEAT_INTERVAL_MS_MIN
+            ));
+        }
         Ok(())
     }
 }
@@ -206,6 +230,27 @@ mod tests {
         assert_eq!(
             c.advertised().expect("advertised"),
             ("broker.example".to_string(), 19092)
+        );
+    }
+
+    #[test]
+    fn consumer_group_timing_is_checked() {
+        let c: ServerConfig = toml::from_str(
+            r#"
+            "group.consumer.session.timeout.ms" = 10000
+            "group.consumer.heartbeat.interval.ms" = 1000
+            "#,
+        )
+        .expect("parses");
+        c.validate().expect("valid");
+        assert_eq!(c.group_consumer_session_timeout_ms, 10_000);
+        let bad = ServerConfig {
+            group_consumer_heartbeat_interval_ms: 10_000,
+            ..c
+        };
+        assert!(
+            bad.validate().is_err(),
+            "heartbeat interval must be below the session"
         );
     }
 

@@ -13,6 +13,7 @@ use kafka_protocol::messages::*;
 use crate::broker::Broker;
 use crate::codec::{decode_body, encode_response, CodecError, RequestFrame};
 use crate::errors;
+use crate::group::consumer::handlers as group_consumer;
 use crate::group::handlers as group;
 use crate::handlers;
 use crate::versions;
@@ -48,6 +49,9 @@ pub enum Body {
     ListGroups(ListGroupsRequest),
     DeleteGroups(DeleteGroupsRequest),
     OffsetDelete(OffsetDeleteRequest),
+    /// With the request header's client id (ConsumerGroupDescribe shows it per member).
+    ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest, String),
+    ConsumerGroupDescribe(ConsumerGroupDescribeRequest),
 }
 
 /// A request ready for its handler.
@@ -124,6 +128,13 @@ pub fn decode_request(frame: RequestFrame) -> Result<Request, CodecError> {
         ApiKey::ListGroups => Body::ListGroups(decode_body(&mut raw, version, "ListGroups")?),
         ApiKey::DeleteGroups => Body::DeleteGroups(decode_body(&mut raw, version, "DeleteGroups")?),
         ApiKey::OffsetDelete => Body::OffsetDelete(decode_body(&mut raw, version, "OffsetDelete")?),
+        ApiKey::ConsumerGroupHeartbeat => Body::ConsumerGroupHeartbeat(
+            decode_body(&mut raw, version, "ConsumerGroupHeartbeat")?,
+            group_consumer::client_id(frame.header.client_id.as_deref()),
+        ),
+        ApiKey::ConsumerGroupDescribe => {
+            Body::ConsumerGroupDescribe(decode_body(&mut raw, version, "ConsumerGroupDescribe")?)
+        }
         other => {
             return Err(CodecError::UnsupportedVersion {
                 key: other,
@@ -204,5 +215,11 @@ pub async fn handle(broker: &Rc<Broker>, request: Request) -> Result<Option<Byte
         Body::ListGroups(req) => respond!(group::list_groups(broker, req, version).await),
         Body::DeleteGroups(req) => respond!(group::delete_groups(broker, req, version).await),
         Body::OffsetDelete(req) => respond!(group::offset_delete(broker, req, version).await),
+        Body::ConsumerGroupHeartbeat(req, client_id) => {
+            respond!(group_consumer::heartbeat(broker, req, version, client_id).await)
+        }
+        Body::ConsumerGroupDescribe(req) => {
+            respond!(group_consumer::describe(broker, req, version).await)
+        }
     }
 }

@@ -55,6 +55,13 @@ pub const GROUP_MAX_SIZE_REACHED: i16 = code(ResponseError::GroupMaxSizeReached)
 pub const FENCED_INSTANCE_ID: i16 = code(ResponseError::FencedInstanceId);
 pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = code(ResponseError::GroupSubscribedToTopic);
 
+// Consumer groups on the consumer protocol (KIP-848).
+pub const FENCED_MEMBER_EPOCH: i16 = code(ResponseError::FencedMemberEpoch);
+pub const UNRELEASED_INSTANCE_ID: i16 = code(ResponseError::UnreleasedInstanceId);
+pub const UNSUPPORTED_ASSIGNOR: i16 = code(ResponseError::UnsupportedAssignor);
+pub const STALE_MEMBER_EPOCH: i16 = code(ResponseError::StaleMemberEpoch);
+pub const INVALID_REGULAR_EXPRESSION: i16 = code(ResponseError::InvalidRegularExpression);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -114,3 +114,41 @@ const _: () =
     assert!(OFFSETS_TOPIC_PARTITIONS > 0 && OFFSETS_TOPIC_PARTITIONS <= PARTITIONS_PER_TOPIC_MAX);
 const _: () = assert!(OFFSETS_LOAD_READ_BYTES <= FETCH_RESPONSE_BYTES_MAX);
 const _: () = assert!(PRODUCER_ID_BLOCK > 0);
+
+// ---- Consumer groups on the consumer protocol (KIP-848) ----
+
+/// Members one consumer-protocol group may have (GROUP_MAX_SIZE_REACHED beyond).
+pub const CONSUMER_GROUP_MEMBERS_MAX: usize = 1000;
+/// Consumer-protocol groups one shard coordinates at most.
+pub const CONSUMER_GROUPS_PER_SHARD_MAX: usize = 100_000;
+/// Topic names one member may subscribe to.
+pub const CONSUMER_SUBSCRIBED_TOPICS_MAX: usize = 10_000;
+/// Longest subscription regex accepted, and the most memory its compiled form may use.
+pub const CONSUMER_TOPIC_REGEX_BYTES_MAX: usize = 1024;
+pub const CONSUMER_TOPIC_REGEX_COMPILED_BYTES_MAX: usize = 1024 * 1024;
+/// Partitions one group's target assignment covers at most (the subscribed topics are
+/// taken in name order until this many partitions; the rest stay unassigned, logged).
+pub const CONSUMER_GROUP_PARTITIONS_MAX: usize = 100_000;
+/// Partitions the uniform assignor moves to even out mixed subscriptions, per run.
+pub const CONSUMER_ASSIGNOR_BALANCE_MOVES_MAX: usize = 10_000;
+/// Kafka's group.consumer.session.timeout.ms and group.consumer.heartbeat.interval.ms
+/// defaults, sent to every member (the `[server]` config may change them).
+pub const CONSUMER_SESSION_TIMEOUT_MS_DEFAULT: i32 = 45_000;
+pub const CONSUMER_HEARTBEAT_INTERVAL_MS_DEFAULT: i32 = 5_000;
+/// Shortest heartbeat interval a config may ask for (the timer checks every GROUP_TICK_MS).
+pub const CONSUMER_HEARTBEAT_INTERVAL_MS_MIN: i32 = 500;
+/// How often a group re-resolves its subscribed topic names and regexes against the
+/// topic list (new topics, new partitions) on a heartbeat.
+pub const CONSUMER_METADATA_REFRESH_MS: u64 = 2_000;
+
+const _: () = assert!(CONSUMER_HEARTBEAT_INTERVAL_MS_DEFAULT < CONSUMER_SESSION_TIMEOUT_MS_DEFAULT);
+const _: () = assert!(
+    CONSUMER_HEARTBEAT_INTERVAL_MS_MIN <= CONSUMER_HEARTBEAT_INTERVAL_MS_DEFAULT
+        && (GROUP_TICK_MS as i32) < CONSUMER_HEARTBEAT_INTERVAL_MS_MIN
+);
+const _: () = assert!(
+    SESSION_TIMEOUT_MS_MIN <= CONSUMER_SESSION_TIMEOUT_MS_DEFAULT
+        && CONSUMER_SESSION_TIMEOUT_MS_DEFAULT <= SESSION_TIMEOUT_MS_MAX
+);
+const _: () = assert!(CONSUMER_GROUP_PARTITIONS_MAX <= OFFSETS_PER_GROUP_MAX);
+const _: () = assert!(CONSUMER_TOPIC_REGEX_BYTES_MAX <= CONSUMER_TOPIC_REGEX_COMPILED_BYTES_MAX);

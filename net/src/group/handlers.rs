@@ -29,6 +29,7 @@ use kafka_protocol::messages::*;
 use sluice_engine::runtime::Shard;
 use sluice_engine::ShardId;
 
+use super::consumer::handlers as consumer;
 use super::coordinator::{self, Coordinator};
 use super::offsets::{self, OffsetChange, OFFSETS_TOPIC};
 use super::state::{CommittedOffset, GroupState, JoinOutcome, JoinRequest, SyncOutcome};
@@ -256,6 +257,9 @@ pub async fn join_group(
         |code| JoinOutcome::error(code, ""),
         Box::new(move |_shard, _ctx, c| {
             Box::pin(async move {
+                if let Some(code) = consumer::classic_join_check(&group) {
+                    return JoinOutcome::error(code, join.member_id);
+                }
                 let (tx, rx) = flume::bounded(1);
                 if let Err(code) = c.with_group_or_new(&group, |g| {
                     g.join(join.clone(), new_member_id, Instant::now(), tx)
@@ -498,8 +502,17 @@ pub async fn offset_commit(
                     Box::new(move |shard, ctx, c| {
                         Box::pin(async move {
                             let now = Instant::now();
-                            let allowed = match c.with_group(&group, |g| {
-                                g.may_commit(&member_id, instance_id.as_deref(), generation, now)
+                            let consumer_check =
+                                consumer::commit_check(&group, &member_id, generation, version);
+                            let allowed = match consumer_check.or_else(|| {
+                                c.with_group(&group, |g| {
+                                    g.may_commit(
+                                        &member_id,
+                                        instance_id.as_deref(),
+                                        generation,
+                                        now,
+                                    )
+                                })
                             }) {
                                 Some(code) => code,
                                 // No such group: only a commit from outside the group
@@ -549,14 +562,27 @@ pub async fn offset_commit(
 
 type Committed = Result<Vec<((String, i32), CommittedOffset)>, i16>;
 
-async fn committed(broker: &Rc<Broker>, group: &str) -> Committed {
+/// `member`: (member id, member epoch) of a consumer-protocol member (OffsetFetch v9+).
+async fn committed(
+    broker: &Rc<Broker>,
+    group: &str,
+    member: Option<(Option<String>, i32)>,
+) -> Committed {
     let g = group.to_string();
     on_owner(
         broker,
         group,
         Err,
         Box::new(move |_shard, _ctx, c| {
-            Box::pin(async move { Ok(c.committed(&g).unwrap_or_default()) })
+            Box::pin(async move {
+                if let Some((member_id, epoch)) = &member {
+                    match consumer::fetch_check(&g, member_id.as_deref(), *epoch) {
+                        Some(code) if code != errors::NONE => return Err(code),
+                        _ => {}
+                    }
+                }
+                Ok(c.committed(&g).unwrap_or_default())
+            })
         }),
     )
     .await
@@ -621,7 +647,7 @@ pub async fn offset_fetch(
                 .map(|t| (t.name.0.to_string(), t.partition_indexes))
                 .collect::<Vec<_>>()
         });
-        match committed(broker, &group).await {
+        match committed(broker, &group, None).await {
             Ok(all) => {
                 for (t, parts) in fetched(&all, asked) {
                     let mut rt = OffsetFetchResponseTopic::default();
@@ -649,9 +675,10 @@ pub async fn offset_fetch(
                 .map(|t| (t.name.0.to_string(), t.partition_indexes))
                 .collect::<Vec<_>>()
         });
+        let member = (version >= 9).then(|| (g.member_id.map(|m| m.to_string()), g.member_epoch));
         let mut rg = OffsetFetchResponseGroup::default();
         rg.group_id = g.group_id;
-        match committed(broker, &group).await {
+        match committed(broker, &group, member).await {
             Ok(all) => {
                 for (t, parts) in fetched(&all, asked) {
                     let mut rt = OffsetFetchResponseTopics::default();
@@ -702,6 +729,14 @@ pub async fn describe_groups(
             Err,
             Box::new(move |_shard, _ctx, c| {
                 Box::pin(async move {
+                    if consumer::is_consumer_group(&g) {
+                        // Kafka answers DescribeGroups v0-v5 for a consumer-protocol group
+                        // with Dead and no error (v6 says GROUP_ID_NOT_FOUND).
+                        return Ok(Described {
+                            state: GroupState::Dead.name().to_string(),
+                            ..Described::default()
+                        });
+                    }
                     Ok(c.with_group(&g, |g| {
                         let protocol = g.protocol().unwrap_or("").to_string();
                         Described {
@@ -769,30 +804,51 @@ pub async fn list_groups(
     let states: BTreeSet<String> = req.states_filter.iter().map(|s| s.to_lowercase()).collect();
     let types: BTreeSet<String> = req.types_filter.iter().map(|s| s.to_lowercase()).collect();
     let mut resp = ListGroupsResponse::default();
-    if !types.is_empty() && !types.contains("classic") {
-        return resp;
-    }
     let ctx = broker.owner_context();
     for s in 0..broker.shard.shard_count() {
         let ctx = ctx.clone();
-        let listed: Result<Vec<(String, String, GroupState)>, i16> = broker
+        // (id, protocol type, state, group type)
+        type Listed = Vec<(String, String, &'static str, &'static str)>;
+        let listed: Result<Listed, i16> = broker
             .shard
             .route_to_owner(ShardId(s), move |shard| {
-                Box::pin(async move { Ok(coordinator::on_shard(&shard, &ctx).await?.list()) })
+                Box::pin(async move {
+                    let classic = coordinator::on_shard(&shard, &ctx).await?.list();
+                    let modern = consumer::listed();
+                    let modern_ids: BTreeSet<&str> =
+                        modern.iter().map(|(id, _)| id.as_str()).collect();
+                    let mut out: Listed = classic
+                        .into_iter()
+                        // An Empty classic entry under a consumer group only holds its offsets.
+                        .filter(|(id, _, st)| {
+                            !(*st == GroupState::Empty && modern_ids.contains(id.as_str()))
+                        })
+                        .map(|(id, pt, st)| (id, pt, st.name(), "classic"))
+                        .collect();
+                    out.extend(
+                        modern
+                            .into_iter()
+                            .map(|(id, st)| (id, "consumer".to_string(), st.name(), "consumer")),
+                    );
+                    Ok(out)
+                })
             })
             .await
             .unwrap_or(Err(errors::COORDINATOR_NOT_AVAILABLE));
         match listed {
             Ok(groups) => {
-                for (id, protocol_type, state) in groups {
-                    if !states.is_empty() && !states.contains(&state.name().to_lowercase()) {
+                for (id, protocol_type, state, group_type) in groups {
+                    if !states.is_empty() && !states.contains(&state.to_lowercase()) {
+                        continue;
+                    }
+                    if !types.is_empty() && !types.contains(group_type) {
                         continue;
                     }
                     let mut g = ListedGroup::default();
                     g.group_id = GroupId(str_bytes(id));
                     g.protocol_type = str_bytes(protocol_type);
-                    g.group_state = str_bytes(state.name());
-                    g.group_type = str_bytes("classic");
+                    g.group_state = str_bytes(state);
+                    g.group_type = str_bytes(group_type);
                     resp.groups.push(g);
                 }
             }
@@ -838,6 +894,10 @@ pub async fn delete_groups(
             |code| code,
             Box::new(move |shard, ctx, c| {
                 Box::pin(async move {
+                    let consumer_removed = match consumer::delete_check(&g) {
+                        Err(code) => return code,
+                        Ok(removed) => removed,
+                    };
                     let keys = match c.with_group(&g, |grp| {
                         if grp.is_empty() {
                             Ok(grp.offsets.keys().cloned().collect::<Vec<_>>())
@@ -845,6 +905,7 @@ pub async fn delete_groups(
                             Err(errors::NON_EMPTY_GROUP)
                         }
                     }) {
+                        None if consumer_removed => return errors::NONE,
                         None => return errors::GROUP_ID_NOT_FOUND,
                         Some(Err(code)) => return code,
                         Some(Ok(keys)) => keys,
@@ -892,6 +953,7 @@ pub async fn offset_delete(
         |code| (code, Vec::new()),
         Box::new(move |shard, ctx, c| {
             Box::pin(async move {
+                let consumer_subscribed = consumer::subscribed_topics(&g);
                 let subscribed = match c.with_group(&g, |grp| {
                     if grp.members().next().is_none() {
                         Some(Vec::new())
@@ -900,7 +962,7 @@ pub async fn offset_delete(
                     }
                 }) {
                     None => return (errors::GROUP_ID_NOT_FOUND, Vec::new()),
-                    Some(s) => s,
+                    Some(s) => consumer_subscribed.map(Some).unwrap_or(s),
                 };
                 let blocked =
                     |t: &str| subscribed.as_ref().is_none_or(|s| s.iter().any(|x| x == t));

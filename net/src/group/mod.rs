@@ -6,7 +6,9 @@
 //! - [`coordinator`]: a shard's groups, loading, the session/rebalance timer task.
 //! - [`offsets`]: committed offsets in the internal `__consumer_offsets` topic.
 //! - [`handlers`]: the wire APIs.
+//! - [`consumer`]: groups on the consumer protocol (KIP-848), in their own module.
 
+pub mod consumer;
 pub mod coordinator;
 pub mod handlers;
 pub mod offsets;

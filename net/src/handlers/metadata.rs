@@ -76,7 +76,11 @@ pub async fn handle(broker: &Rc<Broker>, req: MetadataRequest, version: i16) -> 
         broker.config.auto_create_topics_enable && (version < 4 || req.allow_auto_topic_creation);
     for wanted in requested {
         let snapshot = broker.store.snapshot();
-        let Some(name) = wanted.name.map(|n| n.0.to_string()) else {
+        // By topic id when there is no name; the Java consumer resolving the topic ids of a
+        // KIP-848 assignment sends an empty name with the id.
+        let by_id =
+            wanted.topic_id.as_u128() != 0 && wanted.name.as_ref().is_none_or(|n| n.is_empty());
+        let Some(name) = wanted.name.filter(|_| !by_id).map(|n| n.0.to_string()) else {
             let id = wanted.topic_id.as_u128();
             resp.topics.push(match snapshot.topic_by_id(id) {
                 Some(t) => topic_entry(broker, t),

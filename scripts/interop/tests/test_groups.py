@@ -142,3 +142,55 @@ def test_offsets_topic_is_internal(clients, new_topic, bootstrap):
     with pytest.raises(Exception, match="(?i)invalid|topic"):
         clients["librdkafka"].produce("__consumer_offsets", [Out(None, b"x", partition=0)], acks="all",
                                       **{"message.timeout.ms": 5000})
+
+
+def test_librdkafka_cooperative_sticky_rebalances_incrementally(clients, new_topic, bootstrap):
+    """KIP-429 cooperative-sticky (client-side assignor, classic protocol): the broker
+    passes the protocol through; the first member keeps the partitions it is not asked to
+    give up (its assignment never drops to nothing), records are neither lost nor doubled,
+    and the survivor takes everything back when the other leaves."""
+    topic = new_topic(PARTITIONS)
+    group = f"{topic}-g"
+    extra = {"partition.assignment.strategy": "cooperative-sticky"}
+    a = Member("librdkafka", bootstrap, group, topic, **extra)
+    b = None
+    try:
+        poll_until([a], lambda: a.seen_assignment == set(range(PARTITIONS)), 60, "first member owns all")
+        b = Member("librdkafka", bootstrap, group, topic, **extra)
+        history: list[frozenset] = []
+        split = split_evenly([a, b], PARTITIONS)
+
+        def split_and_record() -> bool:
+            history.append(frozenset(a.seen_assignment))
+            return split()
+
+        poll_until([a, b], split_and_record, 60, "both members assigned")
+        assert all(h for h in history), f"the first member lost all its partitions mid-rebalance: {history}"
+        owned = [set(a.seen_assignment), set(b.seen_assignment)]
+        assert not (owned[0] & owned[1]), f"a partition is owned twice: {owned}"
+
+        n = 4000
+        sent = [Out(None, f"v{i}".encode(), partition=i % PARTITIONS) for i in range(n)]
+        clients["librdkafka"].produce(topic, sent, acks="all")
+        got: dict = {}
+        poll_until([a, b], lambda: sum(len(v) for v in got.values()) >= n, 90, "all records consumed", got)
+        _settle([a, b], got)
+        keys = [(p, o) for recs in got.values() for p, o, _ in recs]
+        assert len(keys) == len(set(keys)), "records delivered twice"
+        assert sorted(v for recs in got.values() for _, _, v in recs) == sorted(r.value for r in sent)
+        for i, recs in got.items():
+            assert {p for p, _, _ in recs} <= owned[i]
+
+        # b commits what it consumed and leaves: a takes b's partitions from the committed
+        # offsets, so it reads nothing again.
+        b.commit()
+        b.close()
+        b = None
+        again: dict = {}
+        poll_until([a], lambda: a.seen_assignment == set(range(PARTITIONS)), 30, "survivor owns everything", again)
+        _settle([a], again)
+        assert not again.get(0), f"survivor re-read {len(again.get(0, []))} committed records"
+    finally:
+        a.close()
+        if b is not None:
+            b.close()

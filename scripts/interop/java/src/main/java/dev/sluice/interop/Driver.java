@@ -51,6 +51,12 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
  *          stdout: ack TAB partition TAB offset TAB timestamp      (one per input line, same order)
  * consume  stdout: rec TAB partition TAB offset TAB timestamp TAB timestampType TAB key TAB value TAB headers
  *                  done TAB count
+ * group    a subscribe() member of --group on --topic (or --pattern, a server-side regex)
+ *          until "close" (or EOF) on stdin
+ *          stdin : commit | committed P,P,.. | close
+ *          stdout: assignment TAB p,p,..   (after every change; topic:p with --pattern)
+ *                  rec TAB partition TAB offset TAB value
+ *                  committed | committed-offsets TAB p:offset,..  | closed
  * </pre>
  *
  * Every call is bounded: client timeouts are set below and each loop has a deadline.
@@ -79,6 +85,7 @@ public final class Driver {
                 case "offsets" -> offsets(args, out);
                 case "seek" -> seek(args, out);
                 case "longpoll" -> longpoll(args, out);
+                case "group" -> group(args, out);
                 default -> throw new IllegalArgumentException("unknown command " + args.command);
             }
         } catch (Exception e) {
@@ -343,6 +350,88 @@ public final class Driver {
             if (ackNanos.get() == 0) throw new IllegalStateException("producer never got an ack");
             long ms = TimeUnit.NANOSECONDS.toMillis(gotNanos - ackNanos.get());
             out.println("longpoll\t" + ms + "\t" + got.offset() + "\t" + start + "\t" + hex(got.value()));
+        }
+    }
+
+    // ---- group member ----
+
+    /**
+     * One group member (group.protocol from --prop, classic by default) driven over stdin, so a
+     * test can run several members side by side and make them commit or leave when it wants.
+     * The consumer stays on this thread (it is not thread-safe); a reader thread only queues
+     * the commands. Bounded by --max-ms.
+     */
+    private static void group(Args a, PrintStream out) throws Exception {
+        String topic = a.get("topic", "");
+        String pattern = a.get("pattern", "");
+        if (topic.isEmpty() == pattern.isEmpty()) throw new IllegalArgumentException("give --topic or --pattern");
+        a.props.put(ConsumerConfig.GROUP_ID_CONFIG, a.req("group"));
+        long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(Long.parseLong(a.get("max-ms", "300000")));
+        java.util.concurrent.BlockingQueue<String> commands = new java.util.concurrent.LinkedBlockingQueue<>();
+        Thread reader = new Thread(() -> {
+            try (BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8))) {
+                String line;
+                while ((line = in.readLine()) != null) {
+                    if (!line.isBlank()) commands.add(line.trim());
+                }
+            } catch (Exception e) {
+                e.printStackTrace(System.err);
+            }
+            commands.add("close");
+        });
+        reader.setDaemon(true);
+        reader.start();
+        KafkaConsumer<byte[], byte[]> c = consumer(a);
+        try {
+            // --pattern: a server-side regex subscription (KIP-848 SubscriptionPattern).
+            if (pattern.isEmpty()) c.subscribe(List.of(topic));
+            else c.subscribe(new org.apache.kafka.clients.consumer.SubscriptionPattern(pattern));
+            String last = null;
+            while (System.nanoTime() < deadline) {
+                for (ConsumerRecord<byte[], byte[]> r : c.poll(Duration.ofMillis(100))) {
+                    out.println("rec\t" + r.partition() + "\t" + r.offset() + "\t" + hex(r.value()));
+                }
+                List<String> owned = new ArrayList<>();
+                for (TopicPartition tp : c.assignment()) {
+                    if (tp.topic().equals(topic)) owned.add(String.valueOf(tp.partition()));
+                    else if (!pattern.isEmpty()) owned.add(tp.topic() + ":" + tp.partition());
+                }
+                owned.sort(null);
+                String now = String.join(",", owned);
+                if (!now.equals(last)) {
+                    out.println("assignment\t" + now);
+                    last = now;
+                }
+                String cmd;
+                while ((cmd = commands.poll()) != null) {
+                    if (cmd.equals("commit")) {
+                        c.commitSync(Duration.ofSeconds(30));
+                        out.println("committed");
+                    } else if (cmd.startsWith("committed ")) {
+                        java.util.Set<TopicPartition> tps = new java.util.HashSet<>();
+                        for (String p : cmd.substring(10).split(",")) tps.add(new TopicPartition(topic, Integer.parseInt(p)));
+                        StringBuilder b = new StringBuilder();
+                        for (Map.Entry<TopicPartition, org.apache.kafka.clients.consumer.OffsetAndMetadata> e
+                                : c.committed(tps, Duration.ofSeconds(30)).entrySet()) {
+                            if (b.length() > 0) b.append(',');
+                            b.append(e.getKey().partition()).append(':').append(e.getValue() == null ? -1 : e.getValue().offset());
+                        }
+                        out.println("committed-offsets\t" + b);
+                    } else if (cmd.equals("close")) {
+                        c.close(Duration.ofSeconds(30));
+                        c = null;
+                        out.println("closed");
+                        return;
+                    } else {
+                        throw new IllegalArgumentException("unknown group command " + cmd);
+                    }
+                }
+                out.flush();
+            }
+            throw new IllegalStateException("group member still running after --max-ms");
+        } finally {
+            if (c != null) c.close(Duration.ofSeconds(30));
+            out.flush();
         }
     }
 
