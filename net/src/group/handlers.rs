@@ -243,6 +243,7 @@ pub async fn join_group(
             .map(|p| (p.name.to_string(), p.metadata))
             .collect(),
         require_known_member_id: version >= 4,
+        initial_rebalance_delay: Duration::from_millis(broker.config.group_initial_rebalance_delay_ms),
     };
     let new_member_id = format!("sluice-{}", uuid::Uuid::from_u128(rand::random::<u128>()));
     let key = group.clone();

@@ -102,6 +102,26 @@ pub struct JoinRequest {
     pub protocols: Vec<(String, Bytes)>,
     /// JoinGroup v4+ (KIP-394): a new dynamic member first gets MEMBER_ID_REQUIRED.
     pub require_known_member_id: bool,
+    /// The broker's group.initial.rebalance.delay.ms (zero: an empty group's first join
+    /// phase ends as soon as every member has joined).
+    pub initial_rebalance_delay: Duration,
+}
+
+/// Kafka's InitialDelayedJoin: the first join phase of an empty group waits `delay`, and
+/// again (up to `remaining`, what is left of the rebalance timeout) while newcomers keep
+/// arriving, so a group that starts with many members forms one generation, not one per
+/// member. It also gives every member time to learn its topics' metadata before the
+/// leader assigns: a leader that assigned with none re-joins right after its SyncGroup,
+/// and kafka-python 3.0.12 loses the answer to a re-join it starts by itself when its
+/// poll() times out between that JoinGroup's answer and the SyncGroup's (its
+/// `need_rejoin()` is already false again, so nobody collects the result: no assignment,
+/// no heartbeats, the session expires). Apache Kafka shows the same stall with
+/// group.initial.rebalance.delay.ms=0.
+#[derive(Clone, Copy, Debug)]
+struct InitialJoin {
+    delay: Duration,
+    remaining: Duration,
+    newcomer: bool,
 }
 
 /// One member of a group.
@@ -161,6 +181,8 @@ pub struct Group {
     /// PreparingRebalance: when the join phase ends; CompletingRebalance: when the leader's
     /// SyncGroup is overdue.
     deadline: Option<Instant>,
+    /// Set while an empty group's first join phase is held open (see [`InitialJoin`]).
+    initial_join: Option<InitialJoin>,
     pub offsets: BTreeMap<(String, i32), CommittedOffset>,
 }
 
@@ -177,6 +199,7 @@ impl Group {
             instances: BTreeMap::new(),
             pending: BTreeMap::new(),
             deadline: None,
+            initial_join: None,
             offsets: BTreeMap::new(),
         }
     }
@@ -216,6 +239,7 @@ impl Group {
         self.members.clear();
         self.instances.clear();
         self.pending.clear();
+        self.initial_join = None;
         self.state = GroupState::Dead;
     }
 
@@ -251,6 +275,7 @@ impl Group {
         if self.state == GroupState::Dead {
             return reply(errors::COORDINATOR_NOT_AVAILABLE, &req.member_id);
         }
+        let members_before = self.members.len();
         if req.protocol_type.is_empty() || req.protocols.is_empty() {
             return reply(errors::INCONSISTENT_GROUP_PROTOCOL, &req.member_id);
         }
@@ -319,7 +344,22 @@ impl Group {
             m.join_waiter = Some(waiter);
         }
         if self.state != GroupState::PreparingRebalance {
+            let from_empty = self.state == GroupState::Empty;
             self.prepare_rebalance(now);
+            if from_empty && !req.initial_rebalance_delay.is_zero() {
+                let timeout = self.rebalance_timeout();
+                let delay = req.initial_rebalance_delay.min(timeout);
+                self.initial_join = Some(InitialJoin {
+                    delay,
+                    remaining: timeout.saturating_sub(delay),
+                    newcomer: false,
+                });
+                self.deadline = Some(now + delay);
+            }
+        } else if self.members.len() > members_before {
+            if let Some(initial) = &mut self.initial_join {
+                initial.newcomer = true;
+            }
         }
         self.try_complete_join(now);
     }
@@ -429,11 +469,13 @@ impl Group {
         }
         self.state = GroupState::PreparingRebalance;
         self.deadline = Some(now + self.rebalance_timeout());
+        self.initial_join = None;
         tracing::debug!(group = %self.id, generation = self.generation, "preparing rebalance");
     }
 
     fn try_complete_join(&mut self, now: Instant) {
         if self.state == GroupState::PreparingRebalance
+            && self.initial_join.is_none()
             && self.pending.is_empty()
             && self.members.values().all(|m| m.join_waiter.is_some())
         {
@@ -471,6 +513,7 @@ impl Group {
     }
 
     fn complete_join(&mut self, now: Instant) {
+        self.initial_join = None;
         let gone: Vec<String> = self
             .members
             .values()
@@ -741,7 +784,19 @@ impl Group {
         }
         let overdue = self.deadline.is_some_and(|d| d <= now);
         match self.state {
-            GroupState::PreparingRebalance if overdue => self.complete_join(now),
+            GroupState::PreparingRebalance if overdue => match self.initial_join {
+                // Newcomers arrived during the delay: wait once more, within the timeout.
+                Some(initial) if initial.newcomer && !initial.remaining.is_zero() => {
+                    let delay = initial.delay.min(initial.remaining);
+                    self.initial_join = Some(InitialJoin {
+                        delay: initial.delay,
+                        remaining: initial.remaining - delay,
+                        newcomer: false,
+                    });
+                    self.deadline = Some(now + delay);
+                }
+                _ => self.complete_join(now),
+            },
             GroupState::CompletingRebalance if overdue => {
                 // The leader never sent its assignment: start over.
                 self.prepare_rebalance(now);
@@ -806,6 +861,7 @@ mod tests {
                 .map(|p| (p.to_string(), Bytes::from(format!("meta-{member_id}-{p}"))))
                 .collect(),
             require_known_member_id: true,
+            initial_rebalance_delay: Duration::ZERO,
         }
     }
 
@@ -927,6 +983,41 @@ mod tests {
         );
         assert_eq!(g.heartbeat("m2", None, 2, now), errors::NONE);
         assert_eq!(g.heartbeat("m2", None, 1, now), errors::ILLEGAL_GENERATION);
+    }
+
+    #[test]
+    fn empty_group_holds_its_first_join_phase_while_newcomers_arrive() {
+        let now = Instant::now();
+        let delay = Duration::from_secs(3);
+        let mut g = Group::new("g");
+        let delayed = |id: &str| JoinRequest {
+            initial_rebalance_delay: delay,
+            ..req(id, &["range"])
+        };
+        let first = join(&mut g, delayed(""), "m1", now).try_recv().expect("id");
+        assert_eq!(first.error, errors::MEMBER_ID_REQUIRED);
+        let rx1 = join(&mut g, delayed("m1"), "x", now);
+        assert!(rx1.try_recv().is_err(), "held for the initial delay");
+        g.tick(now + Duration::from_secs(2));
+        join(&mut g, delayed(""), "m2", now + Duration::from_secs(2))
+            .try_recv()
+            .expect("id");
+        let rx2 = join(&mut g, delayed("m2"), "x", now + Duration::from_secs(2));
+        // The first delay ends with a newcomer in it: one more delay.
+        g.tick(now + Duration::from_secs(3));
+        assert!(rx1.try_recv().is_err() && rx2.try_recv().is_err());
+        g.tick(now + Duration::from_millis(5_900));
+        assert!(rx1.try_recv().is_err());
+        g.tick(now + Duration::from_secs(6));
+        let (o1, o2) = (rx1.try_recv().expect("m1"), rx2.try_recv().expect("m2"));
+        assert_eq!((o1.generation, o2.generation), (1, 1), "one generation for both");
+        sync(&mut g, &o1.leader, 1, vec![], now + Duration::from_secs(6));
+        // A later rebalance of the non-empty group is not delayed.
+        let later = now + Duration::from_secs(7);
+        let rx1 = join(&mut g, delayed("m1"), "x", later);
+        let rx2 = join(&mut g, delayed("m2"), "x", later);
+        assert_eq!(rx1.try_recv().expect("m1").generation, 2);
+        assert_eq!(rx2.try_recv().expect("m2").generation, 2);
     }
 
     #[test]
