@@ -16,6 +16,7 @@ use kafka_protocol::records::{
 
 pub struct Broker {
     child: Child,
+    config: std::path::PathBuf,
     pub port: u16,
     /// `host:port` of the admin endpoint, empty when the broker runs without it.
     pub admin: String,
@@ -69,9 +70,21 @@ pub fn start_broker_with(server_extra: &str, admin: Admin) -> Broker {
         ),
     )
     .expect("write config");
-    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+    let broker = Broker {
+        child: spawn(&config),
+        config,
+        port,
+        admin: admin_addr,
+        _dir: dir,
+    };
+    broker.wait_listening();
+    broker
+}
+
+fn spawn(config: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["serve", "--config"])
-        .arg(&config)
+        .arg(config)
         .stdout(Stdio::null())
         // SLUICE_TEST_BROKER_LOG=1 shows the broker's log when a case fails.
         .stderr(if std::env::var_os("SLUICE_TEST_BROKER_LOG").is_some() {
@@ -80,26 +93,35 @@ pub fn start_broker_with(server_extra: &str, admin: Admin) -> Broker {
             Stdio::null()
         })
         .spawn()
-        .expect("start sluice");
-    let broker = Broker {
-        child,
-        port,
-        admin: admin_addr,
-        _dir: dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok()
-            && (broker.admin.is_empty() || TcpStream::connect(&broker.admin).is_ok())
-        {
-            return broker;
-        }
-        std::thread::sleep(Duration::from_millis(50));
+        .expect("start sluice")
+}
+
+impl Broker {
+    /// SIGKILLs the broker and starts it again on the same config, data and port.
+    pub fn restart_after_sigkill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn(&self.config);
+        self.wait_listening();
     }
-    panic!(
-        "broker did not start listening on {port} (admin {:?})",
-        broker.admin
-    );
+
+    fn wait_listening(&self) {
+        let broker = self;
+        let port = self.port;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok()
+                && (broker.admin.is_empty() || TcpStream::connect(&broker.admin).is_ok())
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "broker did not start listening on {port} (admin {:?})",
+            broker.admin
+        );
+    }
 }
 
 pub fn connect(b: &Broker) -> TcpStream {

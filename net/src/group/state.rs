@@ -155,6 +155,33 @@ impl Member {
     }
 }
 
+/// A group's membership as `__consumer_offsets` keeps it (Kafka's GroupMetadataValue):
+/// written when a generation becomes Stable and when the group becomes Empty, read back
+/// at start-up so members keep their generation across a broker restart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupMetadata {
+    pub protocol_type: String,
+    pub generation: i32,
+    pub protocol: Option<String>,
+    pub leader: Option<String>,
+    pub state_timestamp_ms: i64,
+    pub members: Vec<MemberMetadata>,
+}
+
+/// One member in a [`GroupMetadata`] record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberMetadata {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub rebalance_timeout_ms: i32,
+    pub session_timeout_ms: i32,
+    /// The member's metadata for the group's protocol.
+    pub subscription: Bytes,
+    pub assignment: Bytes,
+}
+
 /// A committed offset as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CommittedOffset {
@@ -183,6 +210,11 @@ pub struct Group {
     deadline: Option<Instant>,
     /// Set while an empty group's first join phase is held open (see [`InitialJoin`]).
     initial_join: Option<InitialJoin>,
+    /// A transition (Stable, Empty) whose membership record is not yet written.
+    unwritten: bool,
+    /// Whether `__consumer_offsets` holds a membership record for this group (so its
+    /// removal needs a tombstone).
+    recorded: bool,
     pub offsets: BTreeMap<(String, i32), CommittedOffset>,
 }
 
@@ -200,8 +232,96 @@ impl Group {
             pending: BTreeMap::new(),
             deadline: None,
             initial_join: None,
+            unwritten: false,
+            recorded: false,
             offsets: BTreeMap::new(),
         }
+    }
+
+    /// A group rebuilt from its last membership record: Stable with the recorded
+    /// generation, leader and assignments when it had members (each gets a fresh session,
+    /// so members that come back just heartbeat on; the others expire and the rest
+    /// rebalance as usual), else Empty.
+    pub fn restore(id: impl Into<String>, md: GroupMetadata, now: Instant) -> Group {
+        let mut g = Group::new(id);
+        g.generation = md.generation;
+        g.recorded = true;
+        if md.members.is_empty() {
+            return g;
+        }
+        g.state = GroupState::Stable;
+        g.protocol_type = Some(md.protocol_type);
+        g.protocol = md.protocol.clone();
+        g.leader = md.leader;
+        let protocol = md.protocol.unwrap_or_default();
+        for m in md.members.into_iter().take(GROUP_MEMBERS_MAX) {
+            let session_timeout = Duration::from_millis(m.session_timeout_ms.max(0) as u64);
+            if let Some(instance) = &m.instance_id {
+                g.instances.insert(instance.clone(), m.member_id.clone());
+            }
+            g.members.insert(
+                m.member_id.clone(),
+                Member {
+                    id: m.member_id,
+                    instance_id: m.instance_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    session_timeout,
+                    rebalance_timeout: Duration::from_millis(m.rebalance_timeout_ms.max(0) as u64),
+                    protocols: vec![(protocol.clone(), m.subscription)],
+                    assignment: m.assignment,
+                    session_deadline: now + session_timeout,
+                    join_waiter: None,
+                    sync_waiter: None,
+                },
+            );
+        }
+        if !g.leader.as_ref().is_some_and(|l| g.members.contains_key(l)) {
+            g.leader = g.members.keys().next().cloned();
+        }
+        g
+    }
+
+    /// The membership record a transition asked for, if not yet taken; `now_ms` stamps it.
+    pub fn take_metadata(&mut self, now_ms: i64) -> Option<GroupMetadata> {
+        if !std::mem::take(&mut self.unwritten) {
+            return None;
+        }
+        self.recorded = true;
+        let protocol = self.protocol.clone().unwrap_or_default();
+        Some(GroupMetadata {
+            protocol_type: self.protocol_type.clone().unwrap_or_default(),
+            generation: self.generation,
+            protocol: self.protocol.clone(),
+            leader: self.leader.clone(),
+            state_timestamp_ms: now_ms,
+            members: self
+                .members
+                .values()
+                .map(|m| MemberMetadata {
+                    member_id: m.id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    rebalance_timeout_ms: i32::try_from(m.rebalance_timeout.as_millis())
+                        .unwrap_or(i32::MAX),
+                    session_timeout_ms: i32::try_from(m.session_timeout.as_millis())
+                        .unwrap_or(i32::MAX),
+                    subscription: m.metadata(&protocol),
+                    assignment: m.assignment.clone(),
+                })
+                .collect(),
+        })
+    }
+
+    /// A write of [`Group::take_metadata`]'s record failed: ask for it again.
+    pub fn metadata_unwritten(&mut self) {
+        self.unwritten = true;
+    }
+
+    /// Whether the log holds a membership record for this group.
+    pub fn is_recorded(&self) -> bool {
+        self.recorded
     }
 
     pub fn state(&self) -> GroupState {
@@ -527,6 +647,7 @@ impl Group {
         self.generation = self.generation.wrapping_add(1).max(1);
         if self.members.is_empty() {
             self.state = GroupState::Empty;
+            self.unwritten = true;
             self.protocol = None;
             self.protocol_type = None;
             self.leader = None;
@@ -654,6 +775,7 @@ impl Group {
                     }
                     self.state = GroupState::Stable;
                     self.deadline = None;
+                    self.unwritten = true;
                     for m in self.members.values_mut() {
                         if let Some(w) = m.sync_waiter.take() {
                             let _ = w.send(SyncOutcome {
@@ -1010,7 +1132,11 @@ mod tests {
         assert!(rx1.try_recv().is_err());
         g.tick(now + Duration::from_secs(6));
         let (o1, o2) = (rx1.try_recv().expect("m1"), rx2.try_recv().expect("m2"));
-        assert_eq!((o1.generation, o2.generation), (1, 1), "one generation for both");
+        assert_eq!(
+            (o1.generation, o2.generation),
+            (1, 1),
+            "one generation for both"
+        );
         sync(&mut g, &o1.leader, 1, vec![], now + Duration::from_secs(6));
         // A later rebalance of the non-empty group is not delayed.
         let later = now + Duration::from_secs(7);
