@@ -158,7 +158,9 @@ fn wait_answering(b: &Broker) {
         if let Ok(mut sock) = TcpStream::connect(("127.0.0.1", b.port)) {
             let _ = sock.set_read_timeout(Some(std::time::Duration::from_secs(5)));
             let req = ApiVersionsRequest::default();
-            if sock.write_all(&request(ApiKey::ApiVersions, 3, 1, &req)).is_ok()
+            if sock
+                .write_all(&request(ApiKey::ApiVersions, 3, 1, &req))
+                .is_ok()
                 && read_frame(&mut sock).is_some()
             {
                 return;

@@ -97,6 +97,10 @@ fn spawn(config: &std::path::Path) -> Child {
 }
 
 impl Broker {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILLs the broker and starts it again on the same config, data and port.
     pub fn restart_after_sigkill(&mut self) {
         let _ = self.child.kill();
