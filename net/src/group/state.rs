@@ -1147,6 +1147,75 @@ mod tests {
     }
 
     #[test]
+    fn a_restored_group_keeps_generation_members_and_static_ids() {
+        let now = Instant::now();
+        let mut g = Group::new("g");
+        let mut r = req("", &["range"]);
+        r.instance_id = Some("i1".into());
+        join(&mut g, r.clone(), "s1", now)
+            .try_recv()
+            .expect("static");
+        let rx2 = join_new(&mut g, "m2", &["range"], now);
+        let o1 = join(
+            &mut g,
+            JoinRequest {
+                member_id: "s1".into(),
+                ..r.clone()
+            },
+            "x",
+            now,
+        )
+        .try_recv()
+        .expect("s1 rejoined");
+        rx2.try_recv().expect("m2");
+        assert_eq!(g.take_metadata(1), None, "nothing to write mid-rebalance");
+        let gen = o1.generation;
+        let leader = o1.leader.clone();
+        let follower = if leader == "s1" { "m2" } else { "s1" };
+        sync(&mut g, follower, gen, vec![], now);
+        sync(
+            &mut g,
+            &leader,
+            gen,
+            vec![
+                ("s1".into(), Bytes::from_static(b"A")),
+                ("m2".into(), Bytes::from_static(b"B")),
+            ],
+            now,
+        );
+        let md = g.take_metadata(7).expect("Stable asks for a record");
+        assert_eq!(g.take_metadata(8), None, "taken once");
+        assert_eq!((md.generation, md.members.len()), (gen, 2));
+
+        let later = now + Duration::from_secs(60);
+        let mut back = Group::restore("g", md, later);
+        assert_eq!(back.state(), GroupState::Stable);
+        assert_eq!(back.generation(), gen);
+        assert_eq!(back.leader(), Some(leader.as_str()));
+        assert_eq!(back.heartbeat("m2", None, gen, later), errors::NONE);
+        assert_eq!(back.may_commit("m2", None, gen, later), errors::NONE);
+        // The static member comes back with a new member id: the old one is fenced, the
+        // group rebalances into the next generation.
+        let rx = join(
+            &mut back,
+            JoinRequest {
+                member_id: String::new(),
+                ..r
+            },
+            "s1-new",
+            later,
+        );
+        assert_eq!(
+            back.heartbeat("s1", Some("i1"), gen, later),
+            errors::UNKNOWN_MEMBER_ID
+        );
+        drop(rx);
+        // Sessions restart at load: silent members expire one session timeout later.
+        back.tick(later + Duration::from_secs(11));
+        assert!(back.members().all(|m| m.id != "m2"), "m2 never came back");
+    }
+
+    #[test]
     fn leave_rebalances_the_survivor() {
         let now = Instant::now();
         let mut g = Group::new("g");
