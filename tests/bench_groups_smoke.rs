@@ -20,6 +20,7 @@ fn groups_bench_rebalances_and_commits_against_the_broker() {
         members: 4,
         rounds: 3,
         commit_rate: 100,
+        commit_connections: 3,
         commit_duration: Duration::from_secs(1),
         broker_pid: Some(broker.pid()),
         request_timeout: Duration::from_secs(30),

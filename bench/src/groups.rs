@@ -10,7 +10,7 @@
 //!   interval, no poll loop) in it. The first formation of the empty group is reported
 //!   apart: it includes the broker's group.initial.rebalance.delay.ms by design.
 //! - Commits: OffsetCommit requests at a fixed rate (one partition each, from outside the
-//!   group protocol, pipelined on one connection) for a bounded time, with the broker's
+//!   group protocol, spread over C connections, each pipelined) for a bounded time, with the broker's
 //!   CPU time read from /proc/<pid>/stat before and after, next to an idle window of the
 //!   same broker for the baseline.
 
@@ -43,6 +43,11 @@ const CREATE_TOPICS_V: i16 = 5;
 const MEMBER_ID_REQUIRED: i16 = 79;
 const REBALANCE_IN_PROGRESS: i16 = 27;
 const ILLEGAL_GENERATION: i16 = 22;
+/// COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR: the
+/// coordinator is still starting (Apache Kafka creates and loads its offsets topic first).
+const COORDINATOR_STARTING: [i16; 3] = [14, 15, 16];
+const FIND_COORDINATOR_V: i16 = 3;
+const COORDINATOR_WAIT: Duration = Duration::from_secs(60);
 /// Join+sync attempts per member per round before the run fails.
 const ROUND_ATTEMPTS_MAX: u32 = 20;
 const TOPIC_ALREADY_EXISTS: i16 = 36;
@@ -58,6 +63,8 @@ pub struct GroupsConfig {
     pub rounds: usize,
     /// OffsetCommit requests per second (0 skips the commit figure).
     pub commit_rate: u32,
+    /// Connections the commits are spread over (each pipelines its share).
+    pub commit_connections: u32,
     pub commit_duration: Duration,
     /// Broker process whose CPU time is read (`/proc/<pid>/stat`); none: no CPU figure.
     pub broker_pid: Option<u32>,
@@ -87,6 +94,12 @@ pub fn run(config: &GroupsConfig) -> Result<GroupsReport> {
             config.members
         )));
     }
+    if config.commit_connections == 0 || config.commit_connections as usize > GROUP_MEMBERS_MAX {
+        return Err(BenchError::Config(format!(
+            "commit connections {} not in 1..={GROUP_MEMBERS_MAX}",
+            config.commit_connections
+        )));
+    }
     if config.rounds > GROUP_ROUNDS_MAX
         || config.partitions < 1
         || config.partitions as u32 > TOPIC_PARTITIONS_MAX
@@ -96,6 +109,14 @@ pub fn run(config: &GroupsConfig) -> Result<GroupsReport> {
         ));
     }
     create_topic(config)?;
+    wait_for_coordinator(
+        config,
+        &format!("{}-group-{}", config.topic, std::process::id()),
+    )?;
+    wait_for_coordinator(
+        config,
+        &format!("{}-commits-{}", config.topic, std::process::id()),
+    )?;
     let mut report = rebalances(config)?;
     if config.commit_rate > 0 {
         commits(config, &mut report)?;
@@ -127,6 +148,42 @@ fn create_topic(config: &GroupsConfig) -> Result<()> {
             what: format!("CreateTopics {}", config.topic),
             code: code.unwrap_or(-1),
         }),
+    }
+}
+
+/// Waits (bounded) until the bootstrap broker answers FindCoordinator for `group` with
+/// itself; the driver talks to that one broker only.
+fn wait_for_coordinator(config: &GroupsConfig, group: &str) -> Result<()> {
+    let mut conn = Connection::connect(
+        &config.bootstrap,
+        "sluice-bench-groups",
+        config.request_timeout,
+    )?;
+    let deadline = Instant::now() + COORDINATOR_WAIT;
+    loop {
+        let req = FindCoordinatorRequest::default()
+            .with_key(s(group))
+            .with_key_type(0);
+        let resp: FindCoordinatorResponse = conn.call(FIND_COORDINATOR_V, &req)?;
+        if resp.error_code == 0 {
+            let at = format!("{}:{}", resp.host, resp.port);
+            let same = at == config.bootstrap
+                || (resp.port.to_string() == config.bootstrap.rsplit(':').next().unwrap_or(""));
+            return if same {
+                Ok(())
+            } else {
+                Err(BenchError::Config(format!(
+                    "group {group} is coordinated by {at}, not the bootstrap broker"
+                )))
+            };
+        }
+        if Instant::now() >= deadline {
+            return Err(BenchError::Broker {
+                what: format!("FindCoordinator {group}"),
+                code: resp.error_code,
+            });
+        }
+        thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -221,6 +278,12 @@ impl Member {
                         && attempts < ROUND_ATTEMPTS_MAX =>
                 {
                     attempts += 1;
+                }
+                Err(BenchError::Broker { code, .. })
+                    if COORDINATOR_STARTING.contains(&code)
+                        && join_sent.elapsed() < COORDINATOR_WAIT =>
+                {
+                    thread::sleep(Duration::from_millis(250));
                 }
                 other => return other,
             }
@@ -417,6 +480,76 @@ fn clock_ticks_per_second() -> f64 {
         .unwrap_or(100.0)
 }
 
+/// One connection's share of the commits: `count` OffsetCommits, the k-th due at
+/// `first + k * every`; returns the latency histogram, failed and answered counts.
+struct CommitStream {
+    conn: Connection,
+    group: String,
+    topic: String,
+    partitions: i32,
+    count: u64,
+    first: Instant,
+    every: Duration,
+}
+
+impl CommitStream {
+    fn run(self) -> Result<(LatencyHistogram, u64, u64)> {
+        let (mut writer, mut reader) = self.conn.split()?;
+        let (tx, rx) = mpsc::channel::<(i32, Instant)>();
+        let (group, topic, partitions) = (self.group, self.topic, self.partitions);
+        let (count, first, every) = (self.count, self.first, self.every);
+        let sender = thread::Builder::new()
+            .name("commit-writer".into())
+            .spawn(move || -> Result<()> {
+                for i in 0..count {
+                    // Scheduled send time: latencies count from it (no coordinated omission).
+                    let due = first + every.mul_f64(i as f64);
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        thread::sleep(wait);
+                    }
+                    let mut p = OffsetCommitRequestPartition::default();
+                    p.partition_index = (i % partitions as u64) as i32;
+                    p.committed_offset = i as i64;
+                    p.committed_leader_epoch = -1;
+                    p.committed_metadata = Some(s(""));
+                    let mut t = OffsetCommitRequestTopic::default();
+                    t.name = TopicName(s(&topic));
+                    t.partitions = vec![p];
+                    let req = OffsetCommitRequest::default()
+                        .with_group_id(GroupId(s(&group)))
+                        .with_generation_id_or_member_epoch(-1)
+                        .with_member_id(s(""))
+                        .with_topics(vec![t]);
+                    let id = writer.send(COMMIT_V, &req)?;
+                    if tx.send((id, due)).is_err() {
+                        break;
+                    }
+                }
+                Ok(())
+            })
+            .map_err(|e| BenchError::Config(format!("spawn commit writer: {e}")))?;
+        let mut latency = LatencyHistogram::new();
+        let (mut failed, mut received) = (0u64, 0u64);
+        for (id, due) in rx.iter() {
+            let resp: OffsetCommitResponse = reader.recv::<OffsetCommitRequest>(id, COMMIT_V)?;
+            latency.record_ns(Instant::now().saturating_duration_since(due).as_nanos() as u64);
+            received += 1;
+            if resp
+                .topics
+                .iter()
+                .flat_map(|t| t.partitions.iter())
+                .any(|p| p.error_code != 0)
+            {
+                failed += 1;
+            }
+        }
+        sender
+            .join()
+            .map_err(|_| BenchError::ThreadPanicked("commit-writer".into()))??;
+        Ok((latency, failed, received))
+    }
+}
+
 fn commits(config: &GroupsConfig, report: &mut GroupsReport) -> Result<()> {
     let group = format!("{}-commits-{}", config.topic, std::process::id());
     if let Some(pid) = config.broker_pid {
@@ -424,71 +557,53 @@ fn commits(config: &GroupsConfig, report: &mut GroupsReport) -> Result<()> {
         thread::sleep(config.commit_duration);
         report.broker_cpu_s_idle = Some(cpu_seconds(pid)? - before);
     }
-    let conn = Connection::connect(
-        &config.bootstrap,
-        "sluice-bench-commits",
-        config.request_timeout,
-    )?;
-    let (mut writer, mut reader) = conn.split()?;
+    let connections = config.commit_connections.max(1) as u64;
     let total = (config.commit_rate as f64 * config.commit_duration.as_secs_f64()) as u64;
+    // Connection c sends commits c, c + n, c + 2n ... of one schedule at the total rate.
     let interval = Duration::from_secs_f64(1.0 / config.commit_rate as f64);
-    let (tx, rx) = mpsc::channel::<(i32, Instant)>();
+    let mut streams = Vec::new();
+    for c in 0..connections {
+        streams.push(CommitStream {
+            conn: Connection::connect(
+                &config.bootstrap,
+                &format!("sluice-bench-commits-{c}"),
+                config.request_timeout,
+            )?,
+            group: group.clone(),
+            topic: config.topic.clone(),
+            partitions: config.partitions,
+            count: total / connections + u64::from(c < total % connections),
+            first: Instant::now(),
+            every: interval * connections as u32,
+        });
+    }
     let cpu_before = config.broker_pid.map(cpu_seconds).transpose()?;
     let start = Instant::now();
-    let (topic, partitions) = (config.topic.clone(), config.partitions);
-    let sender = thread::Builder::new()
-        .name("commit-writer".into())
-        .spawn(move || -> Result<u64> {
-            for i in 0..total {
-                // Scheduled send time: latencies count from it (no coordinated omission).
-                let due = start + interval.mul_f64(i as f64);
-                if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                    thread::sleep(wait);
-                }
-                let mut p = OffsetCommitRequestPartition::default();
-                p.partition_index = (i % partitions as u64) as i32;
-                p.committed_offset = i as i64;
-                p.committed_leader_epoch = -1;
-                p.committed_metadata = Some(s(""));
-                let mut t = OffsetCommitRequestTopic::default();
-                t.name = TopicName(s(&topic));
-                t.partitions = vec![p];
-                let req = OffsetCommitRequest::default()
-                    .with_group_id(GroupId(s(&group)))
-                    .with_generation_id_or_member_epoch(-1)
-                    .with_member_id(s(""))
-                    .with_topics(vec![t]);
-                let id = writer.send(COMMIT_V, &req)?;
-                if tx.send((id, due)).is_err() {
-                    break;
-                }
-            }
-            Ok(total)
+    let handles: Vec<_> = streams
+        .into_iter()
+        .enumerate()
+        .map(|(c, mut stream)| {
+            stream.first = start + interval * c as u32;
+            thread::Builder::new()
+                .name(format!("commit-stream-{c}"))
+                .spawn(move || stream.run())
+                .map_err(|e| BenchError::Config(format!("spawn commit stream: {e}")))
         })
-        .map_err(|e| BenchError::Config(format!("spawn commit writer: {e}")))?;
+        .collect::<Result<_>>()?;
     let mut latency = LatencyHistogram::new();
-    let mut failed = 0u64;
-    let mut received = 0u64;
-    for (id, due) in rx.iter() {
-        let resp: OffsetCommitResponse = reader.recv::<OffsetCommitRequest>(id, COMMIT_V)?;
-        latency.record_ns(Instant::now().saturating_duration_since(due).as_nanos() as u64);
-        received += 1;
-        if resp
-            .topics
-            .iter()
-            .flat_map(|t| t.partitions.iter())
-            .any(|p| p.error_code != 0)
-        {
-            failed += 1;
-        }
+    let (mut failed, mut received) = (0u64, 0u64);
+    for h in handles {
+        let (l, f, r) = h
+            .join()
+            .map_err(|_| BenchError::ThreadPanicked("commit-stream".into()))??;
+        latency.merge(&l);
+        failed += f;
+        received += r;
     }
     report.commit_window = start.elapsed();
     if let (Some(pid), Some(before)) = (config.broker_pid, cpu_before) {
         report.broker_cpu_s_commits = Some(cpu_seconds(pid)? - before);
     }
-    sender
-        .join()
-        .map_err(|_| BenchError::ThreadPanicked("commit-writer".into()))??;
     report.commits_sent = received;
     report.commits_failed = failed;
     let summary = latency.summary();

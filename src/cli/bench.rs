@@ -39,6 +39,10 @@ pub struct GroupsArgs {
     /// OffsetCommit requests per second (0: skip the commit figure).
     #[arg(long, default_value_t = 1000)]
     pub commit_rate: u32,
+    /// Connections the commits are spread over (Kafka answers one request per connection
+    /// at a time, so one connection caps its commit rate).
+    #[arg(long, default_value_t = 10)]
+    pub commit_connections: u32,
     /// How long commits are driven (and the idle baseline measured), e.g. 20s.
     #[arg(long, default_value = "20s", value_parser = parse_duration)]
     pub commit_duration: Duration,
@@ -181,6 +185,7 @@ fn groups(a: GroupsArgs) -> Result<(), String> {
         members: a.members,
         rounds: a.rounds,
         commit_rate: a.commit_rate,
+        commit_connections: a.commit_connections,
         commit_duration: a.commit_duration,
         broker_pid: a.broker_pid,
         request_timeout: a.request_timeout,
