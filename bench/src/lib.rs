@@ -14,6 +14,7 @@
 pub mod config;
 mod consumer;
 pub mod error;
+pub mod groups;
 pub mod histogram;
 pub mod limits;
 pub mod plot;

@@ -17,6 +17,9 @@ pub const FETCH_BYTES_MAX: usize = 32 << 20;
 pub const IN_FLIGHT_MAX: usize = 1024;
 pub const PRODUCERS_MAX: u32 = 256;
 pub const CONSUMERS_MAX: u32 = 256;
+/// Members and rebalance rounds of `sluice bench groups`.
+pub const GROUP_MEMBERS_MAX: usize = 1000;
+pub const GROUP_ROUNDS_MAX: usize = 10_000;
 /// Topic-partitions in one workload.
 pub const TOPIC_PARTITIONS_MAX: u32 = 100_000;
 /// Longest run, warm-up included.

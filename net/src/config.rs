@@ -53,6 +53,14 @@ pub struct ServerConfig {
     /// group.consumer.heartbeat.interval.ms).
     #[serde(alias = "group.consumer.heartbeat.interval.ms")]
     pub group_consumer_heartbeat_interval_ms: i32,
+    /// How long the first rebalance of an empty group waits for more members (extended
+    /// by each newcomer, up to the rebalance timeout), as Kafka's
+    /// group.initial.rebalance.delay.ms. Besides saving rebalances when a group starts,
+    /// it lets each member's topic metadata arrive before the leader assigns: a leader
+    /// that assigned without it re-joins at once, and kafka-python 3.0.12 can lose the
+    /// answer to that re-join (see net/src/group/state.rs).
+    #[serde(alias = "group.initial.rebalance.delay.ms")]
+    pub group_initial_rebalance_delay_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -74,6 +82,7 @@ impl Default for ServerConfig {
             admin_listener: limits::ADMIN_LISTENER_DEFAULT.into(),
             group_consumer_session_timeout_ms: limits::CONSUMER_SESSION_TIMEOUT_MS_DEFAULT,
             group_consumer_heartbeat_interval_ms: limits::CONSUMER_HEARTBEAT_INTERVAL_MS_DEFAULT,
+            group_initial_rebalance_delay_ms: limits::GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT,
         }
     }
 }
@@ -171,6 +180,13 @@ impl ServerConfig {
             return bad(format!(
                 "message_max_bytes {} out of range",
                 self.message_max_bytes
+            ));
+        }
+        if self.group_initial_rebalance_delay_ms > limits::GROUP_INITIAL_REBALANCE_DELAY_MS_MAX {
+            return bad(format!(
+                "group_initial_rebalance_delay_ms {} above {}",
+                self.group_initial_rebalance_delay_ms,
+                limits::GROUP_INITIAL_REBALANCE_DELAY_MS_MAX
             ));
         }
         if self.node_id < 0 {

@@ -96,6 +96,9 @@ pub const SESSION_TIMEOUT_MS_MIN: i32 = 1_000;
 pub const SESSION_TIMEOUT_MS_MAX: i32 = 1_800_000;
 /// Longest rebalance timeout honoured (longer requests are clamped).
 pub const REBALANCE_TIMEOUT_MS_MAX: i32 = 1_800_000;
+/// Kafka's group.initial.rebalance.delay.ms default, and the most the config accepts.
+pub const GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT: u64 = 3_000;
+pub const GROUP_INITIAL_REBALANCE_DELAY_MS_MAX: u64 = REBALANCE_TIMEOUT_MS_MAX as u64;
 /// Kafka's offset.metadata.max.bytes.
 pub const OFFSET_METADATA_BYTES_MAX: usize = 4096;
 /// How often a shard's coordinator checks session and rebalance deadlines.
@@ -110,6 +113,8 @@ pub const GROUPS_PER_REQUEST_MAX: usize = 10_000;
 const _: () =
     assert!(SESSION_TIMEOUT_MS_MIN > 0 && SESSION_TIMEOUT_MS_MIN <= SESSION_TIMEOUT_MS_MAX);
 const _: () = assert!((GROUP_TICK_MS as i32) < SESSION_TIMEOUT_MS_MIN);
+const _: () =
+    assert!(GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT <= GROUP_INITIAL_REBALANCE_DELAY_MS_MAX);
 const _: () =
     assert!(OFFSETS_TOPIC_PARTITIONS > 0 && OFFSETS_TOPIC_PARTITIONS <= PARTITIONS_PER_TOPIC_MAX);
 const _: () = assert!(OFFSETS_LOAD_READ_BYTES <= FETCH_RESPONSE_BYTES_MAX);

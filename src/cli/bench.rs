@@ -17,6 +17,40 @@ pub enum BenchAction {
     Run(Box<RunArgs>),
     /// Draw percentile-spectrum plots (SVG) comparing the runs in JSON summaries.
     Plot(PlotArgs),
+    /// Consumer-group figures: rebalance time of an N-member group and the broker CPU
+    /// cost of a fixed OffsetCommit rate.
+    Groups(GroupsArgs),
+}
+
+#[derive(clap::Args)]
+pub struct GroupsArgs {
+    /// Broker to bootstrap from (host:port); it must coordinate the groups itself.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    pub bootstrap: String,
+    #[arg(long, default_value = "sluice-bench-groups")]
+    pub topic: String,
+    #[arg(long, default_value_t = 100)]
+    pub partitions: i32,
+    #[arg(long, default_value_t = 10)]
+    pub members: usize,
+    /// Rebalance rounds after the group first forms.
+    #[arg(long, default_value_t = 20)]
+    pub rounds: usize,
+    /// OffsetCommit requests per second (0: skip the commit figure).
+    #[arg(long, default_value_t = 1000)]
+    pub commit_rate: u32,
+    /// Connections the commits are spread over (Kafka answers one request per connection
+    /// at a time, so one connection caps its commit rate).
+    #[arg(long, default_value_t = 10)]
+    pub commit_connections: u32,
+    /// How long commits are driven (and the idle baseline measured), e.g. 20s.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub commit_duration: Duration,
+    /// The broker's process id, for its CPU time from /proc/<pid>/stat.
+    #[arg(long)]
+    pub broker_pid: Option<u32>,
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
 }
 
 #[derive(clap::Args)]
@@ -133,7 +167,32 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
     match args.action {
         BenchAction::Run(a) => run_workload(*a),
         BenchAction::Plot(a) => plot(a),
+        BenchAction::Groups(a) => groups(a),
     }
+}
+
+fn groups(a: GroupsArgs) -> Result<(), String> {
+    if a.commit_duration > sluice_bench::limits::DURATION_MAX {
+        return Err(format!(
+            "commit duration above {:?}",
+            sluice_bench::limits::DURATION_MAX
+        ));
+    }
+    let config = sluice_bench::groups::GroupsConfig {
+        bootstrap: a.bootstrap,
+        topic: a.topic,
+        partitions: a.partitions,
+        members: a.members,
+        rounds: a.rounds,
+        commit_rate: a.commit_rate,
+        commit_connections: a.commit_connections,
+        commit_duration: a.commit_duration,
+        broker_pid: a.broker_pid,
+        request_timeout: a.request_timeout,
+    };
+    let report = sluice_bench::groups::run(&config).map_err(|e| e.to_string())?;
+    print!("{}", report.render(&config));
+    Ok(())
 }
 
 fn run_workload(a: RunArgs) -> Result<(), String> {

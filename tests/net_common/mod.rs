@@ -16,6 +16,7 @@ use kafka_protocol::records::{
 
 pub struct Broker {
     child: Child,
+    config: std::path::PathBuf,
     pub port: u16,
     /// `host:port` of the admin endpoint, empty when the broker runs without it.
     pub admin: String,
@@ -44,6 +45,35 @@ impl Broker {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILLs the broker and starts it again on the same config, data and port.
+    pub fn restart_after_sigkill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn(&self.config);
+        self.wait_listening();
+    }
+
+    fn wait_listening(&self) {
+        let port = self.port;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok()
+                && (self.admin.is_empty() || TcpStream::connect(&self.admin).is_ok())
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "broker did not start listening on {port} (admin {:?})",
+            self.admin
+        );
     }
 }
 
@@ -101,9 +131,21 @@ pub fn start_broker_on(
         ),
     )
     .expect("write config");
-    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+    let broker = Broker {
+        child: spawn(&config),
+        config,
+        port,
+        admin: admin_addr,
+        _dir: None,
+    };
+    broker.wait_listening();
+    broker
+}
+
+fn spawn(config: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["serve", "--config"])
-        .arg(&config)
+        .arg(config)
         .stdout(Stdio::null())
         // SLUICE_TEST_BROKER_LOG=1 shows the broker's log when a case fails.
         .stderr(if std::env::var_os("SLUICE_TEST_BROKER_LOG").is_some() {
@@ -112,26 +154,7 @@ pub fn start_broker_on(
             Stdio::null()
         })
         .spawn()
-        .expect("start sluice");
-    let broker = Broker {
-        child,
-        port,
-        admin: admin_addr,
-        _dir: None,
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok()
-            && (broker.admin.is_empty() || TcpStream::connect(&broker.admin).is_ok())
-        {
-            return broker;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!(
-        "broker did not start listening on {port} (admin {:?})",
-        broker.admin
-    );
+        .expect("start sluice")
 }
 
 pub fn connect(b: &Broker) -> TcpStream {

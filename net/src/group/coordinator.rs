@@ -2,7 +2,10 @@
 //! (`ShardTable::owner_of_key`), their committed offsets, and the timer task that expires
 //! sessions and ends overdue rebalances. One per shard, created on first use (a
 //! thread-local, since route_to_owner hands owner-side work only the `Shard`), and loaded
-//! from `__consumer_offsets` before it answers anything.
+//! from `__consumer_offsets` (committed offsets and each group's last membership record)
+//! before it answers anything. Membership records are written when a generation becomes
+//! Stable or a group Empty ([`persist`], and the timer task for expiries), and a
+//! tombstone when a recorded group is forgotten.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -12,7 +15,7 @@ use std::time::{Duration, Instant};
 use sluice_engine::runtime::Shard;
 
 use super::offsets;
-use super::state::{CommittedOffset, Group, GroupState};
+use super::state::{CommittedOffset, Group, GroupMetadata, GroupState};
 use crate::errors;
 use crate::limits::{GROUPS_PER_SHARD_MAX, GROUP_TICK_MS, OFFSETS_PER_GROUP_MAX};
 use crate::partition_ops::OwnerContext;
@@ -44,25 +47,88 @@ pub async fn on_shard(shard: &Rc<Shard>, ctx: &OwnerContext) -> Result<Rc<Coordi
     }
     let loaded = offsets::load(shard, ctx).await?;
     {
+        let now = Instant::now();
         let mut groups = coordinator.groups.borrow_mut();
-        for (id, committed) in loaded {
-            let mut g = Group::new(id.clone());
-            g.offsets = committed;
+        for (id, loaded) in loaded {
+            let mut g = match loaded.metadata {
+                Some(md) => Group::restore(id.clone(), md, now),
+                None => Group::new(id.clone()),
+            };
+            g.offsets = loaded.offsets;
             groups.insert(id, g);
         }
         tracing::info!(shard = %shard.id(), groups = groups.len(), "group coordinator loaded");
     }
     coordinator.loaded.set(true);
     let ticking = Rc::downgrade(&coordinator);
+    let (shard, ctx) = (shard.clone(), ctx.clone());
     glommio::spawn_local(async move {
         loop {
             glommio::timer::sleep(Duration::from_millis(GROUP_TICK_MS)).await;
             let Some(c) = ticking.upgrade() else { return };
-            c.tick(Instant::now());
+            let forgotten = c.tick(Instant::now());
+            // Expiries end rebalances and empty groups: write what they changed.
+            let records = c.take_all_metadata();
+            drop(c);
+            for (id, md) in records {
+                write_metadata(&shard, &ctx, &ticking, &id, md).await;
+            }
+            for id in forgotten {
+                if let Err(code) = offsets::append_group(&shard, &ctx, &id, None).await {
+                    tracing::warn!(group = %id, code, "group tombstone not written");
+                }
+            }
         }
     })
     .detach();
     Ok(coordinator)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Appends one membership record; on failure the group asks for it again (next tick).
+async fn write_metadata(
+    shard: &Rc<Shard>,
+    ctx: &OwnerContext,
+    coordinator: &std::rc::Weak<Coordinator>,
+    id: &str,
+    md: GroupMetadata,
+) -> i16 {
+    match offsets::append_group(shard, ctx, id, Some(&md)).await {
+        Ok(()) => errors::NONE,
+        Err(code) => {
+            tracing::warn!(group = %id, code, "group metadata not written; retrying");
+            if let Some(c) = coordinator.upgrade() {
+                c.with_group(id, Group::metadata_unwritten);
+            }
+            code
+        }
+    }
+}
+
+/// Writes the group's membership record if its last transition asked for one, and
+/// resolves once it is durable (SyncGroup and LeaveGroup answer after this, as Kafka's
+/// coordinator answers after its log append). Error: the Kafka code of the failed append.
+pub async fn persist(
+    shard: &Rc<Shard>,
+    ctx: &OwnerContext,
+    coordinator: &Rc<Coordinator>,
+    id: &str,
+) -> Result<(), i16> {
+    let Some(md) = coordinator
+        .with_group(id, |g| g.take_metadata(now_ms()))
+        .flatten()
+    else {
+        return Ok(());
+    };
+    match write_metadata(shard, ctx, &Rc::downgrade(coordinator), id, md).await {
+        errors::NONE => Ok(()),
+        code => Err(code),
+    }
 }
 
 impl Coordinator {
@@ -141,14 +207,32 @@ impl Coordinator {
         }
     }
 
-    fn tick(&self, now: Instant) {
+    /// Membership records that transitions asked for, across the groups here.
+    fn take_all_metadata(&self) -> Vec<(String, GroupMetadata)> {
+        let now_ms = now_ms();
+        self.groups
+            .borrow_mut()
+            .iter_mut()
+            .filter_map(|(id, g)| g.take_metadata(now_ms).map(|md| (id.clone(), md)))
+            .collect()
+    }
+
+    /// Expires sessions and overdue rebalances; returns the recorded groups it forgot
+    /// (they need a tombstone).
+    fn tick(&self, now: Instant) -> Vec<String> {
         let mut groups = self.groups.borrow_mut();
         for g in groups.values_mut() {
             g.tick(now);
         }
         // Kafka forgets an Empty group once it has no committed offsets.
-        groups.retain(|_, g| {
-            !(g.state() == GroupState::Empty && g.is_empty() && g.offsets.is_empty())
+        let mut forgotten = Vec::new();
+        groups.retain(|id, g| {
+            let forget = g.state() == GroupState::Empty && g.is_empty() && g.offsets.is_empty();
+            if forget && g.is_recorded() {
+                forgotten.push(id.clone());
+            }
+            !forget
         });
+        forgotten
     }
 }

@@ -248,7 +248,14 @@ pub async fn join_group(
             .map(|p| (p.name.to_string(), p.metadata))
             .collect(),
         require_known_member_id: version >= 4,
+        initial_rebalance_delay: Duration::from_millis(
+            broker.config.group_initial_rebalance_delay_ms,
+        ),
     };
+    // The group's membership is recorded in the offsets topic from its first SyncGroup on.
+    if let Err(code) = ensure_offsets_topic(broker).await {
+        return join_response(JoinOutcome::error(code, join.member_id), version);
+    }
     let new_member_id = format!("sluice-{}", uuid::Uuid::from_u128(rand::random::<u128>()));
     let key = group.clone();
     let outcome = on_owner(
@@ -299,7 +306,7 @@ pub async fn sync_group(
         broker,
         &key,
         SyncOutcome::error,
-        Box::new(move |_shard, _ctx, c| {
+        Box::new(move |shard, ctx, c| {
             Box::pin(async move {
                 let (tx, rx) = flume::bounded(1);
                 let found = c.with_group(&group, |g| {
@@ -315,6 +322,11 @@ pub async fn sync_group(
                 });
                 if found.is_none() {
                     return SyncOutcome::error(errors::UNKNOWN_MEMBER_ID);
+                }
+                // The leader's SyncGroup made the generation Stable: answer it once the
+                // membership record is durable (the others were answered already).
+                if let Err(code) = coordinator::persist(&shard, &ctx, &c, &group).await {
+                    return SyncOutcome::error(code);
                 }
                 let out = rx
                     .recv_async()
@@ -403,16 +415,21 @@ pub async fn leave_group(
         broker,
         &key,
         Err,
-        Box::new(move |_shard, _ctx, c| {
+        Box::new(move |shard, ctx, c| {
             Box::pin(async move {
                 let now = Instant::now();
-                Ok(c.with_group(&group, |g| {
-                    leaving
-                        .iter()
-                        .map(|(m, i)| g.leave(m, i.as_deref(), now))
-                        .collect()
-                })
-                .unwrap_or_else(|| vec![errors::UNKNOWN_MEMBER_ID; leaving.len()]))
+                let codes = c
+                    .with_group(&group, |g| {
+                        leaving
+                            .iter()
+                            .map(|(m, i)| g.leave(m, i.as_deref(), now))
+                            .collect()
+                    })
+                    .unwrap_or_else(|| vec![errors::UNKNOWN_MEMBER_ID; leaving.len()]);
+                // The last member left: the Empty record is durable before the answer, so
+                // a broker restart right after a clean close does not bring it back.
+                coordinator::persist(&shard, &ctx, &c, &group).await?;
+                Ok(codes)
             })
         }),
     )
@@ -910,11 +927,17 @@ pub async fn delete_groups(
                         Some(Err(code)) => return code,
                         Some(Ok(keys)) => keys,
                     };
-                    let code = delete_offsets(shard, ctx, c.clone(), g.clone(), keys).await;
-                    if code == errors::NONE {
-                        c.remove(&g);
+                    let code =
+                        delete_offsets(shard.clone(), ctx.clone(), c.clone(), g.clone(), keys)
+                            .await;
+                    if code != errors::NONE {
+                        return code;
                     }
-                    code
+                    if let Err(code) = offsets::append_group(&shard, &ctx, &g, None).await {
+                        return code;
+                    }
+                    c.remove(&g);
+                    errors::NONE
                 })
             }),
         )

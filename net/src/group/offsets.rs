@@ -1,6 +1,9 @@
-//! Committed offsets, durable in the internal topic `__consumer_offsets`, in Kafka's own
-//! record format (offset commit key v1: group, topic, partition; value v3: offset, leader
-//! epoch, metadata, commit timestamp; a null value deletes), as RecordBatch v2 built by
+//! Committed offsets and group membership, durable in the internal topic
+//! `__consumer_offsets`, in Kafka's own record format (offset commit key v1: group, topic,
+//! partition; value v3: offset, leader epoch, metadata, commit timestamp; group metadata
+//! key v2: group; value v3: protocol type, generation, protocol, leader, state timestamp,
+//! members; a null value deletes, so Kafka's tools and a compacting cleaner read the log
+//! as they would Kafka's), as RecordBatch v2 built by
 //! `kafka-protocol`'s encoder and appended through the engine's PartitionLog on the
 //! partition's owner shard. A group's records go to partition
 //! `abs(java_hash(group)) % partitions` as in Kafka; at start-up each shard's coordinator
@@ -21,9 +24,9 @@ use sluice_engine::log::AppendOptions;
 use sluice_engine::runtime::Shard;
 use sluice_engine::{LeaderEpoch, Offset, ShardId, TopicPartition};
 
-use super::state::CommittedOffset;
+use super::state::{CommittedOffset, GroupMetadata, MemberMetadata};
 use crate::errors;
-use crate::limits::{OFFSETS_LOAD_READ_BYTES, OFFSETS_RECORDS_PER_BATCH_MAX};
+use crate::limits::{GROUP_MEMBERS_MAX, OFFSETS_LOAD_READ_BYTES, OFFSETS_RECORDS_PER_BATCH_MAX};
 use crate::partition_ops::{partition_log, OwnerContext};
 
 /// The internal topic's name, as in Kafka.
@@ -36,6 +39,9 @@ pub fn is_internal(name: &str) -> bool {
 
 const KEY_VERSION_OFFSET_COMMIT: i16 = 1;
 const VALUE_VERSION: i16 = 3;
+const KEY_VERSION_GROUP_METADATA: i16 = 2;
+/// GroupMetadataValue v3 (static members); v4 is the same fields, flexible.
+const GROUP_VALUE_VERSION: i16 = 3;
 
 /// One change: `None` deletes the committed offset.
 pub type OffsetChange = ((String, i32), Option<CommittedOffset>);
@@ -57,6 +63,37 @@ fn put_string(b: &mut BytesMut, s: &str) {
     let len = i16::try_from(s.len()).unwrap_or(i16::MAX);
     b.put_i16(len);
     b.put_slice(&s.as_bytes()[..len.max(0) as usize]);
+}
+
+fn put_nullable_string(b: &mut BytesMut, s: Option<&str>) {
+    match s {
+        Some(s) => put_string(b, s),
+        None => b.put_i16(-1),
+    }
+}
+
+fn put_bytes(b: &mut BytesMut, v: &[u8]) {
+    b.put_i32(i32::try_from(v.len()).unwrap_or(i32::MAX));
+    b.put_slice(v);
+}
+
+fn get_bytes(b: &mut Bytes) -> Option<Bytes> {
+    if b.remaining() < 4 {
+        return None;
+    }
+    let len = b.get_i32();
+    if len < 0 {
+        return Some(Bytes::new());
+    }
+    let len = usize::try_from(len).ok()?;
+    if b.remaining() < len {
+        return None;
+    }
+    Some(b.split_to(len))
+}
+
+fn get_i32(b: &mut Bytes) -> Option<i32> {
+    (b.remaining() >= 4).then(|| b.get_i32())
 }
 
 fn get_string(b: &mut Bytes) -> Option<Option<String>> {
@@ -94,22 +131,132 @@ pub fn encode_value(o: &CommittedOffset) -> Bytes {
     b.freeze()
 }
 
-/// (group, topic, partition) of an offset commit key; `None` for other key kinds (group
-/// metadata records, version 2) and damaged keys.
-pub fn decode_key(mut b: Bytes) -> Option<(String, String, i32)> {
+/// A `__consumer_offsets` key, decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Key {
+    /// Versions 0 and 1: a committed offset of (group, topic, partition).
+    Offset(String, String, i32),
+    /// Version 2: a group's membership.
+    Group(String),
+}
+
+pub fn encode_group_key(group: &str) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(KEY_VERSION_GROUP_METADATA);
+    put_string(&mut b, group);
+    b.freeze()
+}
+
+/// Any key Kafka writes here; `None` for other versions and damaged keys.
+pub fn decode_any_key(mut b: Bytes) -> Option<Key> {
     if b.remaining() < 2 {
         return None;
     }
     let version = b.get_i16();
-    if version != 0 && version != 1 {
-        return None;
-    }
     let group = get_string(&mut b)??;
-    let topic = get_string(&mut b)??;
-    if b.remaining() < 4 {
+    match version {
+        0 | 1 => {
+            let topic = get_string(&mut b)??;
+            Some(Key::Offset(group, topic, get_i32(&mut b)?))
+        }
+        2 => Some(Key::Group(group)),
+        _ => None,
+    }
+}
+
+/// (group, topic, partition) of an offset commit key; `None` for other key kinds (group
+/// metadata records, version 2) and damaged keys.
+pub fn decode_key(b: Bytes) -> Option<(String, String, i32)> {
+    match decode_any_key(b)? {
+        Key::Offset(group, topic, partition) => Some((group, topic, partition)),
+        Key::Group(_) => None,
+    }
+}
+
+pub fn encode_group_value(g: &GroupMetadata) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(GROUP_VALUE_VERSION);
+    put_string(&mut b, &g.protocol_type);
+    b.put_i32(g.generation);
+    put_nullable_string(&mut b, g.protocol.as_deref());
+    put_nullable_string(&mut b, g.leader.as_deref());
+    b.put_i64(g.state_timestamp_ms);
+    b.put_i32(i32::try_from(g.members.len()).unwrap_or(i32::MAX));
+    for m in &g.members {
+        put_string(&mut b, &m.member_id);
+        put_nullable_string(&mut b, m.instance_id.as_deref());
+        put_string(&mut b, &m.client_id);
+        put_string(&mut b, &m.client_host);
+        b.put_i32(m.rebalance_timeout_ms);
+        b.put_i32(m.session_timeout_ms);
+        put_bytes(&mut b, &m.subscription);
+        put_bytes(&mut b, &m.assignment);
+    }
+    b.freeze()
+}
+
+/// GroupMetadataValue v0-v3 (Kafka's layouts; v4 is flexible and not read). Member counts
+/// above the group bound and truncated values are rejected.
+pub fn decode_group_value(mut b: Bytes) -> Option<GroupMetadata> {
+    if b.remaining() < 2 {
         return None;
     }
-    Some((group, topic, b.get_i32()))
+    let version = b.get_i16();
+    if !(0..=3).contains(&version) {
+        return None;
+    }
+    let protocol_type = get_string(&mut b)?.unwrap_or_default();
+    let generation = get_i32(&mut b)?;
+    let protocol = get_string(&mut b)?;
+    let leader = get_string(&mut b)?;
+    let state_timestamp_ms = if version >= 2 {
+        if b.remaining() < 8 {
+            return None;
+        }
+        b.get_i64()
+    } else {
+        -1
+    };
+    let count = get_i32(&mut b)?;
+    if count > 0 && count as usize > GROUP_MEMBERS_MAX {
+        return None;
+    }
+    let mut members = Vec::with_capacity(count.max(0) as usize);
+    for _ in 0..count.max(0) {
+        let member_id = get_string(&mut b)??;
+        let instance_id = if version >= 3 {
+            get_string(&mut b)?
+        } else {
+            None
+        };
+        let client_id = get_string(&mut b)?.unwrap_or_default();
+        let client_host = get_string(&mut b)?.unwrap_or_default();
+        let rebalance_timeout_ms = if version >= 1 { get_i32(&mut b)? } else { -1 };
+        let session_timeout_ms = get_i32(&mut b)?;
+        let rebalance_timeout_ms = if rebalance_timeout_ms < 0 {
+            session_timeout_ms
+        } else {
+            rebalance_timeout_ms
+        };
+        members.push(MemberMetadata {
+            member_id,
+            instance_id,
+            client_id,
+            client_host,
+            rebalance_timeout_ms,
+            session_timeout_ms,
+            subscription: get_bytes(&mut b)?,
+            assignment: get_bytes(&mut b)?,
+        });
+    }
+    Some(GroupMetadata {
+        protocol_type,
+        generation,
+        protocol,
+        leader,
+        state_timestamp_ms,
+        members,
+    })
 }
 
 /// Offset commit values v0-v3 (Kafka's layouts).
@@ -143,18 +290,44 @@ pub fn decode_value(mut b: Bytes) -> Option<CommittedOffset> {
     })
 }
 
+/// (key, value) records as stored; a `None` value is a tombstone.
+pub type KeyValue = (Bytes, Option<Bytes>);
+
+/// The records for `changes` of `group`'s committed offsets.
+pub fn offset_records(group: &str, changes: &[OffsetChange]) -> Vec<KeyValue> {
+    changes
+        .iter()
+        .map(|((topic, partition), value)| {
+            (
+                encode_key(group, topic, *partition),
+                value.as_ref().map(encode_value),
+            )
+        })
+        .collect()
+}
+
+/// The record for `group`'s membership; `None` deletes it.
+pub fn group_record(group: &str, metadata: Option<&GroupMetadata>) -> KeyValue {
+    (encode_group_key(group), metadata.map(encode_group_value))
+}
+
 /// RecordBatch v2 batches (uncompressed) holding `changes` for `group`.
 pub fn encode_batches(
     group: &str,
     changes: &[OffsetChange],
     now_ms: i64,
 ) -> Result<Vec<Bytes>, String> {
+    encode_record_batches(&offset_records(group, changes), now_ms)
+}
+
+/// RecordBatch v2 batches (uncompressed) holding `records`, in order.
+pub fn encode_record_batches(records: &[KeyValue], now_ms: i64) -> Result<Vec<Bytes>, String> {
     let mut out = Vec::new();
-    for chunk in changes.chunks(OFFSETS_RECORDS_PER_BATCH_MAX) {
+    for chunk in records.chunks(OFFSETS_RECORDS_PER_BATCH_MAX) {
         let records: Vec<Record> = chunk
             .iter()
             .enumerate()
-            .map(|(i, ((topic, partition), value))| Record {
+            .map(|(i, (key, value))| Record {
                 transactional: false,
                 control: false,
                 delete_horizon: false,
@@ -167,8 +340,8 @@ pub fn encode_batches(
                 // keeps one batch with base sequence -1 (not idempotent).
                 sequence: NO_SEQUENCE.wrapping_add(i as i32),
                 timestamp: now_ms,
-                key: Some(encode_key(group, topic, *partition)),
-                value: value.as_ref().map(encode_value),
+                key: Some(key.clone()),
+                value: value.clone(),
                 headers: Default::default(),
             })
             .collect();
@@ -195,7 +368,27 @@ pub async fn append(
     group: &str,
     changes: Vec<OffsetChange>,
 ) -> Result<(), i16> {
-    if changes.is_empty() {
+    append_records(shard, ctx, group, offset_records(group, &changes)).await
+}
+
+/// Appends `group`'s membership record (a tombstone for `None`) like [`append`].
+pub async fn append_group(
+    shard: &Rc<Shard>,
+    ctx: &OwnerContext,
+    group: &str,
+    metadata: Option<&GroupMetadata>,
+) -> Result<(), i16> {
+    append_records(shard, ctx, group, vec![group_record(group, metadata)]).await
+}
+
+/// Appends records keyed by `group` to its partition; resolves once durable.
+pub async fn append_records(
+    shard: &Rc<Shard>,
+    ctx: &OwnerContext,
+    group: &str,
+    records: Vec<KeyValue>,
+) -> Result<(), i16> {
+    if records.is_empty() {
         return Ok(());
     }
     let Some(partitions) = ctx
@@ -210,7 +403,7 @@ pub async fn append(
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
-    let batches = encode_batches(group, &changes, now_ms).map_err(|e| {
+    let batches = encode_record_batches(&records, now_ms).map_err(|e| {
         tracing::error!(error = %e, "encoding offset commit records failed");
         errors::UNKNOWN_SERVER_ERROR
     })?;
@@ -237,13 +430,20 @@ pub async fn append(
     routed.unwrap_or(Err(errors::COORDINATOR_NOT_AVAILABLE))
 }
 
-/// Committed offsets of the groups `here` owns, rebuilt from every partition of
-/// `__consumer_offsets`.
+/// What the log holds for one group: its committed offsets and last membership record.
+#[derive(Debug, Default)]
+pub struct LoadedGroup {
+    pub offsets: BTreeMap<(String, i32), CommittedOffset>,
+    pub metadata: Option<GroupMetadata>,
+}
+
+/// Committed offsets and membership of the groups `here` owns, rebuilt from every
+/// partition of `__consumer_offsets` (the last record per key wins, a tombstone deletes).
 pub async fn load(
     shard: &Rc<Shard>,
     ctx: &OwnerContext,
-) -> Result<HashMap<String, BTreeMap<(String, i32), CommittedOffset>>, i16> {
-    let mut out: HashMap<String, BTreeMap<(String, i32), CommittedOffset>> = HashMap::new();
+) -> Result<HashMap<String, LoadedGroup>, i16> {
+    let mut out: HashMap<String, LoadedGroup> = HashMap::new();
     let Some(partitions) = ctx
         .store
         .snapshot()
@@ -263,23 +463,33 @@ pub async fn load(
             })
             .await
             .map_err(|_| errors::COORDINATOR_LOAD_IN_PROGRESS)??;
-        for (group, key, value) in changes {
-            let offsets = out.entry(group).or_default();
-            match value {
-                Some(v) => {
-                    offsets.insert(key, v);
+        for change in changes {
+            match change {
+                LoadedChange::Offset(group, key, value) => {
+                    let offsets = &mut out.entry(group).or_default().offsets;
+                    match value {
+                        Some(v) => {
+                            offsets.insert(key, v);
+                        }
+                        None => {
+                            offsets.remove(&key);
+                        }
+                    }
                 }
-                None => {
-                    offsets.remove(&key);
+                LoadedChange::Group(group, metadata) => {
+                    out.entry(group).or_default().metadata = metadata;
                 }
             }
         }
     }
-    out.retain(|_, offsets| !offsets.is_empty());
+    out.retain(|_, g| !g.offsets.is_empty() || g.metadata.is_some());
     Ok(out)
 }
 
-type LoadedChange = (String, (String, i32), Option<CommittedOffset>);
+enum LoadedChange {
+    Offset(String, (String, i32), Option<CommittedOffset>),
+    Group(String, Option<GroupMetadata>),
+}
 
 /// On the partition's owner: every offset record, in log order, of groups `for_shard` owns.
 async fn read_partition(
@@ -322,20 +532,40 @@ async fn read_partition(
                 if r.control {
                     continue;
                 }
-                let Some((group, topic, partition)) = r.key.and_then(decode_key) else {
+                let Some(key) = r.key.and_then(decode_any_key) else {
                     continue;
                 };
-                if shard.table().owner_of_key(&group) != for_shard {
+                let group = match &key {
+                    Key::Offset(group, _, _) | Key::Group(group) => group,
+                };
+                if shard.table().owner_of_key(group) != for_shard {
                     continue;
                 }
-                let value = match r.value {
-                    Some(v) => match decode_value(v) {
-                        Some(v) => Some(v),
-                        None => continue,
-                    },
-                    None => None,
-                };
-                out.push((group, (topic, partition), value));
+                match key {
+                    Key::Offset(group, topic, partition) => {
+                        let value = match r.value {
+                            Some(v) => match decode_value(v) {
+                                Some(v) => Some(v),
+                                None => continue,
+                            },
+                            None => None,
+                        };
+                        out.push(LoadedChange::Offset(group, (topic, partition), value));
+                    }
+                    Key::Group(group) => {
+                        let value = match r.value {
+                            Some(v) => match decode_group_value(v) {
+                                Some(v) => Some(v),
+                                None => {
+                                    tracing::warn!(partition = %tp, group = %group, "skipping an unreadable group metadata record");
+                                    continue;
+                                }
+                            },
+                            None => None,
+                        };
+                        out.push(LoadedChange::Group(group, value));
+                    }
+                }
             }
         }
         if from <= before {
@@ -363,6 +593,70 @@ mod tests {
         };
         assert_eq!(decode_value(encode_value(&v)), Some(v));
         assert_eq!(decode_value(Bytes::from_static(&[0, 9])), None);
+    }
+
+    #[test]
+    fn group_metadata_round_trips_and_keys_are_told_apart() {
+        let g = GroupMetadata {
+            protocol_type: "consumer".into(),
+            generation: 7,
+            protocol: Some("range".into()),
+            leader: Some("m1".into()),
+            state_timestamp_ms: 1234,
+            members: vec![MemberMetadata {
+                member_id: "m1".into(),
+                instance_id: Some("i1".into()),
+                client_id: "c".into(),
+                client_host: "/127.0.0.1".into(),
+                rebalance_timeout_ms: 30_000,
+                session_timeout_ms: 10_000,
+                subscription: Bytes::from_static(b"sub"),
+                assignment: Bytes::from_static(b"asg"),
+            }],
+        };
+        let v = encode_group_value(&g);
+        assert_eq!(decode_group_value(v.clone()), Some(g.clone()));
+        for cut in 0..v.len() {
+            assert_eq!(
+                decode_group_value(v.slice(..cut)),
+                None,
+                "truncated at {cut}"
+            );
+        }
+        assert_eq!(
+            decode_any_key(encode_group_key("grp")),
+            Some(Key::Group("grp".into()))
+        );
+        assert_eq!(decode_key(encode_group_key("grp")), None);
+        assert_eq!(
+            decode_any_key(encode_key("grp", "t", 3)),
+            Some(Key::Offset("grp".into(), "t".into(), 3))
+        );
+        // Kafka's key v2 layout: version 2, then the group as a short string.
+        assert_eq!(&encode_group_key("ab")[..], &[0, 2, 0, 2, b'a', b'b']);
+    }
+
+    #[test]
+    fn group_metadata_v0_from_old_kafka_is_read() {
+        // v0: protocol type, generation, protocol, leader, members without instance id
+        // or rebalance timeout.
+        let mut b = BytesMut::new();
+        b.put_i16(0);
+        put_string(&mut b, "consumer");
+        b.put_i32(3);
+        put_string(&mut b, "range");
+        put_string(&mut b, "m");
+        b.put_i32(1);
+        put_string(&mut b, "m");
+        put_string(&mut b, "cid");
+        put_string(&mut b, "host");
+        b.put_i32(6000);
+        put_bytes(&mut b, b"s");
+        put_bytes(&mut b, b"a");
+        let g = decode_group_value(b.freeze()).expect("v0");
+        assert_eq!(g.generation, 3);
+        assert_eq!(g.members[0].rebalance_timeout_ms, 6000);
+        assert_eq!(g.members[0].instance_id, None);
     }
 
     #[test]

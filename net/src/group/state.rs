@@ -102,6 +102,26 @@ pub struct JoinRequest {
     pub protocols: Vec<(String, Bytes)>,
     /// JoinGroup v4+ (KIP-394): a new dynamic member first gets MEMBER_ID_REQUIRED.
     pub require_known_member_id: bool,
+    /// The broker's group.initial.rebalance.delay.ms (zero: an empty group's first join
+    /// phase ends as soon as every member has joined).
+    pub initial_rebalance_delay: Duration,
+}
+
+/// Kafka's InitialDelayedJoin: the first join phase of an empty group waits `delay`, and
+/// again (up to `remaining`, what is left of the rebalance timeout) while newcomers keep
+/// arriving, so a group that starts with many members forms one generation, not one per
+/// member. It also gives every member time to learn its topics' metadata before the
+/// leader assigns: a leader that assigned with none re-joins right after its SyncGroup,
+/// and kafka-python 3.0.12 loses the answer to a re-join it starts by itself when its
+/// poll() times out between that JoinGroup's answer and the SyncGroup's (its
+/// `need_rejoin()` is already false again, so nobody collects the result: no assignment,
+/// no heartbeats, the session expires). Apache Kafka shows the same stall with
+/// group.initial.rebalance.delay.ms=0.
+#[derive(Clone, Copy, Debug)]
+struct InitialJoin {
+    delay: Duration,
+    remaining: Duration,
+    newcomer: bool,
 }
 
 /// One member of a group.
@@ -135,6 +155,33 @@ impl Member {
     }
 }
 
+/// A group's membership as `__consumer_offsets` keeps it (Kafka's GroupMetadataValue):
+/// written when a generation becomes Stable and when the group becomes Empty, read back
+/// at start-up so members keep their generation across a broker restart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupMetadata {
+    pub protocol_type: String,
+    pub generation: i32,
+    pub protocol: Option<String>,
+    pub leader: Option<String>,
+    pub state_timestamp_ms: i64,
+    pub members: Vec<MemberMetadata>,
+}
+
+/// One member in a [`GroupMetadata`] record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberMetadata {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub rebalance_timeout_ms: i32,
+    pub session_timeout_ms: i32,
+    /// The member's metadata for the group's protocol.
+    pub subscription: Bytes,
+    pub assignment: Bytes,
+}
+
 /// A committed offset as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CommittedOffset {
@@ -161,6 +208,13 @@ pub struct Group {
     /// PreparingRebalance: when the join phase ends; CompletingRebalance: when the leader's
     /// SyncGroup is overdue.
     deadline: Option<Instant>,
+    /// Set while an empty group's first join phase is held open (see [`InitialJoin`]).
+    initial_join: Option<InitialJoin>,
+    /// A transition (Stable, Empty) whose membership record is not yet written.
+    unwritten: bool,
+    /// Whether `__consumer_offsets` holds a membership record for this group (so its
+    /// removal needs a tombstone).
+    recorded: bool,
     pub offsets: BTreeMap<(String, i32), CommittedOffset>,
 }
 
@@ -177,8 +231,97 @@ impl Group {
             instances: BTreeMap::new(),
             pending: BTreeMap::new(),
             deadline: None,
+            initial_join: None,
+            unwritten: false,
+            recorded: false,
             offsets: BTreeMap::new(),
         }
+    }
+
+    /// A group rebuilt from its last membership record: Stable with the recorded
+    /// generation, leader and assignments when it had members (each gets a fresh session,
+    /// so members that come back just heartbeat on; the others expire and the rest
+    /// rebalance as usual), else Empty.
+    pub fn restore(id: impl Into<String>, md: GroupMetadata, now: Instant) -> Group {
+        let mut g = Group::new(id);
+        g.generation = md.generation;
+        g.recorded = true;
+        if md.members.is_empty() {
+            return g;
+        }
+        g.state = GroupState::Stable;
+        g.protocol_type = Some(md.protocol_type);
+        g.protocol = md.protocol.clone();
+        g.leader = md.leader;
+        let protocol = md.protocol.unwrap_or_default();
+        for m in md.members.into_iter().take(GROUP_MEMBERS_MAX) {
+            let session_timeout = Duration::from_millis(m.session_timeout_ms.max(0) as u64);
+            if let Some(instance) = &m.instance_id {
+                g.instances.insert(instance.clone(), m.member_id.clone());
+            }
+            g.members.insert(
+                m.member_id.clone(),
+                Member {
+                    id: m.member_id,
+                    instance_id: m.instance_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    session_timeout,
+                    rebalance_timeout: Duration::from_millis(m.rebalance_timeout_ms.max(0) as u64),
+                    protocols: vec![(protocol.clone(), m.subscription)],
+                    assignment: m.assignment,
+                    session_deadline: now + session_timeout,
+                    join_waiter: None,
+                    sync_waiter: None,
+                },
+            );
+        }
+        if !g.leader.as_ref().is_some_and(|l| g.members.contains_key(l)) {
+            g.leader = g.members.keys().next().cloned();
+        }
+        g
+    }
+
+    /// The membership record a transition asked for, if not yet taken; `now_ms` stamps it.
+    pub fn take_metadata(&mut self, now_ms: i64) -> Option<GroupMetadata> {
+        if !std::mem::take(&mut self.unwritten) {
+            return None;
+        }
+        self.recorded = true;
+        let protocol = self.protocol.clone().unwrap_or_default();
+        Some(GroupMetadata {
+            protocol_type: self.protocol_type.clone().unwrap_or_default(),
+            generation: self.generation,
+            protocol: self.protocol.clone(),
+            leader: self.leader.clone(),
+            state_timestamp_ms: now_ms,
+            members: self
+                .members
+                .values()
+                .map(|m| MemberMetadata {
+                    member_id: m.id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    rebalance_timeout_ms: i32::try_from(m.rebalance_timeout.as_millis())
+                        .unwrap_or(i32::MAX),
+                    session_timeout_ms: i32::try_from(m.session_timeout.as_millis())
+                        .unwrap_or(i32::MAX),
+                    subscription: m.metadata(&protocol),
+                    assignment: m.assignment.clone(),
+                })
+                .collect(),
+        })
+    }
+
+    /// A write of [`Group::take_metadata`]'s record failed: ask for it again.
+    pub fn metadata_unwritten(&mut self) {
+        self.unwritten = true;
+    }
+
+    /// Whether the log holds a membership record for this group.
+    pub fn is_recorded(&self) -> bool {
+        self.recorded
     }
 
     pub fn state(&self) -> GroupState {
@@ -216,6 +359,7 @@ impl Group {
         self.members.clear();
         self.instances.clear();
         self.pending.clear();
+        self.initial_join = None;
         self.state = GroupState::Dead;
     }
 
@@ -251,6 +395,7 @@ impl Group {
         if self.state == GroupState::Dead {
             return reply(errors::COORDINATOR_NOT_AVAILABLE, &req.member_id);
         }
+        let members_before = self.members.len();
         if req.protocol_type.is_empty() || req.protocols.is_empty() {
             return reply(errors::INCONSISTENT_GROUP_PROTOCOL, &req.member_id);
         }
@@ -319,7 +464,22 @@ impl Group {
             m.join_waiter = Some(waiter);
         }
         if self.state != GroupState::PreparingRebalance {
+            let from_empty = self.state == GroupState::Empty;
             self.prepare_rebalance(now);
+            if from_empty && !req.initial_rebalance_delay.is_zero() {
+                let timeout = self.rebalance_timeout();
+                let delay = req.initial_rebalance_delay.min(timeout);
+                self.initial_join = Some(InitialJoin {
+                    delay,
+                    remaining: timeout.saturating_sub(delay),
+                    newcomer: false,
+                });
+                self.deadline = Some(now + delay);
+            }
+        } else if self.members.len() > members_before {
+            if let Some(initial) = &mut self.initial_join {
+                initial.newcomer = true;
+            }
         }
         self.try_complete_join(now);
     }
@@ -429,11 +589,13 @@ impl Group {
         }
         self.state = GroupState::PreparingRebalance;
         self.deadline = Some(now + self.rebalance_timeout());
+        self.initial_join = None;
         tracing::debug!(group = %self.id, generation = self.generation, "preparing rebalance");
     }
 
     fn try_complete_join(&mut self, now: Instant) {
         if self.state == GroupState::PreparingRebalance
+            && self.initial_join.is_none()
             && self.pending.is_empty()
             && self.members.values().all(|m| m.join_waiter.is_some())
         {
@@ -471,6 +633,7 @@ impl Group {
     }
 
     fn complete_join(&mut self, now: Instant) {
+        self.initial_join = None;
         let gone: Vec<String> = self
             .members
             .values()
@@ -484,6 +647,7 @@ impl Group {
         self.generation = self.generation.wrapping_add(1).max(1);
         if self.members.is_empty() {
             self.state = GroupState::Empty;
+            self.unwritten = true;
             self.protocol = None;
             self.protocol_type = None;
             self.leader = None;
@@ -611,6 +775,7 @@ impl Group {
                     }
                     self.state = GroupState::Stable;
                     self.deadline = None;
+                    self.unwritten = true;
                     for m in self.members.values_mut() {
                         if let Some(w) = m.sync_waiter.take() {
                             let _ = w.send(SyncOutcome {
@@ -741,7 +906,19 @@ impl Group {
         }
         let overdue = self.deadline.is_some_and(|d| d <= now);
         match self.state {
-            GroupState::PreparingRebalance if overdue => self.complete_join(now),
+            GroupState::PreparingRebalance if overdue => match self.initial_join {
+                // Newcomers arrived during the delay: wait once more, within the timeout.
+                Some(initial) if initial.newcomer && !initial.remaining.is_zero() => {
+                    let delay = initial.delay.min(initial.remaining);
+                    self.initial_join = Some(InitialJoin {
+                        delay: initial.delay,
+                        remaining: initial.remaining - delay,
+                        newcomer: false,
+                    });
+                    self.deadline = Some(now + delay);
+                }
+                _ => self.complete_join(now),
+            },
             GroupState::CompletingRebalance if overdue => {
                 // The leader never sent its assignment: start over.
                 self.prepare_rebalance(now);
@@ -806,6 +983,7 @@ mod tests {
                 .map(|p| (p.to_string(), Bytes::from(format!("meta-{member_id}-{p}"))))
                 .collect(),
             require_known_member_id: true,
+            initial_rebalance_delay: Duration::ZERO,
         }
     }
 
@@ -927,6 +1105,114 @@ mod tests {
         );
         assert_eq!(g.heartbeat("m2", None, 2, now), errors::NONE);
         assert_eq!(g.heartbeat("m2", None, 1, now), errors::ILLEGAL_GENERATION);
+    }
+
+    #[test]
+    fn empty_group_holds_its_first_join_phase_while_newcomers_arrive() {
+        let now = Instant::now();
+        let delay = Duration::from_secs(3);
+        let mut g = Group::new("g");
+        let delayed = |id: &str| JoinRequest {
+            initial_rebalance_delay: delay,
+            ..req(id, &["range"])
+        };
+        let first = join(&mut g, delayed(""), "m1", now).try_recv().expect("id");
+        assert_eq!(first.error, errors::MEMBER_ID_REQUIRED);
+        let rx1 = join(&mut g, delayed("m1"), "x", now);
+        assert!(rx1.try_recv().is_err(), "held for the initial delay");
+        g.tick(now + Duration::from_secs(2));
+        join(&mut g, delayed(""), "m2", now + Duration::from_secs(2))
+            .try_recv()
+            .expect("id");
+        let rx2 = join(&mut g, delayed("m2"), "x", now + Duration::from_secs(2));
+        // The first delay ends with a newcomer in it: one more delay.
+        g.tick(now + Duration::from_secs(3));
+        assert!(rx1.try_recv().is_err() && rx2.try_recv().is_err());
+        g.tick(now + Duration::from_millis(5_900));
+        assert!(rx1.try_recv().is_err());
+        g.tick(now + Duration::from_secs(6));
+        let (o1, o2) = (rx1.try_recv().expect("m1"), rx2.try_recv().expect("m2"));
+        assert_eq!(
+            (o1.generation, o2.generation),
+            (1, 1),
+            "one generation for both"
+        );
+        sync(&mut g, &o1.leader, 1, vec![], now + Duration::from_secs(6));
+        // A later rebalance of the non-empty group is not delayed.
+        let later = now + Duration::from_secs(7);
+        let rx1 = join(&mut g, delayed("m1"), "x", later);
+        let rx2 = join(&mut g, delayed("m2"), "x", later);
+        assert_eq!(rx1.try_recv().expect("m1").generation, 2);
+        assert_eq!(rx2.try_recv().expect("m2").generation, 2);
+    }
+
+    #[test]
+    fn a_restored_group_keeps_generation_members_and_static_ids() {
+        let now = Instant::now();
+        let mut g = Group::new("g");
+        let mut r = req("", &["range"]);
+        r.instance_id = Some("i1".into());
+        join(&mut g, r.clone(), "s1", now)
+            .try_recv()
+            .expect("static");
+        let rx2 = join_new(&mut g, "m2", &["range"], now);
+        let o1 = join(
+            &mut g,
+            JoinRequest {
+                member_id: "s1".into(),
+                ..r.clone()
+            },
+            "x",
+            now,
+        )
+        .try_recv()
+        .expect("s1 rejoined");
+        rx2.try_recv().expect("m2");
+        assert_eq!(g.take_metadata(1), None, "nothing to write mid-rebalance");
+        let gen = o1.generation;
+        let leader = o1.leader.clone();
+        let follower = if leader == "s1" { "m2" } else { "s1" };
+        sync(&mut g, follower, gen, vec![], now);
+        sync(
+            &mut g,
+            &leader,
+            gen,
+            vec![
+                ("s1".into(), Bytes::from_static(b"A")),
+                ("m2".into(), Bytes::from_static(b"B")),
+            ],
+            now,
+        );
+        let md = g.take_metadata(7).expect("Stable asks for a record");
+        assert_eq!(g.take_metadata(8), None, "taken once");
+        assert_eq!((md.generation, md.members.len()), (gen, 2));
+
+        let later = now + Duration::from_secs(60);
+        let mut back = Group::restore("g", md, later);
+        assert_eq!(back.state(), GroupState::Stable);
+        assert_eq!(back.generation(), gen);
+        assert_eq!(back.leader(), Some(leader.as_str()));
+        assert_eq!(back.heartbeat("m2", None, gen, later), errors::NONE);
+        assert_eq!(back.may_commit("m2", None, gen, later), errors::NONE);
+        // The static member comes back with a new member id: the old one is fenced, the
+        // group rebalances into the next generation.
+        let rx = join(
+            &mut back,
+            JoinRequest {
+                member_id: String::new(),
+                ..r
+            },
+            "s1-new",
+            later,
+        );
+        assert_eq!(
+            back.heartbeat("s1", Some("i1"), gen, later),
+            errors::UNKNOWN_MEMBER_ID
+        );
+        drop(rx);
+        // Sessions restart at load: silent members expire one session timeout later.
+        back.tick(later + Duration::from_secs(11));
+        assert!(back.members().all(|m| m.id != "m2"), "m2 never came back");
     }
 
     #[test]

@@ -16,14 +16,7 @@ from groups_util import Member, poll_until, split_evenly
 
 PARTITIONS = 4
 
-# kafka-python group members against sluice: in about one suite run in three, a member goes
-# silent right after its SyncGroup is answered (no more heartbeats or fetches until it is
-# closed) and its session expires; the same tests pass against Apache Kafka. Until that is
-# found, these variants run only when asked for, and the skip reason says why.
-KAFKA_PYTHON_GROUPS = bool(os.environ.get("INTEROP_KAFKA_PYTHON_GROUPS"))
-_kp_skip = pytest.mark.skipif(not KAFKA_PYTHON_GROUPS, reason="kafka-python group members stall after SyncGroup "
-                              "on sluice (open bug); set INTEROP_KAFKA_PYTHON_GROUPS=1 to run")
-KP = pytest.param("kafka-python", marks=_kp_skip)
+KP = "kafka-python"
 
 
 def _settle(members, sink) -> None:
@@ -87,8 +80,8 @@ def test_survivor_takes_all_partitions_when_a_member_leaves(clients, new_topic, 
 
 
 @pytest.mark.parametrize("first,second", [("librdkafka", "librdkafka"),
-                                          pytest.param("librdkafka", "kafka-python", marks=_kp_skip),
-                                          pytest.param("kafka-python", "librdkafka", marks=_kp_skip)])
+                                          ("librdkafka", "kafka-python"),
+                                          ("kafka-python", "librdkafka")])
 def test_new_consumer_resumes_from_committed_offsets(clients, new_topic, bootstrap, first, second):
     partitions = 2
     topic = new_topic(partitions)
