@@ -13,7 +13,8 @@
 #                                  as strict xfail (see tests/conftest.py)
 #
 # INTEROP_WORK (default <repo>/target/interop) holds the venv and the Java build; the broker's
-# data dir and log go to a fresh ${TMPDIR:-/tmp}/interop-<broker>.XXXXXX (printed when the suite starts).
+# data dir and log go to a fresh ${TMPDIR:-/tmp}/interop-<broker>.XXXXXX (printed when the suite starts);
+# after a passing run only the log is kept there.
 # Exits non-zero when any test fails.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -54,8 +55,12 @@ STATE=""
 CTL=""
 # Silent, so pytest's summary ("N passed, M failed") stays the last line CI reads.
 cleanup() {
+    local rc=$?
     if [ -n "$CTL" ] && [ -n "$STATE" ]; then
         "$CTL" stop "$STATE" >/dev/null 2>&1 || true
+        # A passing run keeps only the broker's log: each run's data is hundreds of MB and
+        # repeated runs filled the disk. A failing run keeps everything for inspection.
+        if [ "$rc" -eq 0 ]; then rm -rf "$STATE/data"; fi
     fi
 }
 trap cleanup EXIT
