@@ -12,4 +12,6 @@ pub use partition::{AppendInfo, AppendOptions, LogError, PartitionLog, ReadResul
 pub use stats::LogStats;
 
 #[cfg(test)]
+mod replica_tests;
+#[cfg(test)]
 mod tests;
