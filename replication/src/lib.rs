@@ -8,6 +8,7 @@
 //! Depends on the engine (logs, storage, clock); never on `net`.
 #![allow(clippy::future_not_send)]
 
+pub mod controller;
 pub mod ids;
 pub mod limits;
 pub mod partition;
