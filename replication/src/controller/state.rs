@@ -159,6 +159,17 @@ impl MetadataState {
                 if !self.brokers.contains_key(&id) && self.brokers.len() >= BROKERS_MAX {
                     return Err(ApplyError::TooManyBrokers);
                 }
+                // A registration is a new incarnation (a restart): whatever the old one led
+                // moves to a new leader epoch first, so a restarted broker that lost its
+                // unsynced tail never resumes leading an epoch whose followers hold more.
+                let mut changes = if self.live(id) {
+                    if let Some(b) = self.brokers.get_mut(&id) {
+                        b.fenced = true;
+                    }
+                    self.fence(id)
+                } else {
+                    Vec::new()
+                };
                 self.brokers.insert(
                     id,
                     BrokerInfo {
@@ -166,7 +177,8 @@ impl MetadataState {
                         fenced: true,
                     },
                 );
-                Ok(self.unfence(id))
+                changes.extend(self.unfence(id));
+                Ok(changes)
             }
             MetadataCommand::FenceBroker { broker } => {
                 let id = BrokerId(*broker);
@@ -232,7 +244,7 @@ impl MetadataState {
                     part.leader = part
                         .replicas
                         .iter()
-                        .find(|r| part.isr.contains(r) && live.contains(r))
+                        .find(|r| **r != id && part.isr.contains(r) && live.contains(r))
                         .copied();
                     part.leader_epoch = LeaderEpoch(part.leader_epoch.0 + 1);
                 }
