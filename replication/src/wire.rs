@@ -20,8 +20,11 @@ pub enum FrameKind {
     Replica = 1,
     /// A Raft message between controller voters (rust-protobuf bytes inside).
     Raft = 2,
-    /// A [`crate::controller::ControllerRequest`] from a broker.
+    /// A [`crate::controller::MetadataCommand`] (a Raft entry's data, or a broker's request
+    /// to the active controller).
     ControllerRequest = 3,
+    /// The controller's Raft hard state file.
+    RaftHardState = 4,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

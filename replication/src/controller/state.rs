@@ -24,6 +24,7 @@ pub enum MetadataCommand {
     /// A broker joined (or rejoined) and is alive.
     RegisterBroker {
         broker: i32,
+        incarnation: u64,
         rack: Option<String>,
     },
     /// The active controller saw no heartbeat within the session timeout, or the broker is
@@ -92,6 +93,7 @@ pub enum ApplyError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BrokerInfo {
     pub rack: Option<String>,
+    pub incarnation: u64,
     pub fenced: bool,
 }
 
@@ -154,8 +156,20 @@ impl MetadataState {
     /// no-op on every broker alike, since every broker sees the same error).
     pub fn apply(&mut self, cmd: &MetadataCommand) -> Result<Vec<PartitionChange>, ApplyError> {
         match cmd {
-            MetadataCommand::RegisterBroker { broker, rack } => {
+            MetadataCommand::RegisterBroker {
+                broker,
+                incarnation,
+                rack,
+            } => {
                 let id = BrokerId(*broker);
+                if self
+                    .brokers
+                    .get(&id)
+                    .is_some_and(|b| b.incarnation == *incarnation)
+                {
+                    // A retried registration of the same process.
+                    return Ok(Vec::new());
+                }
                 if !self.brokers.contains_key(&id) && self.brokers.len() >= BROKERS_MAX {
                     return Err(ApplyError::TooManyBrokers);
                 }
@@ -174,6 +188,7 @@ impl MetadataState {
                     id,
                     BrokerInfo {
                         rack: rack.clone(),
+                        incarnation: *incarnation,
                         fenced: true,
                     },
                 );
@@ -505,6 +520,7 @@ mod tests {
         for b in 1..=n {
             s.apply(&MetadataCommand::RegisterBroker {
                 broker: b,
+                incarnation: 1,
                 rack: None,
             })
             .expect("register");
@@ -635,6 +651,7 @@ mod tests {
         for (b, rack) in [(1, "a"), (2, "a"), (3, "b"), (4, "b"), (5, "c"), (6, "c")] {
             s.apply(&MetadataCommand::RegisterBroker {
                 broker: b,
+                incarnation: 1,
                 rack: Some(rack.into()),
             })
             .expect("register");

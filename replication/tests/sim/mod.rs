@@ -292,8 +292,10 @@ impl Sim {
         // The cluster forms: brokers register, then the topic is created (RF 3).
         for id in 1..=BROKERS {
             sim.start_broker(id);
+            let incarnation = sim.brokers[(id - 1) as usize].incarnation;
             sim.controller_apply(MetadataCommand::RegisterBroker {
                 broker: id,
+                incarnation,
                 rack: None,
             });
             let inc = sim.brokers[(id - 1) as usize].incarnation;
@@ -555,7 +557,11 @@ impl Sim {
             } => {
                 if self.controller.incarnations.get(&broker) != Some(&incarnation) {
                     self.controller.incarnations.insert(broker, incarnation);
-                    self.controller_apply(MetadataCommand::RegisterBroker { broker, rack: None });
+                    self.controller_apply(MetadataCommand::RegisterBroker {
+                        broker,
+                        incarnation,
+                        rack: None,
+                    });
                 }
                 self.controller.last_heartbeat.insert(broker, self.now);
                 let ack = CtlMsg::RegisterAck {
