@@ -36,6 +36,11 @@ fn seed_sweep_keeps_every_invariant() {
     let mut total = sim::Stats::default();
     for seed in start..start + count {
         let s = run(seed);
+        total.produced += s.produced;
+        total.produce_errors += s.produce_errors;
+        total.messages += s.messages;
+        total.lost += s.lost;
+        total.corrupted += s.corrupted;
         total.acked += s.acked;
         total.crashes += s.crashes;
         total.partitions += s.partitions;

@@ -1,7 +1,9 @@
 //! Deterministic simulation of a 3-broker cluster on one thread: each broker runs the real
 //! partition replication state machine over a real `PartitionLog` on its own `SimStorage`
-//! (crashes drop or tear unsynced writes); a controller node applies the real
-//! `MetadataState` and fences brokers whose heartbeats stop. One seed drives the workload,
+//! (crashes drop or tear unsynced writes) and a real controller voter (raft-rs through
+//! `ControllerNode`, its Raft log on the same disk); the active controller fences brokers
+//! whose heartbeats stop. Each broker's replica follows the metadata its own voter applied.
+//! One seed drives the workload,
 //! message loss, delay (hence reordering), corruption, network partitions, crashes and
 //! restarts. Invariants are checked as the run goes and at the end.
 
@@ -22,7 +24,9 @@ use sluice_engine::io::sim::{CrashMode, SimStorage};
 use sluice_engine::limits::BATCH_BYTES_MAX;
 use sluice_engine::log::{AppendOptions, PartitionLog};
 use sluice_engine::{Durability, LeaderEpoch, LogConfig, Offset, TopicPartition};
-use sluice_replication::controller::{assign_replicas, MetadataCommand, MetadataState};
+use sluice_replication::controller::{
+    assign_replicas, ControllerConfig, ControllerNode, MetadataCommand, MetadataState,
+};
 use sluice_replication::partition::{
     EpochCache, LeaderAndIsr, Output, PartitionReplica, ProduceError, ReplicaMessage,
     ReplicaSettings, RoleKind,
@@ -31,11 +35,10 @@ use sluice_replication::BrokerId;
 
 pub const TOPIC: &str = "sim";
 const BROKERS: i32 = 3;
-const CONTROLLER: i32 = 0;
 const TICK_MS: i64 = 10;
 const SESSION_TIMEOUT_MS: i64 = 600;
 const HEARTBEAT_MS: i64 = 100;
-const METADATA_PUSH_MS: i64 = 300;
+const BOOTSTRAP_MS: i64 = 100;
 
 /// Knobs one seed picks.
 #[derive(Clone, Debug)]
@@ -71,32 +74,18 @@ impl SimConfig {
     }
 }
 
-/// Controller <-> broker traffic (the controller's real transport is not written yet; the
-/// replica-to-replica traffic below goes through the real rkyv frames).
+/// Broker -> controller voters (the controller's real transport is not written yet; Raft
+/// and replica traffic below go through the real frames).
 #[derive(Clone, Debug)]
 enum CtlMsg {
-    Register {
-        broker: i32,
-        incarnation: u64,
-    },
-    RegisterAck {
-        incarnation: u64,
-        metadata_offset: u64,
-    },
-    Heartbeat {
-        broker: i32,
-        incarnation: u64,
-    },
+    Heartbeat { broker: i32, incarnation: u64 },
     AlterIsr(MetadataCommand),
-    Metadata {
-        offset: u64,
-        state: LeaderAndIsr,
-    },
 }
 
 #[derive(Debug)]
 enum Payload {
     Replica(Vec<u8>),
+    Raft(Vec<u8>),
     Ctl(CtlMsg),
 }
 
@@ -114,7 +103,7 @@ enum Event {
     Tick {
         broker: i32,
     },
-    ControllerTick,
+    Bootstrap,
     Produce,
     Crash {
         broker: i32,
@@ -180,18 +169,11 @@ struct Broker {
     incarnation: u64,
     log: Option<PartitionLog<SimStorage>>,
     replica: Option<PartitionReplica>,
-    /// Metadata below this controller offset predates our registration: ignored.
-    registered_at: Option<u64>,
+    /// This broker's controller voter (same disk, crashes with the broker).
+    ctl: Option<ControllerNode<SimStorage>>,
     io: VecDeque<IoOp>,
     io_busy: bool,
     sync_queued: bool,
-}
-
-struct Controller {
-    state: MetadataState,
-    offset: u64,
-    last_heartbeat: BTreeMap<i32, i64>,
-    incarnations: BTreeMap<i32, u64>,
 }
 
 /// Everything a run saw, for the invariants and the report.
@@ -219,7 +201,7 @@ pub struct Sim {
     clock: ManualClock,
     queue: BinaryHeap<Scheduled>,
     brokers: Vec<Broker>,
-    controller: Controller,
+    raft_leaders_by_term: BTreeMap<u64, i32>,
     cut: [bool; (BROKERS + 1) as usize],
     faults: bool,
     next_request: u64,
@@ -257,12 +239,7 @@ impl Sim {
             clock,
             queue: BinaryHeap::new(),
             brokers: Vec::new(),
-            controller: Controller {
-                state: MetadataState::new(),
-                offset: 0,
-                last_heartbeat: BTreeMap::new(),
-                incarnations: BTreeMap::new(),
-            },
+            raft_leaders_by_term: BTreeMap::new(),
             cut: [false; (BROKERS + 1) as usize],
             faults: true,
             next_request: 1,
@@ -283,34 +260,18 @@ impl Sim {
                 incarnation: 0,
                 log: None,
                 replica: None,
-                registered_at: None,
+                ctl: None,
                 io: VecDeque::new(),
                 io_busy: false,
                 sync_queued: false,
             });
         }
-        // The cluster forms: brokers register, then the topic is created (RF 3).
+        // The cluster forms: brokers start and heartbeat (which registers them); then the
+        // topic is created (RF 3) through the active controller.
         for id in 1..=BROKERS {
             sim.start_broker(id);
-            let incarnation = sim.brokers[(id - 1) as usize].incarnation;
-            sim.controller_apply(MetadataCommand::RegisterBroker {
-                broker: id,
-                incarnation,
-                rack: None,
-            });
-            let inc = sim.brokers[(id - 1) as usize].incarnation;
-            sim.controller.incarnations.insert(id, inc);
-            sim.controller.last_heartbeat.insert(id, sim.now);
-            sim.brokers[(id - 1) as usize].registered_at = Some(0);
         }
-        let assignments =
-            assign_replicas(&sim.controller.state.brokers, 1, 3, 0).expect("three live brokers");
-        sim.controller_apply(MetadataCommand::CreateTopic {
-            name: TOPIC.into(),
-            assignments,
-            configs: vec![],
-        });
-        sim.schedule(0, Event::ControllerTick);
+        sim.schedule(BOOTSTRAP_MS, Event::Bootstrap);
         for id in 1..=BROKERS {
             sim.schedule(TICK_MS, Event::Tick { broker: id });
         }
@@ -401,29 +362,27 @@ impl Sim {
                     return;
                 }
                 if (self.now / TICK_MS) % (HEARTBEAT_MS / TICK_MS) == 0 {
-                    let b = self.broker(broker);
-                    let msg = match b.registered_at {
-                        Some(_) => CtlMsg::Heartbeat {
+                    let incarnation = self.broker(broker).incarnation;
+                    for to in 1..=BROKERS {
+                        let msg = CtlMsg::Heartbeat {
                             broker,
-                            incarnation: b.incarnation,
-                        },
-                        None => CtlMsg::Register {
-                            broker,
-                            incarnation: b.incarnation,
-                        },
-                    };
-                    self.send(broker, CONTROLLER, Payload::Ctl(msg));
+                            incarnation,
+                        };
+                        self.send(broker, to, Payload::Ctl(msg));
+                    }
                 }
+                let now = self.now;
+                if let Some(n) = self.broker(broker).ctl.as_mut() {
+                    n.tick(now);
+                }
+                self.ctl_after(broker);
                 let now = self.now;
                 if let Some(r) = self.broker(broker).replica.as_mut() {
                     r.tick(now);
                 }
                 self.drain_outputs(broker);
             }
-            Event::ControllerTick => {
-                self.schedule(TICK_MS, Event::ControllerTick);
-                self.controller_tick();
-            }
+            Event::Bootstrap => self.bootstrap(),
             Event::Produce => {
                 if self.now - 1_000_000 < self.cfg.run_ms + self.cfg.settle_ms / 2 {
                     let every = self.cfg.produce_every_ms;
@@ -508,8 +467,14 @@ impl Sim {
             return;
         }
         match payload {
-            Payload::Ctl(msg) if to == CONTROLLER => self.controller_receive(msg),
             Payload::Ctl(msg) => self.broker_receive_ctl(to, msg),
+            Payload::Raft(frame) => {
+                if let Some(n) = self.broker(to).ctl.as_mut() {
+                    // A damaged frame is refused by its checksum: dropped like a lost one.
+                    let _ = n.step(&frame);
+                }
+                self.ctl_after(to);
+            }
             Payload::Replica(bytes) => {
                 if !self.broker(to).up {
                     return;
@@ -529,100 +494,97 @@ impl Sim {
 
     // ---- controller ----------------------------------------------------------------------
 
-    fn controller_apply(&mut self, cmd: MetadataCommand) {
-        let Ok(changes) = self.controller.state.apply(&cmd) else {
+    /// Lets broker `id`'s voter persist and apply what is ready, sends its Raft messages,
+    /// and hands the partition's metadata to the local replica once this incarnation's
+    /// registration is applied (before it, the replayed log describes the previous process).
+    fn ctl_after(&mut self, id: i32) {
+        let idx = (id - 1) as usize;
+        let incarnation = self.brokers[idx].incarnation;
+        let Some(node) = self.brokers[idx].ctl.as_mut() else {
             return;
         };
-        self.controller.offset += 1;
-        for c in changes {
-            if let Some(l) = c.state.leader {
-                self.stats.elections += 1;
-                let _ = l;
-            }
-            for r in c.state.replicas.clone() {
-                let msg = CtlMsg::Metadata {
-                    offset: self.controller.offset,
-                    state: c.state.clone(),
-                };
-                self.send(CONTROLLER, r.0, Payload::Ctl(msg));
-            }
-        }
-    }
-
-    fn controller_receive(&mut self, msg: CtlMsg) {
-        match msg {
-            CtlMsg::Register {
-                broker,
-                incarnation,
-            } => {
-                if self.controller.incarnations.get(&broker) != Some(&incarnation) {
-                    self.controller.incarnations.insert(broker, incarnation);
-                    self.controller_apply(MetadataCommand::RegisterBroker {
-                        broker,
-                        incarnation,
-                        rack: None,
-                    });
-                }
-                self.controller.last_heartbeat.insert(broker, self.now);
-                let ack = CtlMsg::RegisterAck {
-                    incarnation,
-                    metadata_offset: self.controller.offset,
-                };
-                self.send(CONTROLLER, broker, Payload::Ctl(ack));
-            }
-            CtlMsg::Heartbeat {
-                broker,
-                incarnation,
-            } => {
-                if self.controller.incarnations.get(&broker) != Some(&incarnation) {
-                    return;
-                }
-                self.controller.last_heartbeat.insert(broker, self.now);
-                let fenced = self
-                    .controller
-                    .state
-                    .brokers
-                    .get(&BrokerId(broker))
-                    .is_some_and(|b| b.fenced);
-                if fenced {
-                    self.controller_apply(MetadataCommand::UnfenceBroker { broker });
-                }
-            }
-            CtlMsg::AlterIsr(cmd) => self.controller_apply(cmd),
-            _ => {}
-        }
-    }
-
-    fn controller_tick(&mut self) {
-        let expired: Vec<i32> = self
-            .controller
-            .state
+        block_on(node.process_ready()).expect("controller persists its log");
+        let outbox = node.take_outbox();
+        let _ = node.take_changes();
+        let leader_term = node.is_leader().then(|| node.term());
+        let registered = node
+            .state()
             .brokers
-            .iter()
-            .filter(|(b, info)| {
-                !info.fenced
-                    && self
-                        .controller
-                        .last_heartbeat
-                        .get(&b.0)
-                        .is_none_or(|t| self.now - t > SESSION_TIMEOUT_MS)
-            })
-            .map(|(b, _)| b.0)
-            .collect();
-        for broker in expired {
-            self.controller_apply(MetadataCommand::FenceBroker { broker });
+            .get(&BrokerId(id))
+            .is_some_and(|b| b.incarnation == incarnation);
+        let part = node.state().partition(TOPIC, 0).map(|p| p.leader_and_isr());
+        for (to, frame) in outbox {
+            self.send(id, to.0, Payload::Raft(frame));
         }
-        if (self.now / TICK_MS) % (METADATA_PUSH_MS / TICK_MS) == 0 {
-            if let Some(p) = self.controller.state.partition(TOPIC, 0).cloned() {
-                for r in p.replicas.clone() {
-                    let msg = CtlMsg::Metadata {
-                        offset: self.controller.offset,
-                        state: p.leader_and_isr(),
-                    };
-                    self.send(CONTROLLER, r.0, Payload::Ctl(msg));
+        if let Some(term) = leader_term {
+            match self.raft_leaders_by_term.get(&term) {
+                Some(other) if *other != id => self.fail(format!(
+                    "two controller leaders in term {term}: broker {other} and broker {id}"
+                )),
+                _ => {
+                    self.raft_leaders_by_term.insert(term, id);
                 }
             }
         }
+        if let (true, Some(state)) = (registered, part) {
+            self.feed_metadata(id, state);
+        }
+    }
+
+    /// Until the topic exists, the active controller creates it once all three brokers are
+    /// registered and unfenced.
+    fn bootstrap(&mut self) {
+        if self
+            .controller_view()
+            .is_some_and(|s| s.topics.contains_key(TOPIC))
+        {
+            return;
+        }
+        self.schedule(BOOTSTRAP_MS, Event::Bootstrap);
+        for idx in 0..self.brokers.len() {
+            let Some(node) = self.brokers[idx].ctl.as_mut() else {
+                continue;
+            };
+            if !node.is_leader() {
+                continue;
+            }
+            let live = node.state().brokers.values().filter(|b| !b.fenced).count();
+            if live < BROKERS as usize {
+                continue;
+            }
+            let assignments =
+                assign_replicas(&node.state().brokers, 1, 3, 0).expect("three live brokers");
+            let _ = node.propose(&MetadataCommand::CreateTopic {
+                name: TOPIC.into(),
+                assignments,
+                configs: vec![],
+            });
+            self.ctl_after(idx as i32 + 1);
+        }
+    }
+
+    /// The metadata of the up voter that has applied the most (the active controller's,
+    /// when it is up to date).
+    fn controller_view(&self) -> Option<&MetadataState> {
+        self.brokers
+            .iter()
+            .filter_map(|b| b.ctl.as_ref())
+            .max_by_key(|n| (n.is_leader(), n.applied_index()))
+            .map(|n| n.state())
+    }
+
+    /// The partition leader a client finds: the up broker whose replica leads the highest
+    /// epoch (clients follow NOT_LEADER_OR_FOLLOWER until they reach it).
+    fn current_leader(&self) -> Option<i32> {
+        self.brokers
+            .iter()
+            .filter(|b| b.up)
+            .filter_map(|b| {
+                let r = b.replica.as_ref()?;
+                r.is_active_leader().then(|| (r.leader_epoch(), b.id))
+            })
+            .max()
+            .map(|(_, id)| id)
     }
 
     // ---- brokers -------------------------------------------------------------------------
@@ -636,7 +598,6 @@ impl Sim {
         b.io.clear();
         b.io_busy = false;
         b.sync_queued = false;
-        b.registered_at = None;
         let log = block_on(PartitionLog::open(
             b.storage.clone(),
             log_dir(),
@@ -659,9 +620,25 @@ impl Sim {
             log.log_start_offset(),
             log.log_end_offset(),
         );
+        let ctl = block_on(ControllerNode::open(
+            b.storage.clone(),
+            PathBuf::from("/controller"),
+            ControllerConfig {
+                id: BrokerId(id),
+                voters: (1..=BROKERS).map(BrokerId).collect(),
+                election_ticks: 15,
+                heartbeat_ticks: 3,
+                session_timeout_ms: SESSION_TIMEOUT_MS,
+            },
+            Rc::new(self.clock.clone()),
+        ))
+        .expect("controller log recovers after a crash");
+        let b = self.broker(id);
         b.log = Some(log);
         b.replica = Some(replica);
+        b.ctl = Some(ctl);
         self.drain_outputs(id);
+        self.ctl_after(id);
     }
 
     fn crash_broker(&mut self, id: i32) {
@@ -676,6 +653,7 @@ impl Sim {
         b.up = false;
         b.log = None;
         b.replica = None;
+        b.ctl = None;
         b.io.clear();
         b.io_busy = false;
         b.storage.crash(seed, mode);
@@ -686,48 +664,45 @@ impl Sim {
     }
 
     fn broker_receive_ctl(&mut self, to: i32, msg: CtlMsg) {
-        if !self.broker(to).up {
+        let now = self.now;
+        let Some(node) = self.broker(to).ctl.as_mut() else {
             return;
-        }
+        };
         match msg {
-            CtlMsg::RegisterAck {
+            CtlMsg::Heartbeat {
+                broker,
                 incarnation,
-                metadata_offset,
-            } => {
-                let b = self.broker(to);
-                if b.incarnation == incarnation && b.registered_at.is_none() {
-                    b.registered_at = Some(metadata_offset);
+            } => node.on_heartbeat(BrokerId(broker), incarnation, now),
+            CtlMsg::AlterIsr(cmd) => {
+                if node.is_leader() {
+                    let _ = node.propose(&cmd);
                 }
             }
-            CtlMsg::Metadata { offset, state } => {
-                let Some(since) = self.broker(to).registered_at else {
-                    return;
-                };
-                if offset < since {
-                    return;
-                }
-                let now = self.now;
-                let Some(r) = self.broker(to).replica.as_mut() else {
-                    return;
-                };
-                let before = (r.role(), r.leader_epoch());
-                r.on_metadata(&state, now);
-                let after = (r.role(), r.leader_epoch());
-                if after.0 == RoleKind::Leader && before != after {
-                    let epoch = after.1 .0;
-                    match self.leaders_by_epoch.get(&epoch) {
-                        Some(other) if *other != to => self.fail(format!(
-                            "two leaders in epoch {epoch}: broker {other} and broker {to}"
-                        )),
-                        _ => {
-                            self.leaders_by_epoch.insert(epoch, to);
-                        }
-                    }
-                }
-                self.drain_outputs(to);
-            }
-            _ => {}
         }
+        self.ctl_after(to);
+    }
+
+    fn feed_metadata(&mut self, to: i32, state: LeaderAndIsr) {
+        let now = self.now;
+        let Some(r) = self.broker(to).replica.as_mut() else {
+            return;
+        };
+        let before = (r.role(), r.leader_epoch());
+        r.on_metadata(&state, now);
+        let after = (r.role(), r.leader_epoch());
+        if after.0 == RoleKind::Leader && before != after {
+            self.stats.elections += 1;
+            let epoch = after.1 .0;
+            match self.leaders_by_epoch.get(&epoch) {
+                Some(other) if *other != to => self.fail(format!(
+                    "two leaders in epoch {epoch}: broker {other} and broker {to}"
+                )),
+                _ => {
+                    self.leaders_by_epoch.insert(epoch, to);
+                }
+            }
+        }
+        self.drain_outputs(to);
     }
 
     fn drain_outputs(&mut self, id: i32) {
@@ -771,7 +746,9 @@ impl Sim {
                         partition_epoch: partition_epoch.0,
                         isr: isr.iter().map(|b| b.0).collect(),
                     };
-                    self.send(id, CONTROLLER, Payload::Ctl(CtlMsg::AlterIsr(cmd)));
+                    for to in 1..=BROKERS {
+                        self.send(id, to, Payload::Ctl(CtlMsg::AlterIsr(cmd.clone())));
+                    }
                 }
                 Output::ProduceDone { request, result } => self.produce_done(request, result),
             }
@@ -894,12 +871,7 @@ impl Sim {
     // ---- clients -------------------------------------------------------------------------
 
     fn produce(&mut self) {
-        let Some(leader) = self
-            .controller
-            .state
-            .partition(TOPIC, 0)
-            .and_then(|p| p.leader)
-        else {
+        let Some(leader) = self.current_leader().map(BrokerId) else {
             return;
         };
         let request = self.next_request;
@@ -954,12 +926,7 @@ impl Sim {
     /// A consumer reads from the current leader below its high watermark; everything it
     /// reads must stay in the log at that offset forever.
     fn consume(&mut self) {
-        let Some(leader) = self
-            .controller
-            .state
-            .partition(TOPIC, 0)
-            .and_then(|p| p.leader)
-        else {
+        let Some(leader) = self.current_leader().map(BrokerId) else {
             return;
         };
         let b = &self.brokers[(leader.0 - 1) as usize];
@@ -1024,12 +991,7 @@ impl Sim {
     /// watermark, identically; everything acknowledged and everything consumed below it is
     /// in the leader's log at its offset.
     fn check_isr_logs_agree(&mut self) {
-        let Some(leader) = self
-            .controller
-            .state
-            .partition(TOPIC, 0)
-            .and_then(|p| p.leader)
-        else {
+        let Some(leader) = self.current_leader().map(BrokerId) else {
             return;
         };
         let lb = &self.brokers[(leader.0 - 1) as usize];
@@ -1087,7 +1049,11 @@ impl Sim {
     }
 
     fn final_checks(&mut self) {
-        let Some(p) = self.controller.state.partition(TOPIC, 0).cloned() else {
+        let Some(p) = self
+            .controller_view()
+            .and_then(|s| s.partition(TOPIC, 0))
+            .cloned()
+        else {
             self.fail("topic vanished".into());
         };
         let Some(leader) = p.leader else {
