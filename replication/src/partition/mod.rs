@@ -15,6 +15,8 @@
 pub mod epoch_cache;
 pub mod message;
 mod replica;
+#[cfg(test)]
+mod replica_tests;
 
 pub use epoch_cache::{EpochCache, EpochEnd};
 pub use message::{AckStatus, ReplicaBody, ReplicaMessage};
