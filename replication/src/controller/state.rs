@@ -588,6 +588,40 @@ mod tests {
     }
 
     #[test]
+    fn re_registration_of_a_live_broker_moves_its_leadership_to_a_new_epoch() {
+        // A leader that restarts faster than its session times out may have lost its
+        // unsynced tail while followers kept it: it must not lead the same epoch again.
+        let mut s = cluster(3);
+        create(&mut s, "t", 1, 3);
+        let before = s.partition("t", 0).expect("p").clone();
+        let leader = before.leader.expect("leader");
+        s.apply(&MetadataCommand::RegisterBroker {
+            broker: leader.0,
+            incarnation: 1,
+            rack: None,
+        })
+        .expect("retry");
+        assert_eq!(
+            s.partition("t", 0).expect("p"),
+            &before,
+            "a retry changes nothing"
+        );
+        s.apply(&MetadataCommand::RegisterBroker {
+            broker: leader.0,
+            incarnation: 2,
+            rack: None,
+        })
+        .expect("restart");
+        let after = s.partition("t", 0).expect("p");
+        assert!(after.leader_epoch > before.leader_epoch);
+        assert_ne!(after.leader, Some(leader));
+        assert!(
+            !after.isr.contains(&leader),
+            "it rejoins the ISR only after catching up"
+        );
+    }
+
+    #[test]
     fn stale_or_invalid_isr_changes_are_refused() {
         let mut s = cluster(3);
         create(&mut s, "t", 1, 3);
