@@ -12,6 +12,7 @@ pub mod controller;
 pub mod ids;
 pub mod limits;
 pub mod partition;
+pub mod transport;
 pub mod wire;
 
 pub use ids::{BrokerId, PartitionEpoch};

@@ -44,3 +44,18 @@ const _: () = assert!(FRAME_BYTES_MAX <= u32::MAX as usize);
 const _: () = assert!(REPLICAS_MAX <= BROKERS_MAX);
 const _: () = assert!(CONTROLLER_VOTERS_MAX <= BROKERS_MAX);
 const _: () = assert!(RAFT_ENTRY_BYTES_MAX <= FRAME_BYTES_MAX);
+
+/// Frames queued for one peer link before new ones are dropped (the replication and Raft
+/// protocols resend what is lost; a replica never waits on a slow peer's socket).
+pub const LINK_QUEUE_FRAMES_MAX: usize = 4096;
+/// Frames a link writer takes from its queue for one write round (pipelined, one flush).
+pub const LINK_WRITE_BATCH_FRAMES_MAX: usize = 256;
+/// Reconnect backoff of a peer link, milliseconds.
+pub const LINK_RECONNECT_MS_MIN: u64 = 10;
+pub const LINK_RECONNECT_MS_MAX: u64 = 1_000;
+/// Inbound inter-broker connections one shard accepts (peers x their shards); each may hold
+/// one frame of up to FRAME_BYTES_MAX while reading it.
+pub const INBOUND_CONNECTIONS_MAX: usize = 64;
+
+const _: () = assert!(LINK_WRITE_BATCH_FRAMES_MAX <= LINK_QUEUE_FRAMES_MAX);
+const _: () = assert!(LINK_RECONNECT_MS_MIN > 0 && LINK_RECONNECT_MS_MIN <= LINK_RECONNECT_MS_MAX);
