@@ -108,6 +108,8 @@ enum Event {
     Crash {
         broker: i32,
     },
+    /// Every broker loses power at once (a correlated failure: one rack, one room).
+    PowerLoss,
     Restart {
         broker: i32,
     },
@@ -183,6 +185,7 @@ pub struct Stats {
     pub acked: u64,
     pub produce_errors: u64,
     pub crashes: u64,
+    pub power_losses: u64,
     pub partitions: u64,
     pub elections: u64,
     pub truncations: u64,
@@ -406,10 +409,23 @@ impl Sim {
                 let next = self.rng.gen_range(every / 2..every * 3 / 2);
                 let victim = self.rng.gen_range(1..=BROKERS);
                 self.schedule(next, Event::Crash { broker: victim });
-                if self.broker(broker).up && self.brokers.iter().filter(|b| b.up).count() > 1 {
+                if self.rng.gen_bool(0.1) {
+                    self.schedule(0, Event::PowerLoss);
+                } else if self.broker(broker).up && self.brokers.iter().filter(|b| b.up).count() > 1
+                {
                     self.crash_broker(broker);
                     let down = self.rng.gen_range(50..(every / 2).max(100));
                     self.schedule(down, Event::Restart { broker });
+                }
+            }
+            Event::PowerLoss => {
+                self.stats.power_losses += 1;
+                for id in 1..=BROKERS {
+                    if self.broker(id).up {
+                        self.crash_broker(id);
+                        let down = self.rng.gen_range(50..500);
+                        self.schedule(down, Event::Restart { broker: id });
+                    }
                 }
             }
             Event::Restart { broker } => {
