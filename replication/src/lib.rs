@@ -9,6 +9,7 @@
 #![allow(clippy::future_not_send)]
 
 pub mod controller;
+pub mod driver;
 pub mod ids;
 pub mod limits;
 pub mod partition;
