@@ -11,7 +11,7 @@ use futures_lite::future::block_on;
 use sluice_engine::clock::ManualClock;
 use sluice_engine::io::sim::{CrashMode, SimStorage};
 use sluice_replication::controller::{
-    assign_replicas, ControllerConfig, ControllerNode, MetadataCommand,
+    assign_replicas, ControllerConfig, ControllerNode, ElectionJitter, MetadataCommand,
 };
 use sluice_replication::BrokerId;
 
@@ -28,6 +28,7 @@ fn config(id: i32) -> ControllerConfig {
         election_ticks: 10,
         heartbeat_ticks: 2,
         session_timeout_ms: 500,
+        election_jitter: ElectionJitter::Random,
     }
 }
 

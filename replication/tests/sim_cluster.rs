@@ -22,6 +22,13 @@ fn a_quiet_cluster_replicates_everything() {
     assert_eq!(stats.produce_errors, 0, "{stats:?}");
 }
 
+#[test]
+fn a_seed_replays_exactly() {
+    for seed in [5, 41] {
+        assert_eq!(run(seed), run(seed), "seed {seed} did not replay");
+    }
+}
+
 /// Seeds per run: SIM_SEEDS (default 80, about a minute on a loaded 2-core machine) from SIM_SEED_START (default 1).
 #[test]
 fn seed_sweep_keeps_every_invariant() {

@@ -6,7 +6,7 @@ pub mod node;
 pub mod raft_log;
 pub mod state;
 
-pub use node::{ControllerConfig, ControllerError, ControllerNode};
+pub use node::{ControllerConfig, ControllerError, ControllerNode, ElectionJitter};
 pub use state::{
     assign_replicas, ApplyError, BrokerInfo, MetadataCommand, MetadataState, PartitionChange,
     PartitionInfo, TopicInfo,

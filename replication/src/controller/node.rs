@@ -36,6 +36,18 @@ pub struct ControllerConfig {
     pub heartbeat_ticks: usize,
     /// A broker without a heartbeat for this long is fenced.
     pub session_timeout_ms: i64,
+    pub election_jitter: ElectionJitter,
+}
+
+/// How a voter's election timeout varies (Raft spreads them so votes rarely split).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ElectionJitter {
+    /// raft-rs's own: a fresh random timeout in [election_ticks, 2 x election_ticks) after
+    /// every reset, drawn from the thread RNG.
+    Random,
+    /// A fixed timeout per voter, election_ticks + (id mod election_ticks): spread without
+    /// a hidden RNG, so a seeded simulation replays exactly.
+    FixedPerVoter,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,9 +119,18 @@ where
             core.append(&entries)?;
             core.set_hardstate(hs);
         }
+        let (min_election_tick, max_election_tick) = match cfg.election_jitter {
+            ElectionJitter::Random => (0, 0),
+            ElectionJitter::FixedPerVoter => {
+                let t = cfg.election_ticks + (cfg.id.0 as usize % cfg.election_ticks.max(1));
+                (t, t + 1)
+            }
+        };
         let config = Config {
             id: raft_id(cfg.id),
             election_tick: cfg.election_ticks,
+            min_election_tick,
+            max_election_tick,
             heartbeat_tick: cfg.heartbeat_ticks,
             max_size_per_msg: RAFT_ENTRY_BYTES_MAX as u64,
             max_inflight_msgs: 256,

@@ -25,7 +25,8 @@ use sluice_engine::limits::BATCH_BYTES_MAX;
 use sluice_engine::log::{AppendOptions, PartitionLog};
 use sluice_engine::{Durability, LeaderEpoch, LogConfig, Offset, TopicPartition};
 use sluice_replication::controller::{
-    assign_replicas, ControllerConfig, ControllerNode, MetadataCommand, MetadataState,
+    assign_replicas, ControllerConfig, ControllerNode, ElectionJitter, MetadataCommand,
+    MetadataState,
 };
 use sluice_replication::partition::{
     EpochCache, LeaderAndIsr, Output, PartitionReplica, ProduceError, ReplicaMessage,
@@ -179,7 +180,7 @@ struct Broker {
 }
 
 /// Everything a run saw, for the invariants and the report.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct Stats {
     pub produced: u64,
     pub acked: u64,
@@ -645,6 +646,9 @@ impl Sim {
                 election_ticks: 15,
                 heartbeat_ticks: 3,
                 session_timeout_ms: SESSION_TIMEOUT_MS,
+                // raft-rs draws election timeouts from the thread RNG otherwise: the seed
+                // would not replay.
+                election_jitter: ElectionJitter::FixedPerVoter,
             },
             Rc::new(self.clock.clone()),
         ))
