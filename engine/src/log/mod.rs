@@ -17,4 +17,6 @@ pub use stats::LogStats;
 #[cfg(test)]
 mod clean_tests;
 #[cfg(test)]
+mod replica_tests;
+#[cfg(test)]
 mod tests;

@@ -90,6 +90,14 @@ pub enum LogError {
     Failed { tp: TopicPartition, reason: String },
     #[error("{tp}: log is closed")]
     Closed { tp: TopicPartition },
+    /// A replicated batch does not start where this log ends (the leader and the replica
+    /// disagree on the position; the replica must resynchronise).
+    #[error("{tp}: replicated batch starts at {got}, log ends at {expected}")]
+    NotContiguous {
+        tp: TopicPartition,
+        expected: Offset,
+        got: Offset,
+    },
 }
 
 /// Options for one append.
@@ -572,11 +580,83 @@ where
             }
             let frame_bytes = (FRAME_HEADER_BYTES + view.len()) as u64;
             self.maybe_roll(frame_bytes, now).await?;
-            let (base, batch_last) = self.copy_into_chunk(&view, opts.leader_epoch, timestamp);
+            let (base, batch_last) =
+                self.copy_into_chunk(&view, Some((opts.leader_epoch, timestamp)));
             first.get_or_insert(base);
             last = batch_last;
         }
         let base = first.expect("validated record sets hold at least one batch");
+        self.finish_append(guard, last).await?;
+        Ok(AppendInfo {
+            base_offset: base,
+            last_offset: last,
+            log_append_time_ms: if log_append { now } else { -1 },
+            log_start_offset: self.log_start_offset(),
+        })
+    }
+
+    /// Appends batches copied from the partition leader as they are: base offsets and leader
+    /// epochs stay the leader's. The first batch must start at this log's end offset and each
+    /// next one right after the previous (else `NotContiguous`, and nothing is appended).
+    /// Every batch's CRC is checked before the log is touched. Producer state is recorded,
+    /// not checked: the leader deduplicated already. Resolves per the durability policy,
+    /// like [`append`](Self::append): durable for `PerWrite`/`GroupCommit`, else written.
+    pub async fn append_replicated(&self, records: &[u8]) -> Result<AppendInfo, LogError> {
+        validate_record_set(records, crate::limits::BATCH_BYTES_MAX).map_err(|source| {
+            LogError::Batch {
+                tp: self.tp.clone(),
+                source,
+            }
+        })?;
+        self.check_writable()?;
+        let guard = self.append_lock.lock().await;
+        self.check_writable()?;
+        let mut expected = self.st.borrow().assigned;
+        for view in batches(records) {
+            let view = view.map_err(|source| LogError::Batch {
+                tp: self.tp.clone(),
+                source,
+            })?;
+            if view.base_offset() != expected {
+                return Err(LogError::NotContiguous {
+                    tp: self.tp.clone(),
+                    expected,
+                    got: view.base_offset(),
+                });
+            }
+            expected = view.last_offset().next();
+        }
+        let now = self.clock.now_ms();
+        let mut first: Option<Offset> = None;
+        let mut last = Offset(-1);
+        for view in batches(records) {
+            let view = view.map_err(|source| LogError::Batch {
+                tp: self.tp.clone(),
+                source,
+            })?;
+            let frame_bytes = (FRAME_HEADER_BYTES + view.len()) as u64;
+            self.maybe_roll(frame_bytes, now).await?;
+            let (base, batch_last) = self.copy_into_chunk(&view, None);
+            first.get_or_insert(base);
+            last = batch_last;
+        }
+        let base = first.expect("validated record sets hold at least one batch");
+        self.finish_append(guard, last).await?;
+        Ok(AppendInfo {
+            base_offset: base,
+            last_offset: last,
+            log_append_time_ms: -1,
+            log_start_offset: self.log_start_offset(),
+        })
+    }
+
+    /// Queues a waiter for offsets up to `last`, starts a flush round if none is running, and
+    /// resolves when the policy's level (durable or written) covers `last`.
+    async fn finish_append(
+        &self,
+        guard: async_lock::MutexGuard<'_, ()>,
+        last: Offset,
+    ) -> Result<(), LogError> {
         let rx = {
             let mut st = self.st.borrow_mut();
             st.check_invariants();
@@ -612,12 +692,7 @@ where
             }
         }
         match rx.await {
-            Ok(Ok(())) => Ok(AppendInfo {
-                base_offset: base,
-                last_offset: last,
-                log_append_time_ms: if log_append { now } else { -1 },
-                log_start_offset: self.log_start_offset(),
-            }),
+            Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(LogError::Closed {
                 tp: self.tp.clone(),
@@ -649,12 +724,13 @@ where
         Ok(())
     }
 
-    /// Copies one validated batch into the active segment's write chunk and stamps it.
+    /// Copies one validated batch into the active segment's write chunk and stamps it with
+    /// the next offset and `stamp_with`; `None` keeps the batch as it is (a replica's copy of
+    /// the leader's batch, whose base offset must then be the log end offset).
     fn copy_into_chunk(
         &self,
         view: &BatchView<'_>,
-        epoch: LeaderEpoch,
-        timestamp: TimestampStamp,
+        stamp_with: Option<(LeaderEpoch, TimestampStamp)>,
     ) -> (Offset, Offset) {
         let mut guard = self.st.borrow_mut();
         let st = &mut *guard;
@@ -702,7 +778,14 @@ where
         let dst = &mut chunk.buf.bytes_mut()[at..at + frame_bytes];
         let (head, body) = dst.split_at_mut(FRAME_HEADER_BYTES);
         body.copy_from_slice(view.bytes());
-        stamp(body, base, epoch, timestamp);
+        match stamp_with {
+            Some((epoch, timestamp)) => stamp(body, base, epoch, timestamp),
+            None => assert_eq!(
+                view.base_offset(),
+                base,
+                "replicated batch is not contiguous with the log end (checked before the copy)"
+            ),
+        }
         let stamped = BatchView::parse(body).expect("a validated batch stays valid after stamping");
         let max_ts = stamped.max_timestamp();
         FrameHeader::for_batch(&stamped).encode_into(head);
@@ -940,6 +1023,19 @@ where
     /// but always at least one batch when any exists below the high watermark. Sees data as
     /// soon as it is written.
     pub async fn read(&self, from: Offset, max_bytes: usize) -> Result<ReadResult, LogError> {
+        self.read_upto(from, max_bytes, Offset(i64::MAX)).await
+    }
+
+    /// [`read`](Self::read) that serves no batch starting at or above `upto`: a replicated
+    /// partition passes its high watermark so consumers never see uncommitted records (the
+    /// log's own written end may be ahead of it). `high_watermark` in the result is the
+    /// lower of the two.
+    pub async fn read_upto(
+        &self,
+        from: Offset,
+        max_bytes: usize,
+        upto: Offset,
+    ) -> Result<ReadResult, LogError> {
         let max_bytes = max_bytes.min(READ_BYTES_MAX);
         let (seg, hw, log_start) = {
             let st = self.st.borrow();
@@ -956,7 +1052,7 @@ where
                 .range(..=from.0)
                 .next_back()
                 .map(|(_, s)| s.clone());
-            (seg, st.written, st.log_start)
+            (seg, st.written.min(upto), st.log_start)
         };
         let mut result = ReadResult {
             bytes: Vec::new(),
@@ -1172,6 +1268,166 @@ where
             };
             let _ = rx.await;
         }
+    }
+
+    /// Removes every batch at or above `offset` (a replica whose log diverged from its
+    /// leader's, KIP-101). Cuts at a batch boundary: when `offset` falls inside a batch, that
+    /// whole batch goes too. Returns the new log end offset (`<= offset`). When it resolves
+    /// the cut is durable: later segments are deleted newest first (so a crash part-way never
+    /// leaves a gap), the cut segment is truncated and fdatasynced, the directory synced.
+    /// An `offset` at or below the log start empties the log and restarts it at `offset`.
+    pub async fn truncate_to(&self, offset: Offset) -> Result<Offset, LogError> {
+        let _guard = self.append_lock.lock().await;
+        self.check_writable()?;
+        self.flush_all().await?;
+        let (assigned, log_start) = {
+            let st = self.st.borrow();
+            (st.assigned, st.log_start)
+        };
+        if offset >= assigned {
+            return Ok(assigned);
+        }
+        let now = self.clock.now_ms();
+        let config = self.config();
+        if offset <= log_start {
+            let doomed: Vec<_> = {
+                let mut st = self.st.borrow_mut();
+                std::mem::take(&mut st.segments)
+                    .into_values()
+                    .rev()
+                    .collect()
+            };
+            self.delete_segment_files(doomed).await?;
+            let path = self.dir.join(LOG_START_CHECKPOINT);
+            replace_small_file(&self.storage, &path, &encode_checkpoint(offset))
+                .await
+                .map_err(|e| self.io_error(&path, e))?;
+            let seg =
+                create_segment(&self.storage, &self.dir, &self.tp, offset, &config, now).await?;
+            {
+                let mut st = self.st.borrow_mut();
+                st.segments.insert(offset.0, Rc::new(seg));
+                st.log_start = offset;
+                st.assigned = offset;
+                st.written = offset;
+                st.durable = offset;
+                st.max_timestamp = -1;
+                st.max_timestamp_offset = Offset(-1);
+                st.producers = ProducerState::default();
+                st.check_invariants();
+            }
+            self.remove_producer_snapshot().await?;
+            return Ok(offset);
+        }
+        // Newest first, so a crash part-way leaves a contiguous (shorter) log.
+        let doomed: Vec<_> = {
+            let mut st = self.st.borrow_mut();
+            let bases: Vec<i64> = st.segments.range(offset.0..).map(|(b, _)| *b).collect();
+            bases
+                .iter()
+                .rev()
+                .filter_map(|b| st.segments.remove(b))
+                .collect()
+        };
+        self.delete_segment_files(doomed).await?;
+        let seg = {
+            let st = self.st.borrow();
+            st.segments
+                .values()
+                .next_back()
+                .cloned()
+                .expect("offset > log start keeps the segment holding it")
+        };
+        let cut = self.batch_position_at_or_after(&seg, offset).await?;
+        seg.file
+            .truncate(cut)
+            .await
+            .map_err(|e| self.io_error(&seg.log_path, e))?;
+        seg.file
+            .sync()
+            .await
+            .map_err(|e| self.io_error(&seg.log_path, e))?;
+        match self.storage.remove_file(&seg.index_path).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(self.io_error(&seg.index_path, e)),
+        }
+        // Rebuild the segment's state (index, tail block, reservation) from what is now on
+        // disk, exactly as recovery after a crash would.
+        let (recovered, scanned) = recover_segment(
+            &self.storage,
+            &self.dir,
+            &self.tp,
+            seg.base_offset,
+            &config,
+            true,
+            now,
+        )
+        .await?;
+        let end = recovered.st.borrow().next_offset;
+        {
+            let mut st = self.st.borrow_mut();
+            st.segments.insert(seg.base_offset.0, Rc::new(recovered));
+            st.assigned = end;
+            st.written = end;
+            st.durable = end;
+            let (mut max_ts, mut max_ts_off) = (-1i64, Offset(-1));
+            for s in st.segments.values() {
+                let sst = s.st.borrow();
+                if sst.index.max_timestamp > max_ts {
+                    max_ts = sst.index.max_timestamp;
+                    max_ts_off = Offset(sst.index.max_timestamp_offset);
+                }
+            }
+            st.max_timestamp = max_ts;
+            st.max_timestamp_offset = max_ts_off;
+            st.check_invariants();
+        }
+        // The producer snapshot may describe batches that are gone: drop it and rebuild
+        // from the log (a rare path: only a diverged replica truncates).
+        self.remove_producer_snapshot().await?;
+        self.rebuild_producer_state(scanned.map(|p| (seg.base_offset, p)))
+            .await?;
+        Ok(end)
+    }
+
+    async fn remove_producer_snapshot(&self) -> Result<(), LogError> {
+        let path = self.dir.join(PRODUCER_SNAPSHOT);
+        match self.storage.remove_file(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.io_error(&path, e)),
+        }
+    }
+
+    /// File position of the first frame whose batch ends at or after `offset` (the batch
+    /// holding `offset`, or the next one), or the segment's size when there is none.
+    async fn batch_position_at_or_after(
+        &self,
+        seg: &Segment<S::File>,
+        offset: Offset,
+    ) -> Result<u64, LogError> {
+        let (mut pos, limit) = {
+            let sst = seg.st.borrow();
+            (
+                sst.index.lookup_offset(seg.base_offset, offset),
+                sst.written,
+            )
+        };
+        while pos < limit {
+            let head = seg
+                .file
+                .read_at(pos, FRAME_HEADER_BYTES)
+                .await
+                .map_err(|e| self.io_error(&seg.log_path, e))?;
+            let header =
+                FrameHeader::decode(&head).map_err(|e| self.corrupt(seg, pos, e.to_string()))?;
+            if header.last_offset() >= offset.0 {
+                return Ok(pos);
+            }
+            pos += header.frame_bytes() as u64;
+        }
+        Ok(limit)
     }
 
     /// Kafka's DeleteRecords: moves the log start offset up to `offset` (at most the high

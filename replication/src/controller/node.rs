@@ -1,0 +1,330 @@
+//! One controller voter: drives raft-rs's `RawNode` (a runtime-free state machine), persists
+//! its log through [`RaftLog`], applies committed commands to the [`MetadataState`], and -
+//! while it is the Raft leader, i.e. the active controller - tracks broker heartbeats and
+//! proposes fencing, unfencing and registrations.
+//!
+//! Driven by the caller like the partition replicas: `step` (messages in), `tick`
+//! (time), `propose`, then `process_ready` (persist, apply) and `take_outbox` (messages
+//! out). Owned by the shard that runs the controller; this broker's view of the quorum.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use protobuf::Message as _;
+use raft::eraftpb::{ConfState, Entry, EntryType, Message};
+use raft::storage::MemStorage;
+use raft::{Config, RawNode, StateRole};
+use sluice_engine::clock::Clock;
+use sluice_engine::io::Storage;
+
+use crate::controller::raft_log::{RaftLog, RaftLogError};
+use crate::controller::state::{MetadataCommand, MetadataState, PartitionChange};
+use crate::ids::BrokerId;
+use crate::limits::{CONTROLLER_VOTERS_MAX, RAFT_ENTRY_BYTES_MAX};
+use crate::wire::{self, FrameError, FrameKind};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControllerConfig {
+    /// This voter's broker id (> 0).
+    pub id: BrokerId,
+    /// The quorum, from the broker config (static: 1, 3 or 5 voters).
+    pub voters: Vec<BrokerId>,
+    /// Raft ticks without a leader's heartbeat before an election; one tick per call to
+    /// `tick`.
+    pub election_ticks: usize,
+    pub heartbeat_ticks: usize,
+    /// A broker without a heartbeat for this long is fenced.
+    pub session_timeout_ms: i64,
+    pub election_jitter: ElectionJitter,
+}
+
+/// How a voter's election timeout varies (Raft spreads them so votes rarely split).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ElectionJitter {
+    /// raft-rs's own: a fresh random timeout in [election_ticks, 2 x election_ticks) after
+    /// every reset, drawn from the thread RNG.
+    Random,
+    /// A fixed timeout per voter, election_ticks + (id mod election_ticks): spread without
+    /// a hidden RNG, so a seeded simulation replays exactly.
+    FixedPerVoter,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error(transparent)]
+    Log(#[from] RaftLogError),
+    #[error("raft: {0}")]
+    Raft(#[from] raft::Error),
+    #[error("bad controller config: {0}")]
+    Config(String),
+    #[error("not the active controller (leader is {leader:?})")]
+    NotLeader { leader: Option<BrokerId> },
+    #[error("command of {0} bytes exceeds the limit")]
+    TooLarge(usize),
+    #[error("bad frame: {0}")]
+    Frame(#[from] FrameError),
+}
+
+pub struct ControllerNode<S: Storage> {
+    cfg: ControllerConfig,
+    raw: RawNode<MemStorage>,
+    log: RaftLog<S>,
+    state: MetadataState,
+    /// Active-controller state (in memory only, rebuilt on every leadership change).
+    last_heartbeat: BTreeMap<i32, i64>,
+    was_leader: bool,
+    changes: Vec<PartitionChange>,
+    outbox: Vec<(BrokerId, Vec<u8>)>,
+    applied: u64,
+}
+
+fn raft_id(b: BrokerId) -> u64 {
+    b.0 as u64
+}
+
+impl<S: Storage> ControllerNode<S>
+where
+    S::File: Clone,
+{
+    /// Opens (or creates) this voter's log under `dir` and replays it. Every committed
+    /// command is applied again on the first `process_ready`, so the metadata state is
+    /// rebuilt from the log alone.
+    pub async fn open(
+        storage: S,
+        dir: PathBuf,
+        cfg: ControllerConfig,
+        clock: Rc<dyn Clock>,
+    ) -> Result<Self, ControllerError> {
+        if cfg.voters.is_empty()
+            || cfg.voters.len() > CONTROLLER_VOTERS_MAX
+            || !cfg.voters.contains(&cfg.id)
+            || cfg.id.0 <= 0
+        {
+            return Err(ControllerError::Config(format!("{cfg:?}")));
+        }
+        storage
+            .create_dir_all(&dir)
+            .await
+            .map_err(|source| RaftLogError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+        let log = RaftLog::open(storage, dir, clock).await?;
+        let (entries, hs) = log.load().await?;
+        let voters: Vec<u64> = cfg.voters.iter().map(|b| raft_id(*b)).collect();
+        let mem = MemStorage::new_with_conf_state(ConfState::from((voters, vec![])));
+        {
+            let mut core = mem.wl();
+            core.append(&entries)?;
+            core.set_hardstate(hs);
+        }
+        let (min_election_tick, max_election_tick) = match cfg.election_jitter {
+            ElectionJitter::Random => (0, 0),
+            ElectionJitter::FixedPerVoter => {
+                let t = cfg.election_ticks + (cfg.id.0 as usize % cfg.election_ticks.max(1));
+                (t, t + 1)
+            }
+        };
+        let config = Config {
+            id: raft_id(cfg.id),
+            election_tick: cfg.election_ticks,
+            min_election_tick,
+            max_election_tick,
+            heartbeat_tick: cfg.heartbeat_ticks,
+            max_size_per_msg: RAFT_ENTRY_BYTES_MAX as u64,
+            max_inflight_msgs: 256,
+            check_quorum: true,
+            pre_vote: true,
+            applied: 0,
+            ..Default::default()
+        };
+        config.validate()?;
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let raw = RawNode::new(&config, mem, &logger)?;
+        Ok(ControllerNode {
+            cfg,
+            raw,
+            log,
+            state: MetadataState::new(),
+            last_heartbeat: BTreeMap::new(),
+            was_leader: false,
+            changes: Vec::new(),
+            outbox: Vec::new(),
+            applied: 0,
+        })
+    }
+
+    pub fn state(&self) -> &MetadataState {
+        &self.state
+    }
+    pub fn is_leader(&self) -> bool {
+        self.raw.raft.state == StateRole::Leader
+    }
+    pub fn leader(&self) -> Option<BrokerId> {
+        let l = self.raw.raft.leader_id;
+        (l != raft::INVALID_ID).then_some(BrokerId(l as i32))
+    }
+    pub fn term(&self) -> u64 {
+        self.raw.raft.term
+    }
+    /// Index of the last command applied to the state.
+    pub fn applied_index(&self) -> u64 {
+        self.applied
+    }
+    /// Partition leader/ISR changes applied since the last call (for this broker's
+    /// replicas).
+    pub fn take_changes(&mut self) -> Vec<PartitionChange> {
+        std::mem::take(&mut self.changes)
+    }
+    /// Framed Raft messages to send to other voters.
+    pub fn take_outbox(&mut self) -> Vec<(BrokerId, Vec<u8>)> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// A framed Raft message from another voter.
+    pub fn step(&mut self, frame: &[u8]) -> Result<(), ControllerError> {
+        let payload = wire::decode_raw(FrameKind::Raft, frame)?;
+        let msg =
+            Message::parse_from_bytes(payload).map_err(|e| FrameError::Invalid(e.to_string()))?;
+        if !self.cfg.voters.iter().any(|v| raft_id(*v) == msg.from) {
+            return Err(FrameError::Invalid(format!("message from non-voter {}", msg.from)).into());
+        }
+        self.raw.step(msg)?;
+        Ok(())
+    }
+
+    /// Proposes a command; it takes effect when committed and applied.
+    pub fn propose(&mut self, cmd: &MetadataCommand) -> Result<(), ControllerError> {
+        if !self.is_leader() {
+            return Err(ControllerError::NotLeader {
+                leader: self.leader(),
+            });
+        }
+        let data = cmd.encode();
+        if data.len() > RAFT_ENTRY_BYTES_MAX {
+            return Err(ControllerError::TooLarge(data.len()));
+        }
+        self.raw.propose(Vec::new(), data)?;
+        Ok(())
+    }
+
+    /// One Raft tick; as active controller also fences brokers whose session expired.
+    pub fn tick(&mut self, now_ms: i64) {
+        self.raw.tick();
+        let leader = self.is_leader();
+        if leader && !self.was_leader {
+            // A new active controller gives every broker a full session before fencing.
+            self.last_heartbeat = self.state.brokers.keys().map(|b| (b.0, now_ms)).collect();
+        }
+        self.was_leader = leader;
+        if !leader {
+            return;
+        }
+        let expired: Vec<i32> = self
+            .state
+            .brokers
+            .iter()
+            .filter(|(b, info)| {
+                !info.fenced
+                    && self
+                        .last_heartbeat
+                        .get(&b.0)
+                        .is_none_or(|t| now_ms - t > self.cfg.session_timeout_ms)
+            })
+            .map(|(b, _)| b.0)
+            .collect();
+        for broker in expired {
+            // Proposed once per session timeout until it is applied.
+            self.last_heartbeat.insert(broker, now_ms);
+            let _ = self.propose(&MetadataCommand::FenceBroker { broker });
+        }
+    }
+
+    /// A broker's heartbeat (carrying its process incarnation). Only the active controller
+    /// acts: it registers new incarnations and unfences returning brokers.
+    pub fn on_heartbeat(&mut self, broker: BrokerId, incarnation: u64, now_ms: i64) {
+        if !self.is_leader() {
+            return;
+        }
+        self.last_heartbeat.insert(broker.0, now_ms);
+        match self.state.brokers.get(&broker) {
+            Some(info) if info.incarnation == incarnation => {
+                if info.fenced {
+                    let _ = self.propose(&MetadataCommand::UnfenceBroker { broker: broker.0 });
+                }
+            }
+            _ => {
+                let _ = self.propose(&MetadataCommand::RegisterBroker {
+                    broker: broker.0,
+                    incarnation,
+                    rack: None,
+                });
+            }
+        }
+    }
+
+    /// Handles everything raft-rs has ready: sends what may go before persistence, applies
+    /// committed entries, persists new entries and the hard state (durably), then sends
+    /// what had to wait for it. Call after any `step`, `tick` or `propose`.
+    pub async fn process_ready(&mut self) -> Result<(), ControllerError> {
+        if !self.raw.has_ready() {
+            return Ok(());
+        }
+        let mut ready = self.raw.ready();
+        self.queue_messages(ready.take_messages());
+        self.apply(ready.take_committed_entries());
+        if !ready.entries().is_empty() {
+            self.log.append(ready.entries()).await?;
+            self.raw.mut_store().wl().append(ready.entries())?;
+        }
+        if let Some(hs) = ready.hs() {
+            self.log.save_hard_state(hs).await?;
+            self.raw.mut_store().wl().set_hardstate(hs.clone());
+        }
+        self.queue_messages(ready.take_persisted_messages());
+        let mut light = self.raw.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            let mut hs = self.raw.store().rl().hard_state().clone();
+            hs.commit = commit;
+            self.log.save_hard_state(&hs).await?;
+            self.raw.mut_store().wl().set_hardstate(hs);
+        }
+        self.queue_messages(light.take_messages());
+        self.apply(light.take_committed_entries());
+        self.raw.advance_apply();
+        Ok(())
+    }
+
+    fn queue_messages(&mut self, msgs: Vec<Message>) {
+        for m in msgs {
+            let bytes = m
+                .write_to_bytes()
+                .expect("encoding a protobuf message into a Vec cannot fail");
+            self.outbox.push((
+                BrokerId(m.to as i32),
+                wire::encode_raw(FrameKind::Raft, &bytes),
+            ));
+        }
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>) {
+        for e in entries {
+            self.applied = e.index;
+            if e.get_entry_type() != EntryType::EntryNormal || e.data.is_empty() {
+                continue;
+            }
+            match MetadataCommand::decode(&e.data) {
+                // A refused command is refused identically on every voter: a no-op.
+                Ok(cmd) => {
+                    if let Ok(changes) = self.state.apply(&cmd) {
+                        self.changes.extend(changes);
+                    }
+                }
+                Err(err) => {
+                    tracing::error!(index = e.index, error = %err, "undecodable metadata entry skipped")
+                }
+            }
+        }
+    }
+}

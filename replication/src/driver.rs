@@ -1,0 +1,355 @@
+//! Runs one [`PartitionReplica`] on a shard: executes its outputs against the partition's
+//! `PartitionLog` and the transport, in order, and feeds the completions back. The same
+//! contract the simulation's harness follows, on glommio.
+//!
+//! Owned by the partition's owning shard; every method runs there. Local I/O outputs run in
+//! one task per partition, one after the other (a truncation must finish before the resume
+//! that follows it). Follower appends are therefore one durable write each for now; the
+//! next step is to let consecutive `AppendLocal`s share a group commit.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use futures_channel::oneshot;
+use sluice_engine::batch::{batches, stamp, TimestampStamp};
+use sluice_engine::clock::Clock;
+use sluice_engine::io::Storage;
+use sluice_engine::limits::BATCH_BYTES_MAX;
+use sluice_engine::log::{AppendInfo, AppendOptions, LogError, PartitionLog};
+use sluice_engine::{LeaderEpoch, Offset};
+
+use crate::ids::{BrokerId, PartitionEpoch};
+use crate::partition::{
+    EpochCache, LeaderAndIsr, Output, PartitionReplica, ProduceError, ReplicaMessage,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error(transparent)]
+    Produce(#[from] ProduceError),
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("epoch cache: {0}")]
+    EpochCache(std::io::Error),
+}
+
+/// Where the driver sends what leaves the partition.
+pub struct DriverHooks {
+    /// A framed replica message for a peer broker (queue it on the peer's link).
+    pub send: Box<dyn Fn(BrokerId, Vec<u8>)>,
+    /// An ISR proposal for the active controller.
+    pub alter_isr: Box<dyn Fn(LeaderEpoch, PartitionEpoch, Vec<BrokerId>)>,
+}
+
+struct Inner<S: Storage> {
+    log: Rc<PartitionLog<S>>,
+    storage: S,
+    dir: PathBuf,
+    clock: Rc<dyn Clock>,
+    replica: RefCell<PartitionReplica>,
+    hooks: DriverHooks,
+    io: RefCell<VecDeque<Output>>,
+    io_running: Cell<bool>,
+    waiters: RefCell<BTreeMap<u64, oneshot::Sender<Result<(), ProduceError>>>>,
+    next_request: Cell<u64>,
+    /// Leader appends that completed ahead of an earlier one: fed in offset order.
+    completed: RefCell<BTreeMap<i64, (Offset, Vec<u8>)>>,
+}
+
+/// A partition replica running on its shard.
+pub struct ReplicaDriver<S: Storage> {
+    inner: Rc<Inner<S>>,
+}
+
+impl<S: Storage> Clone for ReplicaDriver<S> {
+    fn clone(&self) -> Self {
+        ReplicaDriver {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<S: Storage> ReplicaDriver<S>
+where
+    S::File: Clone,
+{
+    /// Takes an opened (recovered) log; loads the epoch cache next to it.
+    pub async fn start(
+        me: BrokerId,
+        log: Rc<PartitionLog<S>>,
+        storage: S,
+        settings: crate::partition::ReplicaSettings,
+        hooks: DriverHooks,
+        clock: Rc<dyn Clock>,
+    ) -> Result<Self, DriverError> {
+        let dir = log.dir().to_path_buf();
+        let cache = EpochCache::load(&storage, &dir)
+            .await
+            .map_err(DriverError::EpochCache)?;
+        let tp = log.topic_partition().clone();
+        let replica = PartitionReplica::new(
+            me,
+            tp.topic.clone(),
+            tp.partition.0,
+            settings,
+            cache,
+            log.log_start_offset(),
+            log.log_end_offset(),
+        );
+        let driver = ReplicaDriver {
+            inner: Rc::new(Inner {
+                log,
+                storage,
+                dir,
+                clock,
+                replica: RefCell::new(replica),
+                hooks,
+                io: RefCell::new(VecDeque::new()),
+                io_running: Cell::new(false),
+                waiters: RefCell::new(BTreeMap::new()),
+                next_request: Cell::new(1),
+                completed: RefCell::new(BTreeMap::new()),
+            }),
+        };
+        driver.dispatch();
+        Ok(driver)
+    }
+
+    pub fn log(&self) -> &PartitionLog<S> {
+        &self.inner.log
+    }
+    pub fn high_watermark(&self) -> Offset {
+        self.inner.replica.borrow().high_watermark()
+    }
+    pub fn durable_end(&self) -> Offset {
+        self.inner.replica.borrow().durable_end()
+    }
+    /// The replica's whole state, for diagnostics.
+    pub fn describe(&self) -> String {
+        format!("{:?}", self.inner.replica.borrow())
+    }
+    pub fn is_active_leader(&self) -> bool {
+        self.inner.replica.borrow().is_active_leader()
+    }
+
+    fn now(&self) -> i64 {
+        self.inner.clock.now_ms()
+    }
+
+    pub fn on_metadata(&self, state: &LeaderAndIsr) {
+        let now = self.now();
+        self.inner.replica.borrow_mut().on_metadata(state, now);
+        self.inner.completed.borrow_mut().clear();
+        self.dispatch();
+    }
+
+    /// A replica frame from a peer (validated here; a bad one is dropped like a lost one).
+    pub fn on_frame(&self, frame: &[u8]) {
+        let Ok(msg) = ReplicaMessage::decode(frame) else {
+            return;
+        };
+        let now = self.now();
+        self.inner.replica.borrow_mut().on_message(msg, now);
+        self.dispatch();
+    }
+
+    pub fn tick(&self) {
+        let now = self.now();
+        self.inner.replica.borrow_mut().tick(now);
+        self.dispatch();
+    }
+
+    /// Appends a produce request's record set as leader. With `acks_all` it resolves when
+    /// the high watermark passes it (every ISR member durable), else when the leader's own
+    /// append resolved (durable under group commit).
+    pub async fn produce(&self, records: &[u8], acks_all: bool) -> Result<AppendInfo, DriverError> {
+        let epoch = self.inner.replica.borrow().epoch_for_append(acks_all)?;
+        let info = self
+            .inner
+            .log
+            .append(
+                records,
+                AppendOptions {
+                    leader_epoch: epoch,
+                    batch_bytes_max: BATCH_BYTES_MAX,
+                },
+            )
+            .await?;
+        let end = info.last_offset.next();
+        // LogAppendTime rewrites timestamps and the CRC in the log: read those back.
+        let copy = if self.inner.log.config().log_append_time {
+            None
+        } else {
+            stamped_copy(records, info.base_offset, end, epoch)
+        };
+        let stamped = match copy {
+            Some(b) => b,
+            // Duplicates inside the set (idempotent retries): read what the log holds.
+            None => {
+                self.inner
+                    .log
+                    .read_upto(info.base_offset, BATCH_BYTES_MAX, end)
+                    .await?
+                    .bytes
+            }
+        };
+        let now = self.now();
+        {
+            let mut completed = self.inner.completed.borrow_mut();
+            completed.insert(info.base_offset.0, (end, stamped));
+            let mut r = self.inner.replica.borrow_mut();
+            while let Some((e, bytes)) = completed.remove(&r.log_end().0) {
+                let base = r.log_end();
+                r.on_leader_appended(base, e, &bytes, now);
+            }
+            r.on_local_durable(self.inner.log.durable_offset(), now);
+        }
+        let rx = if acks_all {
+            let request = self.inner.next_request.get();
+            self.inner.next_request.set(request + 1);
+            let (tx, rx) = oneshot::channel();
+            self.inner.waiters.borrow_mut().insert(request, tx);
+            self.inner
+                .replica
+                .borrow_mut()
+                .await_high_watermark(request, end);
+            Some(rx)
+        } else {
+            None
+        };
+        self.dispatch();
+        if let Some(rx) = rx {
+            match rx.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e.into()),
+                Err(_) => return Err(ProduceError::NotLeader.into()),
+            }
+        }
+        Ok(info)
+    }
+
+    /// Hands every output to its executor: messages and ISR proposals out at once, produce
+    /// answers to their waiters, local I/O to the partition's I/O task (in order).
+    fn dispatch(&self) {
+        let outputs = self.inner.replica.borrow_mut().take_outputs();
+        for out in outputs {
+            match out {
+                Output::Send { to, msg } => (self.inner.hooks.send)(to, msg.encode()),
+                Output::AlterIsr {
+                    leader_epoch,
+                    partition_epoch,
+                    isr,
+                } => (self.inner.hooks.alter_isr)(leader_epoch, partition_epoch, isr),
+                Output::ProduceDone { request, result } => {
+                    if let Some(tx) = self.inner.waiters.borrow_mut().remove(&request) {
+                        let _ = tx.send(result);
+                    }
+                }
+                io => self.inner.io.borrow_mut().push_back(io),
+            }
+        }
+        if !self.inner.io_running.get() && !self.inner.io.borrow().is_empty() {
+            self.inner.io_running.set(true);
+            let me = self.clone();
+            glommio::spawn_local(async move { me.run_io().await }).detach();
+        }
+    }
+
+    async fn run_io(self) {
+        loop {
+            let Some(op) = self.inner.io.borrow_mut().pop_front() else {
+                break;
+            };
+            self.execute(op).await;
+            self.dispatch();
+        }
+        self.inner.io_running.set(false);
+    }
+
+    async fn execute(&self, op: Output) {
+        let log = &self.inner.log;
+        match op {
+            Output::PersistEpochCache(cache) => {
+                if let Err(e) = cache.persist(&self.inner.storage, &self.inner.dir).await {
+                    // Without a durable cache the next epoch's divergence check could be
+                    // wrong: stop taking writes rather than continue.
+                    tracing::error!(partition = %log.topic_partition(), error = %e, "epoch cache persist failed");
+                    let now = self.now();
+                    self.inner
+                        .replica
+                        .borrow_mut()
+                        .on_local_failure(log.log_end_offset(), now);
+                }
+            }
+            Output::AppendLocal { records } => {
+                let result = log.append_replicated(&records).await;
+                let now = self.now();
+                let mut r = self.inner.replica.borrow_mut();
+                match result {
+                    Ok(_) => r.on_local_durable(log.durable_offset(), now),
+                    Err(e) => {
+                        tracing::warn!(partition = %log.topic_partition(), error = %e, "replica append failed; resynchronising");
+                        r.on_local_failure(log.log_end_offset(), now);
+                    }
+                }
+            }
+            Output::TruncateLocal { to } => {
+                let result = log.truncate_to(to).await;
+                let now = self.now();
+                let mut r = self.inner.replica.borrow_mut();
+                match result {
+                    Ok(end) => r.on_truncated(end, now),
+                    Err(e) => {
+                        tracing::error!(partition = %log.topic_partition(), error = %e, "truncation failed");
+                        r.on_local_failure(log.log_end_offset(), now);
+                    }
+                }
+            }
+            Output::ReadForFollower {
+                follower,
+                from,
+                upto,
+                max_bytes,
+            } => {
+                let bytes = log
+                    .read_upto(from, max_bytes, upto)
+                    .await
+                    .map(|r| r.bytes)
+                    .unwrap_or_default();
+                let now = self.now();
+                self.inner
+                    .replica
+                    .borrow_mut()
+                    .on_read_for_follower(follower, from, &bytes, now);
+            }
+            Output::Send { .. } | Output::AlterIsr { .. } | Output::ProduceDone { .. } => {
+                unreachable!("dispatch handles these itself")
+            }
+        }
+    }
+}
+
+/// The batches of `records` as the log stamped them (base offsets from `base`, `epoch`),
+/// when they fill `[base, end)` exactly (no duplicates were skipped).
+fn stamped_copy(records: &[u8], base: Offset, end: Offset, epoch: LeaderEpoch) -> Option<Vec<u8>> {
+    let mut out = records.to_vec();
+    let mut at = 0usize;
+    let mut next = base;
+    let views: Vec<(usize, i64)> = batches(records)
+        .map(|v| v.map(|v| (v.len(), i64::from(v.last_offset_delta()) + 1)))
+        .collect::<Result<_, _>>()
+        .ok()?;
+    for (len, count) in views {
+        stamp(
+            &mut out[at..at + len],
+            next,
+            epoch,
+            TimestampStamp::CreateTime,
+        );
+        at += len;
+        next = Offset(next.0 + count);
+    }
+    (next == end).then_some(out)
+}

@@ -1,0 +1,61 @@
+//! Every bound replication and the controller enforce, in one place, with their relations
+//! checked at compile time.
+
+use sluice_engine::limits::BATCH_BYTES_MAX;
+
+/// Largest inter-broker frame (header + rkyv payload). A leader never puts more than
+/// [`APPEND_BYTES_MAX`] of batches in one message, so this leaves room for the envelope.
+pub const FRAME_BYTES_MAX: usize = APPEND_BYTES_MAX + 64 * 1024;
+/// Most batch bytes one Append message carries (live push or catch-up read).
+pub const APPEND_BYTES_MAX: usize = BATCH_BYTES_MAX;
+/// Batch bytes a leader keeps in flight to one follower before it stops pushing live and
+/// lets the follower catch up from disk (the pipelining window).
+pub const FOLLOWER_INFLIGHT_BYTES_MAX: usize = 2 * APPEND_BYTES_MAX;
+/// Append messages in flight to one follower.
+pub const FOLLOWER_INFLIGHT_MESSAGES_MAX: usize = 256;
+/// Most replicas of one partition (Kafka's practical maximum replication factor).
+pub const REPLICAS_MAX: usize = 16;
+/// acks=all produce requests waiting for the high watermark on one partition.
+pub const HW_WAITERS_MAX: usize = 65_536;
+/// Entries in one partition's leader-epoch cache; older ones are dropped from the front
+/// (only the newest epochs matter for divergence).
+pub const EPOCH_CACHE_ENTRIES_MAX: usize = 4096;
+/// Brokers a cluster may register.
+pub const BROKERS_MAX: usize = 1024;
+/// Topics the metadata state holds.
+pub const TOPICS_MAX: usize = 100_000;
+/// Partitions of one topic.
+pub const PARTITIONS_PER_TOPIC_MAX: usize = 100_000;
+/// Bytes of one topic name (Kafka's limit).
+pub const TOPIC_NAME_BYTES_MAX: usize = 249;
+/// Config entries per topic.
+pub const TOPIC_CONFIGS_MAX: usize = 256;
+/// Bytes of one Raft entry's data (one metadata command).
+pub const RAFT_ENTRY_BYTES_MAX: usize = 1024 * 1024;
+/// Raft entries the controller keeps in memory and on disk before it compacts with a
+/// snapshot of the metadata state.
+pub const RAFT_LOG_ENTRIES_MAX: usize = 100_000;
+/// Voters in the controller quorum (1, 3 or 5 in practice).
+pub const CONTROLLER_VOTERS_MAX: usize = 7;
+
+const _: () = assert!(FRAME_BYTES_MAX > APPEND_BYTES_MAX);
+const _: () = assert!(FOLLOWER_INFLIGHT_BYTES_MAX >= APPEND_BYTES_MAX);
+const _: () = assert!(FRAME_BYTES_MAX <= u32::MAX as usize);
+const _: () = assert!(REPLICAS_MAX <= BROKERS_MAX);
+const _: () = assert!(CONTROLLER_VOTERS_MAX <= BROKERS_MAX);
+const _: () = assert!(RAFT_ENTRY_BYTES_MAX <= FRAME_BYTES_MAX);
+
+/// Frames queued for one peer link before new ones are dropped (the replication and Raft
+/// protocols resend what is lost; a replica never waits on a slow peer's socket).
+pub const LINK_QUEUE_FRAMES_MAX: usize = 4096;
+/// Frames a link writer takes from its queue for one write round (pipelined, one flush).
+pub const LINK_WRITE_BATCH_FRAMES_MAX: usize = 256;
+/// Reconnect backoff of a peer link, milliseconds.
+pub const LINK_RECONNECT_MS_MIN: u64 = 10;
+pub const LINK_RECONNECT_MS_MAX: u64 = 1_000;
+/// Inbound inter-broker connections one shard accepts (peers x their shards); each may hold
+/// one frame of up to FRAME_BYTES_MAX while reading it.
+pub const INBOUND_CONNECTIONS_MAX: usize = 64;
+
+const _: () = assert!(LINK_WRITE_BATCH_FRAMES_MAX <= LINK_QUEUE_FRAMES_MAX);
+const _: () = assert!(LINK_RECONNECT_MS_MIN > 0 && LINK_RECONNECT_MS_MIN <= LINK_RECONNECT_MS_MAX);
