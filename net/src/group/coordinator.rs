@@ -49,7 +49,14 @@ pub async fn on_shard(shard: &Rc<Shard>, ctx: &OwnerContext) -> Result<Rc<Coordi
     {
         let now = Instant::now();
         let mut groups = coordinator.groups.borrow_mut();
-        for (id, loaded) in loaded {
+        let mut consumer_groups = Vec::new();
+        for (id, mut loaded) in loaded {
+            if !loaded.consumer.raw.is_empty() {
+                consumer_groups.push((id.clone(), std::mem::take(&mut loaded.consumer)));
+            }
+            if loaded.offsets.is_empty() && loaded.metadata.is_none() {
+                continue;
+            }
             let mut g = match loaded.metadata {
                 Some(md) => Group::restore(id.clone(), md, now),
                 None => Group::new(id.clone()),
@@ -58,6 +65,8 @@ pub async fn on_shard(shard: &Rc<Shard>, ctx: &OwnerContext) -> Result<Rc<Coordi
             groups.insert(id, g);
         }
         tracing::info!(shard = %shard.id(), groups = groups.len(), "group coordinator loaded");
+        drop(groups);
+        super::consumer::coordinator::restore(shard, ctx, consumer_groups);
     }
     coordinator.loaded.set(true);
     let ticking = Rc::downgrade(&coordinator);

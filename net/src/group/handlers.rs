@@ -915,6 +915,11 @@ pub async fn delete_groups(
                         Err(code) => return code,
                         Ok(removed) => removed,
                     };
+                    if consumer_removed {
+                        if let Err(code) = consumer::persist_removed(&shard, &ctx, &g).await {
+                            return code;
+                        }
+                    }
                     let keys = match c.with_group(&g, |grp| {
                         if grp.is_empty() {
                             Ok(grp.offsets.keys().cloned().collect::<Vec<_>>())

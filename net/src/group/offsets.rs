@@ -24,6 +24,7 @@ use sluice_engine::log::AppendOptions;
 use sluice_engine::runtime::Shard;
 use sluice_engine::{LeaderEpoch, Offset, ShardId, TopicPartition};
 
+use super::consumer::records::{self, ConsumerKey, LoadedConsumerGroup};
 use super::state::{CommittedOffset, GroupMetadata, MemberMetadata};
 use crate::errors;
 use crate::limits::{GROUP_MEMBERS_MAX, OFFSETS_LOAD_READ_BYTES, OFFSETS_RECORDS_PER_BATCH_MAX};
@@ -138,6 +139,8 @@ pub enum Key {
     Offset(String, String, i32),
     /// Version 2: a group's membership.
     Group(String),
+    /// Versions 3 to 8: a consumer-protocol (KIP-848) group's records.
+    Consumer(String, ConsumerKey),
 }
 
 pub fn encode_group_key(group: &str) -> Bytes {
@@ -151,6 +154,11 @@ pub fn encode_group_key(group: &str) -> Bytes {
 pub fn decode_any_key(mut b: Bytes) -> Option<Key> {
     if b.remaining() < 2 {
         return None;
+    }
+    if (records::KEY_GROUP_METADATA..=records::KEY_CURRENT_ASSIGNMENT)
+        .contains(&i16::from_be_bytes([b[0], b[1]]))
+    {
+        return records::decode_key(b).map(|(g, k)| Key::Consumer(g, k));
     }
     let version = b.get_i16();
     let group = get_string(&mut b)??;
@@ -169,7 +177,7 @@ pub fn decode_any_key(mut b: Bytes) -> Option<Key> {
 pub fn decode_key(b: Bytes) -> Option<(String, String, i32)> {
     match decode_any_key(b)? {
         Key::Offset(group, topic, partition) => Some((group, topic, partition)),
-        Key::Group(_) => None,
+        Key::Group(_) | Key::Consumer(..) => None,
     }
 }
 
@@ -430,11 +438,13 @@ pub async fn append_records(
     routed.unwrap_or(Err(errors::COORDINATOR_NOT_AVAILABLE))
 }
 
-/// What the log holds for one group: its committed offsets and last membership record.
+/// What the log holds for one group: its committed offsets and last membership record,
+/// or the records of a consumer-protocol group.
 #[derive(Debug, Default)]
 pub struct LoadedGroup {
     pub offsets: BTreeMap<(String, i32), CommittedOffset>,
     pub metadata: Option<GroupMetadata>,
+    pub consumer: LoadedConsumerGroup,
 }
 
 /// Committed offsets and membership of the groups `here` owns, rebuilt from every
@@ -479,16 +489,23 @@ pub async fn load(
                 LoadedChange::Group(group, metadata) => {
                     out.entry(group).or_default().metadata = metadata;
                 }
+                LoadedChange::Consumer(group, key_bytes, key, value) => {
+                    let consumer = &mut out.entry(group.clone()).or_default().consumer;
+                    if !consumer.apply(key_bytes, key, value) {
+                        tracing::warn!(group = %group, "skipping an unreadable consumer group record");
+                    }
+                }
             }
         }
     }
-    out.retain(|_, g| !g.offsets.is_empty() || g.metadata.is_some());
+    out.retain(|_, g| !g.offsets.is_empty() || g.metadata.is_some() || !g.consumer.raw.is_empty());
     Ok(out)
 }
 
 enum LoadedChange {
     Offset(String, (String, i32), Option<CommittedOffset>),
     Group(String, Option<GroupMetadata>),
+    Consumer(String, Bytes, ConsumerKey, Option<Bytes>),
 }
 
 /// On the partition's owner: every offset record, in log order, of groups `for_shard` owns.
@@ -532,11 +549,14 @@ async fn read_partition(
                 if r.control {
                     continue;
                 }
-                let Some(key) = r.key.and_then(decode_any_key) else {
+                let Some(key_bytes) = r.key else {
+                    continue;
+                };
+                let Some(key) = decode_any_key(key_bytes.clone()) else {
                     continue;
                 };
                 let group = match &key {
-                    Key::Offset(group, _, _) | Key::Group(group) => group,
+                    Key::Offset(group, _, _) | Key::Group(group) | Key::Consumer(group, _) => group,
                 };
                 if shard.table().owner_of_key(group) != for_shard {
                     continue;
@@ -564,6 +584,9 @@ async fn read_partition(
                             None => None,
                         };
                         out.push(LoadedChange::Group(group, value));
+                    }
+                    Key::Consumer(group, key) => {
+                        out.push(LoadedChange::Consumer(group, key_bytes, key, r.value));
                     }
                 }
             }

@@ -181,7 +181,7 @@ pub async fn heartbeat(
                 }
                 let topics = SnapshotTopics(ctx.store.snapshot());
                 let now = Instant::now();
-                let consumer = coordinator::on_shard();
+                let consumer = coordinator::on_shard(&shard, &ctx);
                 let answer = if hb.member_epoch == 0 {
                     consumer
                         .with_group_or_new(&group, |g| g.heartbeat(&hb, &topics, timing, now))
@@ -189,9 +189,9 @@ pub async fn heartbeat(
                             HeartbeatOutcome::error(code, "Too many groups on this coordinator.")
                         })
                 } else {
-                    // Membership is not persisted: after a restart the group is unknown, and
-                    // UNKNOWN_MEMBER_ID (not Kafka's GROUP_ID_NOT_FOUND, which Java clients
-                    // treat as fatal) makes the member rejoin.
+                    // A group unknown here (deleted, or lost with its records): the
+                    // member rejoins on UNKNOWN_MEMBER_ID (not Kafka's GROUP_ID_NOT_FOUND,
+                    // which Java clients treat as fatal).
                     consumer
                         .with_group(&group, |g| g.heartbeat(&hb, &topics, timing, now))
                         .ok_or_else(|| {
@@ -201,7 +201,19 @@ pub async fn heartbeat(
                             )
                         })
                 };
-                answer.unwrap_or_else(|e| e)
+                let answer = answer.unwrap_or_else(|e| e);
+                // Answered once the records of what it changed are durable (Kafka's
+                // coordinator answers after its append too).
+                match coordinator::persist(&shard, &ctx, &consumer, &group).await {
+                    Ok(()) => answer,
+                    Err(code) => {
+                        tracing::warn!(group = %group, code, "consumer group records not written");
+                        HeartbeatOutcome::error(
+                            errors::COORDINATOR_NOT_AVAILABLE,
+                            "The group's records could not be written.",
+                        )
+                    }
+                }
             })
         })
         .await;
@@ -394,8 +406,20 @@ pub fn classic_join_check(group: &str) -> Option<i16> {
     None
 }
 
+/// Writes the tombstones of a group [`delete_check`] removed; resolves once durable.
+pub async fn persist_removed(
+    shard: &Rc<sluice_engine::runtime::Shard>,
+    ctx: &crate::partition_ops::OwnerContext,
+    group: &str,
+) -> Result<(), i16> {
+    match coordinator::existing() {
+        Some(c) => coordinator::persist(shard, ctx, &c, group).await,
+        None => Ok(()),
+    }
+}
+
 /// DeleteGroups: `Err(NON_EMPTY_GROUP)` while members remain; `Ok(true)` when an empty
-/// consumer-protocol group was removed.
+/// consumer-protocol group was removed (its tombstones: [`persist_removed`]).
 pub fn delete_check(group: &str) -> Result<bool, i16> {
     let Some(c) = coordinator::existing() else {
         return Ok(false);

@@ -3,7 +3,8 @@
 //! (Kafka's ConsumerGroup + CurrentAssignmentBuilder behaviour). Pure and synchronous:
 //! time comes in as `now` and topics through a [`TopicView`]. Owned by the shard that owns
 //! the group id (`ShardTable::owner_of_key`); that shard's view is the only one. Membership
-//! lives in memory only (committed offsets are durable, in `__consumer_offsets`).
+//! is written to `__consumer_offsets` by the coordinator ([`super::records`]) and rebuilt
+//! from it at start-up ([`ConsumerGroup::restore`]).
 //!
 //! Revoke before assign: a partition enters a member's assignment only when no member owns
 //! it, and a member owns a partition from the heartbeat answer that gives it until the
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use regex::{Regex, RegexBuilder};
 
 use super::assignor::{Assignment, Assignor, MemberSpec, TopicId};
+use super::records::LoadedConsumerGroup;
 use crate::errors;
 use crate::limits::{
     CONSUMER_GROUP_MEMBERS_MAX, CONSUMER_GROUP_PARTITIONS_MAX,
@@ -346,6 +348,86 @@ impl ConsumerGroup {
     }
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()
+    }
+    /// Target assignment per member, as of the assignment epoch.
+    pub fn targets(&self) -> &BTreeMap<String, Assignment> {
+        &self.target
+    }
+    /// Subscription metadata: subscribed topics that exist, name -> (id, partitions).
+    pub fn subscribed(&self) -> &BTreeMap<String, (TopicId, i32)> {
+        &self.subscribed
+    }
+
+    /// The group as its records left it (start-up replay): members get a fresh session
+    /// (and revocation) timer from `now`. Damaged input is made consistent rather than
+    /// trusted: members without both their records are dropped, unknown assignors
+    /// forgotten, a regex that no longer compiles dropped, and a partition two members
+    /// claim stays with the first. `None` when the group was deleted (no epoch record).
+    pub fn restore(
+        id: impl Into<String>,
+        loaded: &LoadedConsumerGroup,
+        timing: Timing,
+        now: Instant,
+    ) -> Option<ConsumerGroup> {
+        let epoch = loaded.epoch?;
+        let mut g = ConsumerGroup::new(id);
+        g.group_epoch = epoch;
+        g.assignment_epoch = loaded.assignment_epoch.min(epoch);
+        g.subscribed = loaded.subscribed.clone();
+        for (mid, v) in &loaded.members {
+            let Some(c) = loaded.current.get(mid) else {
+                continue;
+            };
+            let mut m = Member::new(mid, now, timing);
+            m.instance_id = v.instance_id.clone();
+            m.rack_id = v.rack_id.clone();
+            m.client_id = v.client_id.clone();
+            m.client_host = v.client_host.clone();
+            m.topic_names = v.topic_names.iter().cloned().collect();
+            m.regex = v
+                .topic_regex
+                .as_ref()
+                .and_then(|s| compile_regex(s).ok().map(|re| (s.clone(), re)));
+            m.server_assignor = v.server_assignor.as_deref().and_then(Assignor::from_name);
+            if v.rebalance_timeout_ms >= 0 {
+                m.rebalance_timeout = Duration::from_millis(
+                    v.rebalance_timeout_ms.min(REBALANCE_TIMEOUT_MS_MAX) as u64,
+                );
+            }
+            m.epoch = c.epoch;
+            m.previous_epoch = c.previous_epoch;
+            m.state = c.state;
+            // Ownership: a partition already owned by a member restored before is not
+            // taken again.
+            for (field, from) in [
+                (&mut m.assigned, &c.assigned),
+                (&mut m.revoking, &c.revoking),
+            ] {
+                for tp in partitions(from) {
+                    if let std::collections::btree_map::Entry::Vacant(e) = g.owners.entry(tp) {
+                        e.insert(mid.clone());
+                        insert(field, tp);
+                    }
+                }
+            }
+            if m.state == MemberState::UnrevokedPartitions {
+                m.revoke_deadline = Some(now + m.rebalance_timeout);
+            }
+            if let Some(instance) = &m.instance_id {
+                g.static_members
+                    .entry(instance.clone())
+                    .or_insert_with(|| mid.clone());
+            }
+            g.members.insert(mid.clone(), m);
+        }
+        g.target = loaded
+            .targets
+            .iter()
+            .filter(|(mid, _)| g.members.contains_key(*mid))
+            .map(|(mid, a)| (mid.clone(), a.clone()))
+            .collect();
+        g.assignor = g.preferred_assignor();
+        Some(g)
     }
     /// Names of the topics some member subscribes to that exist.
     pub fn subscribed_topic_names(&self) -> impl Iterator<Item = &String> {
@@ -815,7 +897,7 @@ impl ConsumerGroup {
 
     /// Removes members whose session expired or who held on to revoked partitions past
     /// their rebalance timeout.
-    pub fn tick(&mut self, now: Instant) {
+    pub fn tick(&mut self, now: Instant) -> bool {
         let expired: Vec<(String, &'static str)> = self
             .members
             .values()
@@ -829,10 +911,12 @@ impl ConsumerGroup {
                 }
             })
             .collect();
+        let removed = !expired.is_empty();
         for (id, why) in expired {
             tracing::info!(group = %self.id, member = %id, why, "member removed from the consumer group");
             self.remove_member(&id);
         }
+        removed
     }
 
     /// OffsetCommit from `member_id` at `member_epoch` (Kafka's validateOffsetCommit).
