@@ -552,3 +552,136 @@ impl LoadedConsumerGroup {
         ok.is_some()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn assignment(list: &[(TopicId, &[i32])]) -> Assignment {
+        list.iter()
+            .map(|(t, ps)| (*t, ps.iter().copied().collect::<BTreeSet<i32>>()))
+            .collect()
+    }
+
+    /// Every proper prefix of `v` must decode to `None` (never panic).
+    fn truncations_fail<T: std::fmt::Debug>(v: &Bytes, decode: impl Fn(Bytes) -> Option<T>) {
+        for cut in 0..v.len() {
+            assert!(decode(v.slice(..cut)).is_none(), "truncated at {cut}");
+        }
+    }
+
+    #[test]
+    fn keys_round_trip_in_kafkas_layout() {
+        for key in [
+            ConsumerKey::Metadata,
+            ConsumerKey::PartitionMetadata,
+            ConsumerKey::Member("m-1".into()),
+            ConsumerKey::TargetMetadata,
+            ConsumerKey::TargetMember("m-1".into()),
+            ConsumerKey::CurrentAssignment("m-1".into()),
+        ] {
+            let b = encode_key("grp", &key);
+            assert_eq!(decode_key(b.clone()), Some(("grp".into(), key.clone())));
+            truncations_fail(&b, decode_key);
+        }
+        // Version 5: group then member, each a short string.
+        assert_eq!(
+            &encode_key("g", &ConsumerKey::Member("m".into()))[..],
+            &[0, 5, 0, 1, b'g', 0, 1, b'm']
+        );
+        assert_eq!(decode_key(Bytes::from_static(&[0, 2, 0, 1, b'g'])), None);
+    }
+
+    #[test]
+    fn values_round_trip_and_truncations_are_errors() {
+        let e = encode_epoch(42);
+        // Version 0, epoch, no tagged fields.
+        assert_eq!(&e[..], &[0, 0, 0, 0, 0, 42, 0]);
+        assert_eq!(decode_epoch(e.clone()), Some(42));
+        truncations_fail(&e, decode_epoch);
+
+        let topics: Subscribed = [
+            ("orders".to_string(), (7u128 << 64 | 3, 12)),
+            ("a".into(), (9, 1)),
+        ]
+        .into_iter()
+        .collect();
+        let p = encode_partition_metadata(5, &topics);
+        assert_eq!(decode_partition_metadata(p.clone()), Some((5, topics)));
+        truncations_fail(&p, decode_partition_metadata);
+
+        let m = MemberValue {
+            instance_id: Some("i".into()),
+            rack_id: None,
+            client_id: "client".into(),
+            client_host: "/127.0.0.1".into(),
+            topic_names: vec!["orders".into(), "audit".into()],
+            topic_regex: Some("au.*".into()),
+            rebalance_timeout_ms: 30_000,
+            server_assignor: Some("uniform".into()),
+        };
+        let v = encode_member(&m);
+        assert_eq!(decode_member(v.clone()), Some(m));
+        truncations_fail(&v, decode_member);
+
+        let a = assignment(&[(7, &[0, 2, 3]), (u128::MAX, &[1])]);
+        let t = encode_target_member(&a);
+        assert_eq!(decode_target_member(t.clone()), Some(a.clone()));
+        truncations_fail(&t, decode_target_member);
+
+        let c = CurrentValue {
+            epoch: 9,
+            previous_epoch: 8,
+            state: MemberState::UnrevokedPartitions,
+            assigned: a,
+            revoking: assignment(&[(7, &[1])]),
+        };
+        let v = encode_current(&c);
+        assert_eq!(decode_current(v.clone()), Some(c));
+        truncations_fail(&v, decode_current);
+    }
+
+    #[test]
+    fn lying_counts_and_unknown_versions_are_refused() {
+        // A topic-name count of 2^28 with nothing behind it allocates nothing.
+        let mut b = BytesMut::new();
+        b.put_i16(0);
+        for _ in 0..4 {
+            put_compact_string(&mut b, None);
+        }
+        put_uvarint(&mut b, 1 << 28);
+        assert_eq!(decode_member(b.freeze()), None);
+        // An overlong varint.
+        let v = Bytes::from_static(&[0, 0, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
+        assert_eq!(decode_epoch(v), None);
+        // Value version 1 is not a layout known here.
+        assert_eq!(
+            decode_epoch(Bytes::from_static(&[0, 1, 0, 0, 0, 1, 0])),
+            None
+        );
+        // Unknown member state byte.
+        let mut b = BytesMut::new();
+        b.put_i16(0);
+        b.put_i32(1);
+        b.put_i32(0);
+        b.put_i8(7);
+        put_len(&mut b, 0);
+        put_len(&mut b, 0);
+        put_uvarint(&mut b, 0);
+        assert_eq!(decode_current(b.freeze()), None);
+    }
+
+    #[test]
+    fn tagged_fields_from_newer_kafka_are_read_past() {
+        // ConsumerGroupMetadataValue with MetadataHash (tag 0, 8 bytes) as Kafka 4.1 writes.
+        let mut b = BytesMut::new();
+        b.put_i16(0);
+        b.put_i32(3);
+        put_uvarint(&mut b, 1);
+        put_uvarint(&mut b, 0);
+        put_uvarint(&mut b, 8);
+        b.put_i64(0x1234);
+        assert_eq!(decode_epoch(b.freeze()), Some(3));
+    }
+}

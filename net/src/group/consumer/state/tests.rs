@@ -647,3 +647,114 @@ proptest! {
         }
     }
 }
+
+/// Replays `g`'s records (as the start-up load would read them) into a loaded group.
+fn replay(records: &BTreeMap<bytes::Bytes, bytes::Bytes>) -> LoadedConsumerGroup {
+    let mut l = LoadedConsumerGroup::default();
+    for (k, v) in records {
+        let (_, key) = super::super::records::decode_key(k.clone()).expect("key");
+        assert!(l.apply(k.clone(), key, Some(v.clone())));
+    }
+    l
+}
+
+#[test]
+fn restored_group_is_the_group_that_was_written() {
+    use super::super::records::group_records;
+    let now = Instant::now();
+    let t = topics(&[("orders", 7, 4), ("audit", 9, 2)]);
+    let mut g = ConsumerGroup::new("g");
+    let a = g.heartbeat(
+        &join_req("a", &["orders", "audit"]),
+        &t,
+        Timing::default(),
+        now,
+    );
+    // b joins: a must revoke half of its partitions; b waits for them (mid-rebalance).
+    let b = g.heartbeat(&join_req("b", &["orders"]), &t, Timing::default(), now);
+    let a2 = g.heartbeat(&beat("a", a.member_epoch, None), &t, Timing::default(), now);
+    assert_eq!(g.state(), GroupState::Reconciling);
+    let written = group_records(&g);
+
+    let later = now + Duration::from_secs(60);
+    let mut r = ConsumerGroup::restore("g", &replay(&written), Timing::default(), later)
+        .expect("group restored");
+    assert_eq!(group_records(&r), written);
+    assert_eq!(
+        (r.group_epoch(), r.assignment_epoch(), r.state()),
+        (g.group_epoch(), g.assignment_epoch(), g.state())
+    );
+    // Fresh session timers: a tick at restore time removes nobody.
+    assert!(!r.tick(later));
+    // Both members carry on with the ids and epochs they had, without a new epoch.
+    let a3 = r.heartbeat(
+        &beat("a", a2.member_epoch, a2.assignment.as_ref()),
+        &t,
+        Timing::default(),
+        later,
+    );
+    assert_eq!(a3.error, errors::NONE, "{:?}", a3.message);
+    let b3 = r.heartbeat(
+        &beat("b", b.member_epoch, None),
+        &t,
+        Timing::default(),
+        later,
+    );
+    assert_eq!(b3.error, errors::NONE, "{:?}", b3.message);
+    assert_eq!(r.group_epoch(), g.group_epoch());
+    // Reconciliation finishes as it would have: every partition owned once.
+    let b4 = r.heartbeat(
+        &beat("b", b3.member_epoch, None),
+        &t,
+        Timing::default(),
+        later,
+    );
+    let a_now = r
+        .members()
+        .find(|m| m.id == "a")
+        .map(|m| count(&m.assigned));
+    let b_now = b4.assignment.as_ref().map(count).or_else(|| {
+        r.members()
+            .find(|m| m.id == "b")
+            .map(|m| count(&m.assigned))
+    });
+    assert_eq!(a_now.unwrap_or(0) + b_now.unwrap_or(0), 6);
+}
+
+#[test]
+fn restore_drops_what_tombstones_deleted_and_untrusted_ownership() {
+    use super::super::records::{encode_key, group_records, ConsumerKey};
+    let now = Instant::now();
+    let t = topics(&[("orders", 7, 4)]);
+    let mut g = ConsumerGroup::new("g");
+    g.heartbeat(&join_req("a", &["orders"]), &t, Timing::default(), now);
+    let mut l = replay(&group_records(&g));
+    // A second member whose records claim a's partitions: it keeps none of them.
+    let claimed = l.current["a"].clone();
+    l.members.insert("x".into(), l.members["a"].clone());
+    l.current.insert("x".into(), claimed);
+    let r = ConsumerGroup::restore("g", &l, Timing::default(), now).expect("restored");
+    let x = r.members().find(|m| m.id == "x").expect("x");
+    assert!(x.assigned.is_empty());
+    assert_eq!(
+        count(&r.members().find(|m| m.id == "a").expect("a").assigned),
+        4
+    );
+
+    // The member's tombstones remove it; the group epoch's tombstone deletes the group.
+    for key in [
+        ConsumerKey::CurrentAssignment("a".into()),
+        ConsumerKey::TargetMember("a".into()),
+        ConsumerKey::Member("a".into()),
+    ] {
+        assert!(l.apply(encode_key("g", &key), key, None));
+    }
+    let r = ConsumerGroup::restore("g", &l, Timing::default(), now).expect("restored");
+    assert!(r.members().all(|m| m.id != "a"));
+    assert!(l.apply(
+        encode_key("g", &ConsumerKey::Metadata),
+        ConsumerKey::Metadata,
+        None
+    ));
+    assert!(ConsumerGroup::restore("g", &l, Timing::default(), now).is_none());
+}
