@@ -86,7 +86,7 @@ fn now_ms() -> i64 {
 
 /// Creates `__consumer_offsets` if it does not exist yet (compacted, retention off:
 /// the latest commit per group/topic/partition lives until deleted).
-async fn ensure_offsets_topic(broker: &Rc<Broker>) -> Result<(), i16> {
+pub(crate) async fn ensure_offsets_topic(broker: &Rc<Broker>) -> Result<(), i16> {
     if broker.store.snapshot().topic(OFFSETS_TOPIC).is_some() {
         return Ok(());
     }

@@ -160,6 +160,13 @@ pub async fn heartbeat(
         ),
         heartbeat_interval_ms: broker.config.group_consumer_heartbeat_interval_ms,
     };
+    // The group's records go to the offsets topic from its first heartbeat on.
+    if let Err(code) = crate::group::handlers::ensure_offsets_topic(broker).await {
+        return heartbeat_response(HeartbeatOutcome::error(
+            code,
+            "The offsets topic could not be created.",
+        ));
+    }
     let owner = broker.shard.table().owner_of_key(&group);
     let ctx = broker.owner_context();
     let routed = broker
