@@ -55,9 +55,9 @@ def test_committed_offsets_survive_sigkill(clients, new_topic, bootstrap):
 @pytest.mark.parametrize("client", ["java", "librdkafka"])
 def test_consumer_protocol_member_carries_on_across_sigkill(clients, new_topic, bootstrap, client):
     """A KIP-848 member that stays up while the broker is SIGKILLed and restarted: it
-    rejoins by itself and resumes at its committed offsets (nothing lost, nothing twice).
-    On sluice the group's membership is not persisted, so the member's heartbeat gets
-    UNKNOWN_MEMBER_ID and it rejoins; Apache Kafka keeps the member."""
+    carries on and resumes at its committed offsets (nothing lost, nothing twice). The
+    group's KIP-848 records in __consumer_offsets bring the member back at start-up, as on
+    Apache Kafka; a client that rejoins instead (new id, epoch 0) passes too."""
     partitions = 3
     topic = new_topic(partitions)
     group = f"{topic}-g"
@@ -73,8 +73,8 @@ def test_consumer_protocol_member_carries_on_across_sigkill(clients, new_topic, 
         ctl("kill9")
         ctl("start")
 
-        # The member's next heartbeats re-establish the group (on sluice: UNKNOWN_MEMBER_ID,
-        # then a rejoin at epoch 0); wait until ListGroups shows it with a member again.
+        # The member's next heartbeats find the restored group; wait until ListGroups shows
+        # it with a member.
         admin = AdminClient({"bootstrap.servers": bootstrap})
         last_check = [0.0]
 
