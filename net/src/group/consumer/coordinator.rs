@@ -38,6 +38,9 @@ pub struct ConsumerCoordinator {
     written: RefCell<HashMap<String, BTreeMap<Bytes, Bytes>>>,
     /// Groups changed outside a heartbeat, for the timer task to write.
     dirty: RefCell<BTreeSet<String>>,
+    /// One writer at a time per group, so its appends reach the log in the order their
+    /// differences were taken (a later value never lands before an earlier one).
+    write_locks: RefCell<HashMap<String, Rc<async_lock::Mutex<()>>>>,
 }
 
 thread_local! {
@@ -118,17 +121,32 @@ pub async fn persist(
     c: &Rc<ConsumerCoordinator>,
     id: &str,
 ) -> Result<(), i16> {
-    let changes = c.take_changes(id);
-    if changes.is_empty() {
-        return Ok(());
-    }
-    match offsets::append_records(shard, ctx, id, changes.clone()).await {
-        Ok(()) => Ok(()),
-        Err(code) => {
-            c.unwritten(id, &changes);
-            Err(code)
+    let lock = c
+        .write_locks
+        .borrow_mut()
+        .entry(id.to_string())
+        .or_default()
+        .clone();
+    let result = {
+        let _writing = lock.lock().await;
+        let changes = c.take_changes(id);
+        if changes.is_empty() {
+            Ok(())
+        } else {
+            match offsets::append_records(shard, ctx, id, changes.clone()).await {
+                Ok(()) => Ok(()),
+                Err(code) => {
+                    c.unwritten(id, &changes);
+                    Err(code)
+                }
+            }
         }
+    };
+    // The lock map holds groups being written or still known here, nothing else.
+    if Rc::strong_count(&lock) == 2 && c.with_group(id, |_| ()).is_none() {
+        c.write_locks.borrow_mut().remove(id);
     }
+    result
 }
 
 impl ConsumerCoordinator {
