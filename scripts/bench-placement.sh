@@ -4,6 +4,8 @@
 #   1-shard       one shard on CPU 0                         ([engine] cores = [0])
 #   2-shards      two shards on CPUs 0 and 1, partitions spread by the FNV hash
 #   2-shards-pin  two shards, the bench topic pinned to shard 0 ([engine.pin])
+#   1-shard-unpinned / 2-shards-unpinned   the same shard counts with pin_threads = false:
+#                 the OS scheduler places the shard threads (what CPU pinning buys)
 # and two workloads: flat out (throughput, broker CPU-seconds per GB) and a fixed rate
 # (produce-ack p99.9, corrected for coordinated omission). Each case runs --repeat times;
 # the table shows every run so the spread is visible.
@@ -11,7 +13,8 @@
 #   scripts/bench-placement.sh [--duration 15s] [--warmup 3s] [--repeat 2] [--rate-mb 20]
 #                              [--partitions 4] [--client-cpus 1] [--out DIR]
 #
-# SLUICE_BIN (default target/release/sluice). Broker CPU time is utime+stime from
+# CONFIGS (default: all five, space-separated) picks the cases. SLUICE_BIN (default
+# target/release/sluice). Broker CPU time is utime+stime from
 # /proc/<pid>/stat over the whole bench run; GB = record value bytes the bench sent.
 # Every broker is started here and stopped by its PID; its data dir is deleted after.
 set -euo pipefail
@@ -62,6 +65,10 @@ start_broker() {
   case "$name" in
     1-shard) engine='cores = [0]' ;;
     2-shards) engine='cores = [0, 1]' ;;
+    1-shard-unpinned) engine='shards = 1
+pin_threads = false' ;;
+    2-shards-unpinned) engine='shards = 2
+pin_threads = false' ;;
     2-shards-pin) engine="cores = [0, 1]
 [engine.pin]
 \"$TOPIC_PREFIX-0\" = 0" ;;
@@ -98,7 +105,7 @@ workload_args() {
 RESULTS="$OUT/results.tsv"
 printf 'config\tworkload\trun\tMB_s\tbroker_cpu_s\tcpu_s_per_GB\tp50_ms\tp99_ms\tp999_ms\tfailed\n' >"$RESULTS"
 for workload in flat rate; do
-  for config in 1-shard 2-shards 2-shards-pin; do
+  for config in ${CONFIGS:-1-shard 1-shard-unpinned 2-shards 2-shards-unpinned 2-shards-pin}; do
     for run in $(seq 1 "$REPEAT"); do
       port="$(free_port)"
       start_broker "$config" "$port"

@@ -130,6 +130,10 @@ pub struct EngineConfig {
     pub cores: Vec<usize>,
     /// Number of shards when `cores` is empty; 0 means one per online core.
     pub shards: usize,
+    /// Pin each shard's thread to its core (the default). `false` keeps the shard count
+    /// but leaves the threads to the OS scheduler - to measure what pinning buys, or on a
+    /// machine whose cores are shared with other pinned work.
+    pub pin_threads: bool,
     /// io_uring registered I/O memory per shard, bytes.
     pub io_memory_bytes: usize,
     /// io_uring ring depth per shard.
@@ -159,6 +163,7 @@ impl Default for EngineConfig {
             data_dir: PathBuf::from("./data"),
             cores: Vec::new(),
             shards: 0,
+            pin_threads: true,
             io_memory_bytes: 64 << 20,
             ring_depth: 256,
             durability: Durability::GroupCommit,

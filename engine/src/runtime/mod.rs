@@ -64,7 +64,8 @@ pub enum EngineError {
 }
 
 /// The placement `run` will use: one entry per shard, the CPU it is pinned to (None when
-/// the config asks for more shards than there are online CPUs to pin to).
+/// the config asks for more shards than there are online CPUs to pin to, or sets
+/// `pin_threads = false`).
 pub fn plan_placement(config: &EngineConfig) -> Result<Vec<Option<usize>>, EngineError> {
     let online: Vec<usize> = {
         let mut cpus: Vec<usize> = glommio::CpuSet::online()
@@ -77,6 +78,9 @@ pub fn plan_placement(config: &EngineConfig) -> Result<Vec<Option<usize>>, Engin
         cpus
     };
     config.validate(online.len())?;
+    if !config.pin_threads {
+        return Ok(vec![None; config.shard_count(online.len())]);
+    }
     if !config.cores.is_empty() {
         for c in &config.cores {
             if !online.contains(c) {
@@ -310,4 +314,33 @@ where
     // Give detached close tasks' file handles a moment to finish closing.
     std::thread::sleep(Duration::from_millis(10));
     first_err.map_or(Ok(()), Err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_pins_configured_cores_unless_pinning_is_off() {
+        let pinned = EngineConfig {
+            cores: vec![0],
+            ..EngineConfig::default()
+        };
+        assert_eq!(plan_placement(&pinned).expect("plan"), vec![Some(0)]);
+
+        let unpinned = EngineConfig {
+            shards: 2,
+            pin_threads: false,
+            ..EngineConfig::default()
+        };
+        assert_eq!(plan_placement(&unpinned).expect("plan"), vec![None, None]);
+
+        // `cores` still sets the shard count when the threads are not pinned.
+        let counted = EngineConfig {
+            cores: vec![0],
+            pin_threads: false,
+            ..EngineConfig::default()
+        };
+        assert_eq!(plan_placement(&counted).expect("plan"), vec![None]);
+    }
 }
