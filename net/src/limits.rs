@@ -107,6 +107,9 @@ pub const GROUP_TICK_MS: u64 = 100;
 pub const OFFSETS_LOAD_READ_BYTES: usize = 1024 * 1024;
 /// Records per `__consumer_offsets` batch (one OffsetCommit's partitions, chunked).
 pub const OFFSETS_RECORDS_PER_BATCH_MAX: usize = 1000;
+/// Records in one coalesced `__consumer_offsets` append (the commits that queued behind
+/// the previous append of the partition; one caller's records are never split).
+pub const OFFSETS_COALESCED_RECORDS_MAX: usize = 10 * OFFSETS_RECORDS_PER_BATCH_MAX;
 /// Keys in one FindCoordinator, groups in one DescribeGroups/DeleteGroups/OffsetFetch.
 pub const GROUPS_PER_REQUEST_MAX: usize = 10_000;
 

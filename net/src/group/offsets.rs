@@ -408,34 +408,196 @@ pub async fn append_records(
         return Err(errors::COORDINATOR_NOT_AVAILABLE);
     };
     let tp = TopicPartition::new(OFFSETS_TOPIC, partition_for(group, partitions));
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    let batches = encode_record_batches(&records, now_ms).map_err(|e| {
-        tracing::error!(error = %e, "encoding offset commit records failed");
-        errors::UNKNOWN_SERVER_ERROR
-    })?;
     let owner = shard.owner(&tp);
+    if owner == shard.id() {
+        // The common case (one shard, or the group's shard owns its offsets partition):
+        // no hop, no task.
+        return coalesce::append(shard, ctx, tp, records).await;
+    }
     let ctx = ctx.clone();
     let routed = shard
         .route_to_owner(owner, move |shard| {
-            Box::pin(async move {
-                let log = partition_log(&shard, &ctx, &tp).await?;
-                for batch in batches {
-                    let opts = AppendOptions {
-                        leader_epoch: LeaderEpoch(0),
-                        batch_bytes_max: sluice_engine::limits::BATCH_BYTES_MAX,
-                    };
-                    log.append(&batch, opts).await.map_err(|e| {
-                        tracing::error!(partition = %tp, error = %e, "offset commit append failed");
-                        errors::KAFKA_STORAGE_ERROR
-                    })?;
-                }
-                Ok(())
-            })
+            Box::pin(async move { coalesce::append(&shard, &ctx, tp, records).await })
         })
         .await;
     routed.unwrap_or(Err(errors::COORDINATOR_NOT_AVAILABLE))
+}
+
+/// Writes `records` to `tp` (on its owner shard) as one append: RecordBatch v2 batches of
+/// at most `OFFSETS_RECORDS_PER_BATCH_MAX` records each, concatenated into one record set,
+/// so the engine copies, writes and (group commit) fdatasyncs them in one round. Resolves
+/// when the engine's durability policy covers all of them.
+async fn write_records(
+    shard: &Rc<Shard>,
+    ctx: &OwnerContext,
+    tp: &TopicPartition,
+    records: &[KeyValue],
+) -> Result<(), i16> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let batches = encode_record_batches(records, now_ms).map_err(|e| {
+        tracing::error!(error = %e, "encoding offset commit records failed");
+        errors::UNKNOWN_SERVER_ERROR
+    })?;
+    let record_set: Bytes = match batches.len() {
+        1 => batches.into_iter().next().unwrap_or_default(),
+        _ => {
+            let mut all = BytesMut::with_capacity(batches.iter().map(Bytes::len).sum());
+            for b in &batches {
+                all.put_slice(b);
+            }
+            all.freeze()
+        }
+    };
+    let log = partition_log(shard, ctx, tp).await?;
+    let opts = AppendOptions {
+        leader_epoch: LeaderEpoch(0),
+        batch_bytes_max: sluice_engine::limits::BATCH_BYTES_MAX,
+    };
+    log.append(&record_set, opts).await.map_err(|e| {
+        tracing::error!(partition = %tp, error = %e, "offset commit append failed");
+        errors::KAFKA_STORAGE_ERROR
+    })?;
+    Ok(())
+}
+
+/// Coalesces the appends to one `__consumer_offsets` partition. While an append is in
+/// flight, the records of every commit (and membership change) that arrives for the
+/// partition wait here; when it resolves they go as the next single append - one record
+/// set, one write, one fdatasync under group commit - instead of one append each. Every
+/// caller is answered with the outcome of the append that held its records, so a commit
+/// is still acknowledged only once its own record is durable under the policy. Records of
+/// one caller stay together and in order; callers are served in arrival order.
+///
+/// State lives on the partition's owner shard (thread-local, one entry per partition
+/// with an append in flight), and only that shard touches it.
+mod coalesce {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::rc::Rc;
+
+    use futures_channel::oneshot;
+    use sluice_engine::runtime::Shard;
+    use sluice_engine::TopicPartition;
+
+    use super::{write_records, KeyValue};
+    use crate::errors;
+    use crate::limits::OFFSETS_COALESCED_RECORDS_MAX;
+    use crate::partition_ops::OwnerContext;
+
+    type Reply = oneshot::Sender<Result<(), i16>>;
+
+    /// Callers waiting for the in-flight append of one partition to finish.
+    #[derive(Default)]
+    struct Waiting {
+        callers: Vec<(Vec<KeyValue>, Reply)>,
+    }
+
+    thread_local! {
+        /// Partitions with an append in flight on this shard, and who waits behind it.
+        static IN_FLIGHT: RefCell<HashMap<TopicPartition, Waiting>> = RefCell::new(HashMap::new());
+    }
+
+    /// Appends `records` to `tp` (this shard owns it); resolves once they are durable.
+    pub(super) async fn append(
+        shard: &Rc<Shard>,
+        ctx: &OwnerContext,
+        tp: TopicPartition,
+        records: Vec<KeyValue>,
+    ) -> Result<(), i16> {
+        let queued = IN_FLIGHT.with(|f| {
+            let mut f = f.borrow_mut();
+            match f.get_mut(&tp) {
+                Some(waiting) => {
+                    let (tx, rx) = oneshot::channel();
+                    waiting.callers.push((records, tx));
+                    Ok(rx)
+                }
+                None => {
+                    f.insert(tp.clone(), Waiting::default());
+                    Err(records)
+                }
+            }
+        });
+        let records = match queued {
+            // The sender is dropped unanswered only if the shard's tasks are torn down.
+            Ok(rx) => return rx.await.unwrap_or(Err(errors::COORDINATOR_NOT_AVAILABLE)),
+            Err(records) => records,
+        };
+        // Nothing in flight: write at once. Whoever queued meanwhile is handed to a
+        // drainer when this append is done (or dropped), so this caller is answered
+        // without waiting for their append.
+        let _hand_off = HandOff {
+            shard: shard.clone(),
+            ctx: ctx.clone(),
+            tp: tp.clone(),
+        };
+        write_records(shard, ctx, &tp, &records).await
+    }
+
+    /// Ends the first caller's append: the partition's queue goes to a drainer task, or,
+    /// when empty, the partition has no append in flight any more.
+    struct HandOff {
+        shard: Rc<Shard>,
+        ctx: OwnerContext,
+        tp: TopicPartition,
+    }
+
+    impl Drop for HandOff {
+        fn drop(&mut self) {
+            let waiting = IN_FLIGHT.with(|f| {
+                let mut f = f.borrow_mut();
+                let waiting = f.get(&self.tp).is_some_and(|w| !w.callers.is_empty());
+                if !waiting {
+                    f.remove(&self.tp);
+                }
+                waiting
+            });
+            if waiting {
+                let (shard, ctx, tp) = (self.shard.clone(), self.ctx.clone(), self.tp.clone());
+                glommio::spawn_local(async move { drain(&shard, &ctx, tp).await }).detach();
+            }
+        }
+    }
+
+    /// Appends the queued callers' records in rounds (each round one append of at most
+    /// `OFFSETS_COALESCED_RECORDS_MAX` records, but at least one caller's), answering each
+    /// round's callers, until nobody waits; then the partition has no append in flight.
+    async fn drain(shard: &Rc<Shard>, ctx: &OwnerContext, tp: TopicPartition) {
+        loop {
+            let round: Vec<(Vec<KeyValue>, Reply)> = IN_FLIGHT.with(|f| {
+                let mut f = f.borrow_mut();
+                let Some(waiting) = f.get_mut(&tp) else {
+                    return Vec::new();
+                };
+                let mut records = 0;
+                let mut take = 0;
+                for (r, _) in &waiting.callers {
+                    if take > 0 && records + r.len() > OFFSETS_COALESCED_RECORDS_MAX {
+                        break;
+                    }
+                    records += r.len();
+                    take += 1;
+                }
+                let round: Vec<_> = waiting.callers.drain(..take).collect();
+                if round.is_empty() {
+                    f.remove(&tp);
+                }
+                round
+            });
+            if round.is_empty() {
+                return;
+            }
+            let records: Vec<KeyValue> =
+                round.iter().flat_map(|(r, _)| r.iter().cloned()).collect();
+            let result = write_records(shard, ctx, &tp, &records).await;
+            for (_, reply) in round {
+                // A caller that went away (connection closed) needs no answer.
+                let _ = reply.send(result);
+            }
+        }
+    }
 }
 
 /// What the log holds for one group: its committed offsets and last membership record,
