@@ -133,6 +133,18 @@ where
     pub fn is_active_leader(&self) -> bool {
         self.inner.replica.borrow().is_active_leader()
     }
+    pub fn leader_epoch(&self) -> LeaderEpoch {
+        self.inner.replica.borrow().leader_epoch()
+    }
+    pub fn role(&self) -> crate::partition::RoleKind {
+        self.inner.replica.borrow().role()
+    }
+    /// The end offset of `epoch` (or of the largest epoch below it) in this replica's log,
+    /// for OffsetForLeaderEpoch: `None` when no epoch at or below it is known.
+    pub fn epoch_end(&self, epoch: LeaderEpoch) -> Option<crate::partition::EpochEnd> {
+        let r = self.inner.replica.borrow();
+        r.epoch_cache().end_for(epoch, r.log_end())
+    }
 
     fn now(&self) -> i64 {
         self.inner.clock.now_ms()
@@ -250,6 +262,9 @@ where
                 io => self.inner.io.borrow_mut().push_back(io),
             }
         }
+        // Readers of the log (consumers) never see past the replicated high watermark.
+        let hw = self.inner.replica.borrow().high_watermark();
+        self.inner.log.set_replicated_high_watermark(hw);
         if !self.inner.io_running.get() && !self.inner.io.borrow().is_empty() {
             self.inner.io_running.set(true);
             let me = self.clone();

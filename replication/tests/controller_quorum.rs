@@ -64,7 +64,7 @@ impl Quorum {
             for n in self.nodes.iter_mut().flatten() {
                 n.tick(now);
                 for b in heartbeats_from {
-                    n.on_heartbeat(BrokerId(*b), 1, now);
+                    n.on_heartbeat(BrokerId(*b), 1, None, &Default::default(), now);
                 }
             }
             self.pump();
@@ -120,6 +120,7 @@ fn quorum_elects_replicates_fences_and_recovers_from_its_log() {
         .unwrap()
         .propose(&MetadataCommand::CreateTopic {
             name: "orders".into(),
+            topic_id: 1,
             assignments,
             configs: vec![],
         })

@@ -158,6 +158,10 @@ struct LogState<F: StorageFile> {
     pending: VecDeque<Chunk<F>>,
     waiters: VecDeque<Waiter>,
     data_waiters: Vec<oneshot::Sender<()>>,
+    /// A replicated partition's high watermark (what every in-sync replica holds durably),
+    /// set by its replica; readers never see past it. `None` on a single broker, where
+    /// the high watermark is the written end.
+    replicated_hw: Option<Offset>,
     failed: Option<String>,
     closed: bool,
     max_timestamp: i64,
@@ -179,6 +183,12 @@ impl<F: StorageFile> LogState<F> {
             self.written,
             self.assigned
         );
+    }
+
+    /// End of what consumers may read.
+    fn visible_end(&self) -> Offset {
+        self.replicated_hw
+            .map_or(self.written, |hw| hw.min(self.written))
     }
 
     fn active(&self) -> &Rc<Segment<F>> {
@@ -372,6 +382,7 @@ where
             pending: VecDeque::new(),
             waiters: VecDeque::new(),
             data_waiters: Vec::new(),
+            replicated_hw: None,
             failed: None,
             closed: false,
             max_timestamp: max_ts,
@@ -464,8 +475,24 @@ where
     pub fn log_start_offset(&self) -> Offset {
         self.st.borrow().log_start
     }
-    /// End of what consumers may read: written data.
+    /// End of what consumers may read: written data, capped by the replicated high
+    /// watermark when the partition is replicated.
     pub fn high_watermark(&self) -> Offset {
+        self.st.borrow().visible_end()
+    }
+    /// A replicated partition's replica sets its high watermark here (never above the
+    /// written end for readers); waiting readers wake when it moves up.
+    pub fn set_replicated_high_watermark(&self, hw: Offset) {
+        let mut st = self.st.borrow_mut();
+        let before = st.visible_end();
+        st.replicated_hw = Some(hw);
+        if st.visible_end() > before {
+            st.wake_readers();
+        }
+    }
+    /// End of what this log has written (the log end offset consumers cannot see yet on a
+    /// replicated partition).
+    pub fn written_end(&self) -> Offset {
         self.st.borrow().written
     }
     pub fn log_end_offset(&self) -> Offset {
@@ -1023,7 +1050,8 @@ where
     /// but always at least one batch when any exists below the high watermark. Sees data as
     /// soon as it is written.
     pub async fn read(&self, from: Offset, max_bytes: usize) -> Result<ReadResult, LogError> {
-        self.read_upto(from, max_bytes, Offset(i64::MAX)).await
+        let hw = self.high_watermark();
+        self.read_upto(from, max_bytes, hw).await
     }
 
     /// [`read`](Self::read) that serves no batch starting at or above `upto`: a replicated
@@ -1203,7 +1231,7 @@ where
             let st = self.st.borrow();
             (
                 st.segments.values().cloned().collect::<Vec<_>>(),
-                st.written,
+                st.visible_end(),
                 st.log_start,
             )
         };
@@ -1258,7 +1286,7 @@ where
         loop {
             let rx = {
                 let mut st = self.st.borrow_mut();
-                if st.written > beyond || st.closed {
+                if st.visible_end() > beyond || st.closed {
                     return;
                 }
                 st.data_waiters.retain(|tx| !tx.is_canceled());
@@ -1438,7 +1466,7 @@ where
         let _guard = self.append_lock.lock().await;
         let (hw, start) = {
             let st = self.st.borrow();
-            (st.written, st.log_start)
+            (st.visible_end(), st.log_start)
         };
         if offset > hw || offset.0 < 0 {
             return Err(LogError::OffsetOutOfRange {

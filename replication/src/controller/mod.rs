@@ -8,6 +8,6 @@ pub mod state;
 
 pub use node::{ControllerConfig, ControllerError, ControllerNode, ElectionJitter};
 pub use state::{
-    assign_replicas, ApplyError, BrokerInfo, MetadataCommand, MetadataState, PartitionChange,
-    PartitionInfo, TopicInfo,
+    assign_replicas, ApplyError, BrokerEndpoint, BrokerInfo, MetadataCommand, MetadataState,
+    PartitionChange, PartitionInfo, TopicInfo,
 };

@@ -19,7 +19,7 @@ use sluice_engine::clock::Clock;
 use sluice_engine::io::Storage;
 
 use crate::controller::raft_log::{RaftLog, RaftLogError};
-use crate::controller::state::{MetadataCommand, MetadataState, PartitionChange};
+use crate::controller::state::{BrokerEndpoint, MetadataCommand, MetadataState, PartitionChange};
 use crate::ids::BrokerId;
 use crate::limits::{CONTROLLER_VOTERS_MAX, RAFT_ENTRY_BYTES_MAX};
 use crate::wire::{self, FrameError, FrameKind};
@@ -243,13 +243,20 @@ where
 
     /// A broker's heartbeat (carrying its process incarnation). Only the active controller
     /// acts: it registers new incarnations and unfences returning brokers.
-    pub fn on_heartbeat(&mut self, broker: BrokerId, incarnation: u64, now_ms: i64) {
+    pub fn on_heartbeat(
+        &mut self,
+        broker: BrokerId,
+        incarnation: u64,
+        rack: Option<String>,
+        endpoint: &BrokerEndpoint,
+        now_ms: i64,
+    ) {
         if !self.is_leader() {
             return;
         }
         self.last_heartbeat.insert(broker.0, now_ms);
         match self.state.brokers.get(&broker) {
-            Some(info) if info.incarnation == incarnation => {
+            Some(info) if info.incarnation == incarnation && info.endpoint == *endpoint => {
                 if info.fenced {
                     let _ = self.propose(&MetadataCommand::UnfenceBroker { broker: broker.0 });
                 }
@@ -258,7 +265,8 @@ where
                 let _ = self.propose(&MetadataCommand::RegisterBroker {
                     broker: broker.0,
                     incarnation,
-                    rack: None,
+                    rack,
+                    endpoint: endpoint.clone(),
                 });
             }
         }

@@ -18,6 +18,16 @@ use crate::limits::{
 use crate::partition::LeaderAndIsr;
 use crate::wire::FrameError;
 
+/// Where a broker serves: its Kafka listener (what Metadata answers advertise) and its
+/// inter-broker listener (replication and controller traffic).
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct BrokerEndpoint {
+    pub host: String,
+    pub port: i32,
+    /// `host:port` of the inter-broker listener.
+    pub replication: String,
+}
+
 /// One entry of the metadata log.
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum MetadataCommand {
@@ -26,6 +36,7 @@ pub enum MetadataCommand {
         broker: i32,
         incarnation: u64,
         rack: Option<String>,
+        endpoint: BrokerEndpoint,
     },
     /// The active controller saw no heartbeat within the session timeout, or the broker is
     /// shutting down cleanly: it leads nothing and leaves every ISR.
@@ -40,11 +51,23 @@ pub enum MetadataCommand {
     /// it rather than recomputing, so placement can change without changing the log).
     CreateTopic {
         name: String,
+        /// Kafka's topic id (a UUID), chosen by the proposer.
+        topic_id: u128,
         assignments: Vec<Vec<i32>>,
         configs: Vec<(String, String)>,
     },
     DeleteTopic {
         name: String,
+    },
+    /// More partitions for a topic (CreatePartitions): the new partitions' replicas.
+    CreatePartitions {
+        name: String,
+        assignments: Vec<Vec<i32>>,
+    },
+    /// Replaces a topic's config overrides (AlterConfigs / IncrementalAlterConfigs).
+    SetTopicConfigs {
+        name: String,
+        configs: Vec<(String, String)>,
     },
     /// A partition leader's ISR change (Kafka's AlterPartition).
     AlterIsr {
@@ -93,6 +116,7 @@ pub enum ApplyError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BrokerInfo {
     pub rack: Option<String>,
+    pub endpoint: BrokerEndpoint,
     pub incarnation: u64,
     pub fenced: bool,
 }
@@ -121,6 +145,7 @@ impl PartitionInfo {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TopicInfo {
+    pub topic_id: u128,
     pub partitions: Vec<PartitionInfo>,
     pub configs: BTreeMap<String, String>,
 }
@@ -160,6 +185,7 @@ impl MetadataState {
                 broker,
                 incarnation,
                 rack,
+                endpoint,
             } => {
                 let id = BrokerId(*broker);
                 if self
@@ -188,6 +214,7 @@ impl MetadataState {
                     id,
                     BrokerInfo {
                         rack: rack.clone(),
+                        endpoint: endpoint.clone(),
                         incarnation: *incarnation,
                         fenced: true,
                     },
@@ -213,9 +240,24 @@ impl MetadataState {
             }
             MetadataCommand::CreateTopic {
                 name,
+                topic_id,
                 assignments,
                 configs,
-            } => self.create_topic(name, assignments, configs),
+            } => self.create_topic(name, *topic_id, assignments, configs),
+            MetadataCommand::CreatePartitions { name, assignments } => {
+                self.create_partitions(name, assignments)
+            }
+            MetadataCommand::SetTopicConfigs { name, configs } => {
+                if configs.len() > TOPIC_CONFIGS_MAX {
+                    return Err(ApplyError::InvalidTopic("too many configs".into()));
+                }
+                let t = self
+                    .topics
+                    .get_mut(name)
+                    .ok_or_else(|| ApplyError::UnknownTopic(name.clone()))?;
+                t.configs = configs.iter().cloned().collect();
+                Ok(Vec::new())
+            }
             MetadataCommand::DeleteTopic { name } => {
                 self.topics
                     .remove(name)
@@ -300,6 +342,7 @@ impl MetadataState {
     fn create_topic(
         &mut self,
         name: &str,
+        topic_id: u128,
         assignments: &[Vec<i32>],
         configs: &[(String, String)],
     ) -> Result<Vec<PartitionChange>, ApplyError> {
@@ -310,15 +353,60 @@ impl MetadataState {
             return Err(ApplyError::InvalidTopic("too many topics".into()));
         }
         validate_topic_name(name)?;
+        if topic_id == 0 || self.topics.values().any(|t| t.topic_id == topic_id) {
+            return Err(ApplyError::InvalidTopic("topic id zero or taken".into()));
+        }
         if assignments.is_empty() || assignments.len() > PARTITIONS_PER_TOPIC_MAX {
             return Err(ApplyError::InvalidAssignment("partition count".into()));
         }
         if configs.len() > TOPIC_CONFIGS_MAX {
             return Err(ApplyError::InvalidTopic("too many configs".into()));
         }
+        let partitions = self.new_partitions(assignments, 0)?;
+        let changes = partition_changes(name, 0, &partitions);
+        self.topics.insert(
+            name.into(),
+            TopicInfo {
+                topic_id,
+                partitions,
+                configs: configs.iter().cloned().collect(),
+            },
+        );
+        Ok(changes)
+    }
+
+    fn create_partitions(
+        &mut self,
+        name: &str,
+        assignments: &[Vec<i32>],
+    ) -> Result<Vec<PartitionChange>, ApplyError> {
+        let existing = self
+            .topics
+            .get(name)
+            .ok_or_else(|| ApplyError::UnknownTopic(name.into()))?
+            .partitions
+            .len();
+        if assignments.is_empty() || existing + assignments.len() > PARTITIONS_PER_TOPIC_MAX {
+            return Err(ApplyError::InvalidAssignment("partition count".into()));
+        }
+        let added = self.new_partitions(assignments, existing)?;
+        let changes = partition_changes(name, existing, &added);
+        if let Some(t) = self.topics.get_mut(name) {
+            t.partitions.extend(added);
+        }
+        Ok(changes)
+    }
+
+    /// Fresh partitions over `assignments` (checked): the live replicas form the ISR and the
+    /// first of them leads.
+    fn new_partitions(
+        &self,
+        assignments: &[Vec<i32>],
+        first: usize,
+    ) -> Result<Vec<PartitionInfo>, ApplyError> {
         let mut partitions = Vec::with_capacity(assignments.len());
-        let mut changes = Vec::new();
-        for (p, replicas) in assignments.iter().enumerate() {
+        for (i, replicas) in assignments.iter().enumerate() {
+            let p = first + i;
             if replicas.is_empty() || replicas.len() > REPLICAS_MAX {
                 return Err(ApplyError::InvalidAssignment(format!(
                     "partition {p}: {} replicas",
@@ -339,32 +427,19 @@ impl MetadataState {
                 .copied()
                 .collect();
             let leader = isr.first().copied();
-            let info = PartitionInfo {
-                replicas,
+            partitions.push(PartitionInfo {
                 leader,
                 leader_epoch: LeaderEpoch(0),
                 partition_epoch: PartitionEpoch(0),
                 isr: if isr.is_empty() {
-                    vec![BrokerId(assignments[p][0])]
+                    vec![replicas[0]]
                 } else {
                     isr
                 },
-            };
-            changes.push(PartitionChange {
-                topic: name.into(),
-                partition: p as i32,
-                state: info.leader_and_isr(),
+                replicas,
             });
-            partitions.push(info);
         }
-        self.topics.insert(
-            name.into(),
-            TopicInfo {
-                partitions,
-                configs: configs.iter().cloned().collect(),
-            },
-        );
-        Ok(changes)
+        Ok(partitions)
     }
 
     fn alter_isr(
@@ -420,6 +495,18 @@ impl MetadataState {
             state: part.leader_and_isr(),
         }])
     }
+}
+
+fn partition_changes(topic: &str, first: usize, parts: &[PartitionInfo]) -> Vec<PartitionChange> {
+    parts
+        .iter()
+        .enumerate()
+        .map(|(i, info)| PartitionChange {
+            topic: topic.into(),
+            partition: (first + i) as i32,
+            state: info.leader_and_isr(),
+        })
+        .collect()
 }
 
 fn validate_topic_name(name: &str) -> Result<(), ApplyError> {
@@ -522,6 +609,7 @@ mod tests {
                 broker: b,
                 incarnation: 1,
                 rack: None,
+                endpoint: BrokerEndpoint::default(),
             })
             .expect("register");
         }
@@ -531,6 +619,7 @@ mod tests {
     fn create(s: &mut MetadataState, name: &str, partitions: usize, rf: usize) {
         let assignments = assign_replicas(&s.brokers, partitions, rf, 0).expect("assign");
         s.apply(&MetadataCommand::CreateTopic {
+            topic_id: 7,
             name: name.into(),
             assignments,
             configs: vec![],
@@ -599,6 +688,7 @@ mod tests {
             broker: leader.0,
             incarnation: 1,
             rack: None,
+            endpoint: BrokerEndpoint::default(),
         })
         .expect("retry");
         assert_eq!(
@@ -610,6 +700,7 @@ mod tests {
             broker: leader.0,
             incarnation: 2,
             rack: None,
+            endpoint: BrokerEndpoint::default(),
         })
         .expect("restart");
         let after = s.partition("t", 0).expect("p");
@@ -687,6 +778,7 @@ mod tests {
                 broker: b,
                 incarnation: 1,
                 rack: Some(rack.into()),
+                endpoint: BrokerEndpoint::default(),
             })
             .expect("register");
         }
@@ -705,6 +797,7 @@ mod tests {
     #[test]
     fn commands_round_trip_through_frames() {
         let cmd = MetadataCommand::CreateTopic {
+            topic_id: 7,
             name: "orders".into(),
             assignments: vec![vec![1, 2, 3], vec![2, 3, 1]],
             configs: vec![("min.insync.replicas".into(), "2".into())],

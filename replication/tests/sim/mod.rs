@@ -573,6 +573,7 @@ impl Sim {
                 assign_replicas(&node.state().brokers, 1, 3, 0).expect("three live brokers");
             let _ = node.propose(&MetadataCommand::CreateTopic {
                 name: TOPIC.into(),
+                topic_id: 1,
                 assignments,
                 configs: vec![],
             });
@@ -692,7 +693,13 @@ impl Sim {
             CtlMsg::Heartbeat {
                 broker,
                 incarnation,
-            } => node.on_heartbeat(BrokerId(broker), incarnation, now),
+            } => node.on_heartbeat(
+                BrokerId(broker),
+                incarnation,
+                None,
+                &Default::default(),
+                now,
+            ),
             CtlMsg::AlterIsr(cmd) => {
                 if node.is_leader() {
                     let _ = node.propose(&cmd);
