@@ -17,6 +17,8 @@ pub struct Broker {
     pub config: Arc<ServerConfig>,
     pub store: Arc<dyn MetadataStore>,
     pub defaults: Arc<TopicDefaults>,
+    /// Cluster membership; `None` on a single broker.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     pub advertised_host: String,
     pub advertised_port: u16,
     /// Connections this shard is serving now.
@@ -45,6 +47,7 @@ impl Broker {
             config: shared.config.clone(),
             store: shared.store.clone(),
             defaults: shared.defaults.clone(),
+            cluster: shared.cluster.clone(),
             advertised_host,
             advertised_port,
             connections: Cell::new(0),
@@ -55,6 +58,57 @@ impl Broker {
     pub fn node_id(&self) -> i32 {
         self.config.node_id
     }
+
+    /// The brokers clients may talk to: on a single broker this one; in a cluster every
+    /// live (unfenced) registered broker, and always this one.
+    pub fn live_brokers(&self) -> Vec<BrokerAddress> {
+        let me = BrokerAddress {
+            id: self.node_id(),
+            host: self.advertised_host.clone(),
+            port: i32::from(self.advertised_port),
+            rack: None,
+        };
+        let Some(cluster) = &self.cluster else {
+            return vec![me];
+        };
+        let view = cluster.view();
+        let mut out: Vec<BrokerAddress> = view
+            .state
+            .brokers
+            .iter()
+            .filter(|(id, b)| !b.fenced && id.0 != me.id)
+            .map(|(id, b)| BrokerAddress {
+                id: id.0,
+                host: b.endpoint.host.clone(),
+                port: b.endpoint.port,
+                rack: b.rack.clone(),
+            })
+            .collect();
+        out.push(BrokerAddress {
+            rack: cluster.config.rack.clone(),
+            ..me
+        });
+        out.sort_by_key(|b| b.id);
+        out
+    }
+
+    /// The broker clients see as the controller: this one alone, else the active
+    /// controller (-1 while there is none).
+    pub fn controller_id(&self) -> i32 {
+        match &self.cluster {
+            None => self.node_id(),
+            Some(c) => c.view().controller.map_or(-1, |b| b.0),
+        }
+    }
+}
+
+/// A broker's client endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokerAddress {
+    pub id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
 }
 
 impl Broker {
@@ -63,6 +117,7 @@ impl Broker {
         crate::partition_ops::OwnerContext {
             store: self.store.clone(),
             defaults: self.defaults.clone(),
+            cluster: self.cluster.clone(),
         }
     }
 }

@@ -35,6 +35,14 @@ pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 =
 pub const CLUSTER_AUTHORIZATION_FAILED: i16 = code(ResponseError::ClusterAuthorizationFailed);
 pub const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = code(ResponseError::UnsupportedForMessageFormat);
 
+// Replication.
+pub const LEADER_NOT_AVAILABLE: i16 = code(ResponseError::LeaderNotAvailable);
+pub const NOT_ENOUGH_REPLICAS: i16 = code(ResponseError::NotEnoughReplicas);
+pub const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = code(ResponseError::NotEnoughReplicasAfterAppend);
+pub const FENCED_LEADER_EPOCH: i16 = code(ResponseError::FencedLeaderEpoch);
+pub const UNKNOWN_LEADER_EPOCH: i16 = code(ResponseError::UnknownLeaderEpoch);
+pub const NOT_COORDINATOR: i16 = code(ResponseError::NotCoordinator);
+
 // Idempotent producers and consumer groups.
 pub const COORDINATOR_NOT_AVAILABLE: i16 = code(ResponseError::CoordinatorNotAvailable);
 pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = code(ResponseError::CoordinatorLoadInProgress);
@@ -74,5 +82,11 @@ mod tests {
         assert_eq!(INVALID_TOPIC_EXCEPTION, 17);
         assert_eq!(UNSUPPORTED_VERSION, 35);
         assert_eq!(TOPIC_ALREADY_EXISTS, 36);
+        assert_eq!(LEADER_NOT_AVAILABLE, 5);
+        assert_eq!(NOT_LEADER_OR_FOLLOWER, 6);
+        assert_eq!(NOT_ENOUGH_REPLICAS, 19);
+        assert_eq!(NOT_ENOUGH_REPLICAS_AFTER_APPEND, 20);
+        assert_eq!(FENCED_LEADER_EPOCH, 74);
+        assert_eq!(UNKNOWN_LEADER_EPOCH, 75);
     }
 }

@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod broker;
 pub mod buffer_pool;
+pub mod cluster;
 pub mod codec;
 pub mod config;
 pub mod connection;

@@ -160,3 +160,24 @@ const _: () = assert!(
 );
 const _: () = assert!(CONSUMER_GROUP_PARTITIONS_MAX <= OFFSETS_PER_GROUP_MAX);
 const _: () = assert!(CONSUMER_TOPIC_REGEX_BYTES_MAX <= CONSUMER_TOPIC_REGEX_COMPILED_BYTES_MAX);
+
+// Cluster mode (net/src/cluster).
+/// Controller commands queued from the shards (admin changes, ISR proposals) before new
+/// ones are refused (the proposer retries or times out).
+pub const CONTROLLER_OPS_QUEUED_MAX: usize = 4096;
+/// Inter-broker frames queued for the controller task before new ones are dropped (Raft
+/// and heartbeats resend).
+pub const CONTROLLER_FRAMES_QUEUED_MAX: usize = 4096;
+/// How long an admin change waits to be applied by the controller before the request
+/// gets REQUEST_TIMED_OUT.
+pub const CONTROLLER_APPLY_WAIT_MS: u64 = 15_000;
+/// How often a waiting admin change looks at the applied metadata.
+pub const CONTROLLER_APPLY_POLL_MS: u64 = 10;
+/// How often each shard ticks its partition replicas (keepalives, ISR checks, retries).
+pub const REPLICA_TICK_MS: u64 = 50;
+/// A leader's idle keepalive to its followers (carries the high watermark).
+pub const REPLICA_KEEPALIVE_MS: i64 = 250;
+/// Unanswered replica requests are retried after this long.
+pub const REPLICA_RETRY_MS: i64 = 500;
+/// Longest a replicated produce waits for its acks (the request's timeout_ms, capped).
+pub const PRODUCE_TIMEOUT_MS_MAX: u64 = 300_000;

@@ -19,6 +19,8 @@ use crate::metadata::{topic_config, MetadataStore, TopicDefaults};
 pub struct OwnerContext {
     pub store: Arc<dyn MetadataStore>,
     pub defaults: Arc<TopicDefaults>,
+    /// Cluster membership; `None` on a single broker (every partition led here, epoch 0).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// The log config of a topic's partitions. `__consumer_offsets` always compacts (its
@@ -126,13 +128,20 @@ impl ProduceOutcome {
 
 /// Appends `records`; resolves when the engine's durability policy says the append is
 /// done (group commit by default: fdatasync'd), which is what acks=1 and acks=all wait
-/// for on a single broker.
+/// for on a single broker. In a cluster the partition's leader replica appends: acks=1
+/// answers after its own durable append, acks=all once every in-sync replica has it
+/// durably (the high watermark passed it), or REQUEST_TIMED_OUT after `timeout_ms`.
 pub async fn produce(
     shard: Rc<Shard>,
     ctx: OwnerContext,
     tp: TopicPartition,
     records: Bytes,
+    acks: i16,
+    timeout_ms: i32,
 ) -> ProduceOutcome {
+    if ctx.cluster.is_some() {
+        return produce_replicated(&ctx, &tp, records, acks, timeout_ms).await;
+    }
     let log = match partition_log(&shard, &ctx, &tp).await {
         Ok(log) => log,
         Err(code) => return ProduceOutcome::error(code, None),
@@ -160,6 +169,90 @@ pub async fn produce(
     }
 }
 
+fn max_message_bytes(ctx: &OwnerContext, tp: &TopicPartition) -> usize {
+    ctx.store
+        .snapshot()
+        .topic(&tp.topic)
+        .map_or(ctx.defaults.max_message_bytes.max(0) as usize, |t| {
+            topic_config::max_message_bytes(&ctx.defaults, &t.configs)
+        })
+}
+
+async fn produce_replicated(
+    ctx: &OwnerContext,
+    tp: &TopicPartition,
+    records: Bytes,
+    acks: i16,
+    timeout_ms: i32,
+) -> ProduceOutcome {
+    let driver = match crate::cluster::replicas::check_leader(tp, -1) {
+        Ok(d) => d,
+        Err(code) => return ProduceOutcome::error(code, None),
+    };
+    // The topic's max.message.bytes (the replica appends with the engine's ceiling).
+    let limit = max_message_bytes(ctx, tp);
+    for b in sluice_engine::batch::batches(&records) {
+        match b {
+            Ok(v) if v.len() > limit => {
+                return ProduceOutcome::error(
+                    errors::MESSAGE_TOO_LARGE,
+                    Some(format!("batch of {} bytes exceeds {limit}", v.len())),
+                )
+            }
+            Ok(_) => {}
+            Err(e) => return ProduceOutcome::error(errors::CORRUPT_MESSAGE, Some(e.to_string())),
+        }
+    }
+    let timeout = std::time::Duration::from_millis(timeout_ms.max(0) as u64).min(
+        std::time::Duration::from_millis(crate::limits::PRODUCE_TIMEOUT_MS_MAX),
+    );
+    let append = async { Some(driver.produce(&records, acks == -1).await) };
+    let expired = async {
+        glommio::timer::sleep(timeout).await;
+        None
+    };
+    match futures_lite::future::race(append, expired).await {
+        None => ProduceOutcome::error(errors::REQUEST_TIMED_OUT, None),
+        Some(Ok(info)) => ProduceOutcome {
+            error_code: errors::NONE,
+            base_offset: info.base_offset.0,
+            log_append_time_ms: info.log_append_time_ms,
+            log_start_offset: info.log_start_offset.0,
+            error_message: None,
+        },
+        Some(Err(e)) => {
+            use sluice_replication::driver::DriverError;
+            use sluice_replication::partition::ProduceError;
+            let code = match &e {
+                DriverError::Produce(ProduceError::NotLeader) => errors::NOT_LEADER_OR_FOLLOWER,
+                DriverError::Produce(ProduceError::NotEnoughReplicas) => {
+                    errors::NOT_ENOUGH_REPLICAS
+                }
+                DriverError::Produce(ProduceError::NotEnoughReplicasAfterAppend) => {
+                    errors::NOT_ENOUGH_REPLICAS_AFTER_APPEND
+                }
+                DriverError::Produce(ProduceError::TooManyWaiters) => errors::REQUEST_TIMED_OUT,
+                DriverError::Log(le) => log_error_code(tp, le),
+                DriverError::EpochCache(_) => errors::KAFKA_STORAGE_ERROR,
+            };
+            ProduceOutcome::error(code, Some(e.to_string()))
+        }
+    }
+}
+
+/// In a cluster, a client read or offset lookup is served by the partition's leader only
+/// (and checks the client's leader epoch); on a single broker always here.
+fn check_serving(
+    ctx: &OwnerContext,
+    tp: &TopicPartition,
+    current_leader_epoch: i32,
+) -> Result<(), i16> {
+    if ctx.cluster.is_none() {
+        return Ok(());
+    }
+    crate::cluster::replicas::check_leader(tp, current_leader_epoch).map(drop)
+}
+
 /// Result of reading one partition for a Fetch.
 #[derive(Debug, Clone, Default)]
 pub struct FetchOutcome {
@@ -175,7 +268,16 @@ pub async fn fetch(
     tp: TopicPartition,
     from: i64,
     max_bytes: usize,
+    current_leader_epoch: i32,
 ) -> FetchOutcome {
+    if let Err(code) = check_serving(&ctx, &tp, current_leader_epoch) {
+        return FetchOutcome {
+            error_code: code,
+            high_watermark: -1,
+            log_start_offset: -1,
+            records: Bytes::new(),
+        };
+    }
     let log = match partition_log(&shard, &ctx, &tp).await {
         Ok(log) => log,
         Err(code) => {
@@ -242,6 +344,9 @@ pub struct OffsetOutcome {
     pub error_code: i16,
     pub offset: i64,
     pub timestamp: i64,
+    /// The leader epoch reported with the offset (0 on a single broker; the current
+    /// leader epoch in a cluster).
+    pub leader_epoch: i32,
 }
 
 /// Kafka's special timestamps.
@@ -256,7 +361,16 @@ pub async fn list_offset(
     ctx: OwnerContext,
     tp: TopicPartition,
     timestamp: i64,
+    current_leader_epoch: i32,
 ) -> OffsetOutcome {
+    if let Err(code) = check_serving(&ctx, &tp, current_leader_epoch) {
+        return OffsetOutcome {
+            error_code: code,
+            offset: -1,
+            timestamp: -1,
+            leader_epoch: -1,
+        };
+    }
     let log = match partition_log(&shard, &ctx, &tp).await {
         Ok(log) => log,
         Err(code) => {
@@ -264,13 +378,18 @@ pub async fn list_offset(
                 error_code: code,
                 offset: -1,
                 timestamp: -1,
+                leader_epoch: -1,
             }
         }
     };
+    let epoch = crate::cluster::replicas::here()
+        .and_then(|r| r.driver(&tp))
+        .map_or(0, |d| d.leader_epoch().0);
     let found = |offset: i64, timestamp: i64| OffsetOutcome {
         error_code: errors::NONE,
         offset,
         timestamp,
+        leader_epoch: epoch,
     };
     match timestamp {
         LATEST_TIMESTAMP => found(log.high_watermark().0, -1),
@@ -284,6 +403,7 @@ pub async fn list_offset(
             error_code: errors::INVALID_REQUEST,
             offset: -1,
             timestamp: -1,
+            leader_epoch: -1,
         },
         ts => match log.batch_for_timestamp(ts).await {
             Ok(Some(hit)) => {
@@ -295,6 +415,7 @@ pub async fn list_offset(
                 error_code: log_error_code(&tp, &e),
                 offset: -1,
                 timestamp: -1,
+                leader_epoch: -1,
             },
         },
     }
@@ -308,6 +429,9 @@ pub async fn delete_records(
     tp: TopicPartition,
     before: i64,
 ) -> (i16, i64) {
+    if let Err(code) = check_serving(&ctx, &tp, -1) {
+        return (code, -1);
+    }
     let log = match partition_log(&shard, &ctx, &tp).await {
         Ok(log) => log,
         Err(code) => return (code, -1),

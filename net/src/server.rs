@@ -33,12 +33,31 @@ pub struct ServerShared {
     pub config: Arc<ServerConfig>,
     pub store: Arc<dyn MetadataStore>,
     pub defaults: Arc<TopicDefaults>,
+    /// Cluster membership; `None` on a single broker.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// Runs this shard's part of the broker until the listeners fail.
 pub async fn run_shard(shard: Rc<Shard>, shared: ServerShared) -> Result<(), ServerError> {
     let broker = Rc::new(Broker::new(shard.clone(), &shared)?);
-    recover_owned_partitions(&broker).await;
+    match &shared.cluster {
+        // Replicated partitions open when the controller hands them to this shard.
+        Some(cluster) => {
+            crate::cluster::replicas::install(cluster.clone());
+            if shard.id().0 == 0 {
+                let (s, ctx, c) = (shard.clone(), broker.owner_context(), cluster.clone());
+                glommio::spawn_local(async move {
+                    if let Err(e) = crate::cluster::controller::run(s, ctx, c).await {
+                        tracing::error!(error = %e, "cluster controller failed to start");
+                        eprintln!("sluice: cluster: {e}");
+                        std::process::exit(1);
+                    }
+                })
+                .detach();
+            }
+        }
+        None => recover_owned_partitions(&broker).await,
+    }
     let mut listeners = Vec::new();
     for addr in shared.config.listener_addrs()? {
         let listener = TcpListener::bind(addr).map_err(|source| ServerError::Bind {

@@ -34,6 +34,8 @@ fn from_metadata(e: MetadataError) -> AdminError {
         MetadataError::UnknownTopic(_) => errors::UNKNOWN_TOPIC_OR_PARTITION,
         MetadataError::BadPartitionCount { .. } => errors::INVALID_PARTITIONS,
         MetadataError::TooManyTopics(_) => errors::POLICY_VIOLATION,
+        MetadataError::Controller(_) => errors::REQUEST_TIMED_OUT,
+        MetadataError::Replication(_) => errors::INVALID_REPLICATION_FACTOR,
         _ => {
             tracing::error!(error = %e, "metadata store failed");
             errors::KAFKA_STORAGE_ERROR
@@ -48,8 +50,11 @@ pub struct TopicSpec {
     pub name: String,
     /// -1: the broker default (num.partitions).
     pub partitions: i32,
-    /// -1: the broker default (1).
+    /// -1: the broker default (1; in a cluster, `default_replication_factor`).
     pub replication_factor: i16,
+    /// Manual replica assignment (broker ids per partition, partitions 0..n); empty: the
+    /// controller places them.
+    pub assignments: Vec<Vec<i32>>,
     pub configs: BTreeMap<String, String>,
 }
 
@@ -69,15 +74,49 @@ pub fn validate_spec(broker: &Broker, spec: &TopicSpec) -> Result<TopicMetadata,
             format!("partition count {partitions} not in 1..={max}"),
         ));
     }
-    if spec.replication_factor != -1 && spec.replication_factor != 1 {
-        return Err(AdminError::new(
-            errors::INVALID_REPLICATION_FACTOR,
-            format!(
-                "replication factor {} but this cluster has 1 broker",
+    let replication_factor = match &broker.cluster {
+        None => {
+            if spec.replication_factor != -1 && spec.replication_factor != 1 {
+                return Err(AdminError::new(
+                    errors::INVALID_REPLICATION_FACTOR,
+                    format!(
+                        "replication factor {} but this cluster has 1 broker",
+                        spec.replication_factor
+                    ),
+                ));
+            }
+            1
+        }
+        Some(cluster) => {
+            let rf = if spec.replication_factor == -1 {
+                cluster.config.default_replication_factor
+            } else {
                 spec.replication_factor
-            ),
-        ));
-    }
+            };
+            let view = cluster.view();
+            let live = view.state.brokers.values().filter(|b| !b.fenced).count();
+            if spec.assignments.is_empty() && (rf < 1 || rf as usize > live) {
+                return Err(AdminError::new(
+                    errors::INVALID_REPLICATION_FACTOR,
+                    format!("replication factor {rf} larger than the {live} live brokers"),
+                ));
+            }
+            for a in &spec.assignments {
+                if a.iter().any(|b| {
+                    !view
+                        .state
+                        .brokers
+                        .contains_key(&sluice_replication::BrokerId(*b))
+                }) {
+                    return Err(AdminError::new(
+                        errors::INVALID_REPLICA_ASSIGNMENT,
+                        "assignment names an unknown broker",
+                    ));
+                }
+            }
+            spec.assignments.first().map_or(rf, |a| a.len() as i16)
+        }
+    };
     for (name, value) in &spec.configs {
         topic_config::validate(name, value)
             .map_err(|e| AdminError::new(errors::INVALID_CONFIG, e.to_string()))?;
@@ -87,6 +126,9 @@ pub fn validate_spec(broker: &Broker, spec: &TopicSpec) -> Result<TopicMetadata,
         topic_id: rand::random::<u128>() | 1,
         partitions,
         configs: spec.configs.clone(),
+        replication_factor,
+        assignments: spec.assignments.clone(),
+        layout: Vec::new(),
     })
 }
 
@@ -124,7 +166,10 @@ pub async fn create(
         .create_topic(topic.clone())
         .await
         .map_err(from_metadata)?;
-    open_partitions(broker, &topic.name, 0..topic.partitions).await?;
+    // In a cluster the controller hands the new partitions to every replica's owner.
+    if broker.cluster.is_none() {
+        open_partitions(broker, &topic.name, 0..topic.partitions).await?;
+    }
     tracing::info!(topic = %topic.name, partitions = topic.partitions, "created topic");
     Ok(topic)
 }
@@ -136,6 +181,7 @@ pub async fn auto_create(broker: &Rc<Broker>, name: &str) -> Result<(), AdminErr
         name: name.to_string(),
         partitions: -1,
         replication_factor: -1,
+        assignments: Vec::new(),
         configs: BTreeMap::new(),
     };
     let topic = validate_spec(broker, &spec)?;
@@ -153,6 +199,11 @@ pub async fn delete(broker: &Rc<Broker>, name: &str) -> Result<TopicMetadata, Ad
         .delete_topic(name.to_string())
         .await
         .map_err(from_metadata)?;
+    if broker.cluster.is_some() {
+        // Every replica removes its files when it applies the deletion.
+        tracing::info!(topic = %name, "deleted topic");
+        return Ok(topic);
+    }
     let items = (0..topic.partitions)
         .map(|p| (TopicPartition::new(name, p), ()))
         .collect();
@@ -200,6 +251,9 @@ pub async fn grow(
         .set_partition_count(name.to_string(), count)
         .await
         .map_err(from_metadata)?;
+    if broker.cluster.is_some() {
+        return Ok(());
+    }
     open_partitions(broker, name, current..count).await
 }
 

@@ -25,6 +25,9 @@ pub enum FrameKind {
     ControllerRequest = 3,
     /// The controller's Raft hard state file.
     RaftHardState = 4,
+    /// A [`crate::controller::BrokerHeartbeat`]: a broker tells the controller voters it is
+    /// alive and where it listens.
+    Heartbeat = 5,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -28,6 +28,7 @@ pub struct ServeArgs {
 pub struct BrokerConfigFile {
     pub engine: EngineConfig,
     pub server: ServerConfig,
+    pub cluster: sluice_net::cluster::ClusterConfig,
 }
 
 pub fn load_config(path: Option<&PathBuf>) -> Result<BrokerConfigFile, String> {
@@ -49,6 +50,9 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     let online = std::thread::available_parallelism().map_or(1, |n| n.get());
     file.engine.validate(online).map_err(|e| e.to_string())?;
     file.server.validate().map_err(|e| e.to_string())?;
+    file.cluster
+        .validate(file.server.node_id)
+        .map_err(|e| e.to_string())?;
     let placement =
         sluice_engine::runtime::plan_placement(&file.engine).map_err(|e| e.to_string())?;
     let memory = match sluice_tuning::numa::live_nodes() {
@@ -101,14 +105,32 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         );
     }
 
-    let store = FileMetadataStore::open(&file.engine.data_dir).map_err(|e| e.to_string())?;
+    let (cluster, store): (_, Arc<dyn MetadataStore>) = if file.cluster.enabled() {
+        let (host, port) = file.server.advertised().map_err(|e| e.to_string())?;
+        let cluster = Arc::new(sluice_net::cluster::Cluster::new(
+            file.cluster.clone(),
+            file.server.node_id,
+            host,
+            port,
+        ));
+        eprintln!(
+            "sluice: cluster member {} (voters {}), inter-broker listener {}",
+            file.server.node_id, file.cluster.voters, file.cluster.replication_listener
+        );
+        let store = sluice_net::cluster::store::ControllerStore::new(cluster.clone());
+        (Some(cluster), Arc::new(store))
+    } else {
+        let store = FileMetadataStore::open(&file.engine.data_dir).map_err(|e| e.to_string())?;
+        (None, Arc::new(store))
+    };
     let shared = ServerShared {
+        cluster,
         defaults: Arc::new(TopicDefaults {
             log: file.engine.log.clone(),
             max_message_bytes: file.server.message_max_bytes,
         }),
         config: Arc::new(file.server),
-        store: Arc::new(store) as Arc<dyn MetadataStore>,
+        store,
     };
     sluice_engine::runtime::run(
         file.engine,

@@ -94,6 +94,7 @@ pub(crate) async fn ensure_offsets_topic(broker: &Rc<Broker>) -> Result<(), i16>
         name: OFFSETS_TOPIC.to_string(),
         partitions: OFFSETS_TOPIC_PARTITIONS,
         replication_factor: -1,
+        assignments: Vec::new(),
         configs: BTreeMap::from([
             ("retention.ms".to_string(), "-1".to_string()),
             ("retention.bytes".to_string(), "-1".to_string()),

@@ -27,7 +27,41 @@ fn spec_of(
         }
     }
     let mut partitions = t.num_partitions;
-    if !t.assignments.is_empty() {
+    let mut assignments = Vec::new();
+    if !t.assignments.is_empty() && broker.cluster.is_some() {
+        if t.num_partitions != -1 || t.replication_factor != -1 {
+            return Err(AdminError::new(
+                errors::INVALID_REQUEST,
+                "both num_partitions/replication_factor and replica assignments given",
+            ));
+        }
+        let mut by_partition = std::collections::BTreeMap::new();
+        for a in &t.assignments {
+            let ids: Vec<i32> = a.broker_ids.iter().map(|b| b.0).collect();
+            let distinct: HashSet<i32> = ids.iter().copied().collect();
+            if ids.is_empty()
+                || distinct.len() != ids.len()
+                || by_partition.insert(a.partition_index, ids).is_some()
+            {
+                return Err(AdminError::new(
+                    errors::INVALID_REPLICA_ASSIGNMENT,
+                    "each partition needs distinct replicas, once",
+                ));
+            }
+        }
+        partitions = by_partition.len() as i32;
+        if by_partition.keys().copied().ne(0..partitions)
+            || by_partition
+                .values()
+                .any(|r| r.len() != by_partition[&0].len())
+        {
+            return Err(AdminError::new(
+                errors::INVALID_REPLICA_ASSIGNMENT,
+                "partitions must be numbered 0..n with one replication factor",
+            ));
+        }
+        assignments = by_partition.into_values().collect();
+    } else if !t.assignments.is_empty() {
         if t.num_partitions != -1 || t.replication_factor != -1 {
             return Err(AdminError::new(
                 errors::INVALID_REQUEST,
@@ -59,6 +93,7 @@ fn spec_of(
         name: t.name.0.to_string(),
         partitions,
         replication_factor: t.replication_factor,
+        assignments,
         configs,
     })
 }
@@ -108,7 +143,7 @@ pub async fn handle(
             Ok(topic) => {
                 out.topic_id = uuid(if req.validate_only { 0 } else { topic.topic_id });
                 out.num_partitions = topic.partitions;
-                out.replication_factor = 1;
+                out.replication_factor = topic.replication_factor.max(1);
                 if version >= 5 {
                     out.configs = Some(
                         TOPIC_CONFIG_NAMES

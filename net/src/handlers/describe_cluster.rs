@@ -1,4 +1,5 @@
-//! DescribeCluster (v0-v1): this one broker, which is also the controller.
+//! DescribeCluster (v0-v1): the live brokers and the active controller (on a single
+//! broker: this one, which is also the controller).
 
 use std::rc::Rc;
 
@@ -15,13 +16,20 @@ pub fn handle(
 ) -> DescribeClusterResponse {
     let mut resp = DescribeClusterResponse::default();
     resp.cluster_id = str_bytes(broker.config.cluster_id.clone());
-    resp.controller_id = BrokerId(broker.node_id());
+    resp.controller_id = BrokerId(broker.controller_id());
     resp.endpoint_type = req.endpoint_type;
     resp.cluster_authorized_operations = i32::MIN;
-    let mut b = DescribeClusterBroker::default();
-    b.broker_id = BrokerId(broker.node_id());
-    b.host = str_bytes(broker.advertised_host.clone());
-    b.port = i32::from(broker.advertised_port);
-    resp.brokers = vec![b];
+    resp.brokers = broker
+        .live_brokers()
+        .into_iter()
+        .map(|a| {
+            let mut b = DescribeClusterBroker::default();
+            b.broker_id = BrokerId(a.id);
+            b.host = str_bytes(a.host);
+            b.port = a.port;
+            b.rack = a.rack.map(str_bytes);
+            b
+        })
+        .collect();
     resp
 }

@@ -25,6 +25,7 @@ struct Wanted {
     tp: TopicPartition,
     fetch_offset: i64,
     max_bytes: usize,
+    current_leader_epoch: i32,
     /// Set when the partition is answered without reading (unknown topic id ...).
     error: Option<i16>,
 }
@@ -64,6 +65,7 @@ pub async fn handle(broker: &Rc<Broker>, req: FetchRequest, version: i16) -> Fet
                 topic_index,
                 tp: TopicPartition::new(name.clone(), p.partition),
                 fetch_offset: p.fetch_offset,
+                current_leader_epoch: p.current_leader_epoch,
                 max_bytes: (p.partition_max_bytes.max(0) as usize).min(total_max.max(1)),
                 error,
             });
@@ -76,13 +78,27 @@ pub async fn handle(broker: &Rc<Broker>, req: FetchRequest, version: i16) -> Fet
             .iter()
             .enumerate()
             .filter(|(_, w)| w.error.is_none())
-            .map(|(i, w)| (w.tp.clone(), (i, w.fetch_offset, w.max_bytes)))
+            .map(|(i, w)| {
+                (
+                    w.tp.clone(),
+                    (i, w.fetch_offset, w.max_bytes, w.current_leader_epoch),
+                )
+            })
             .collect();
         let ctx2 = ctx.clone();
-        let results = fan_out(&broker.shard, items, move |shard, tp, (i, from, max)| {
-            let ctx = ctx2.clone();
-            async move { (i, partition_ops::fetch(shard, ctx, tp, from, max).await) }
-        })
+        let results = fan_out(
+            &broker.shard,
+            items,
+            move |shard, tp, (i, from, max, epoch)| {
+                let ctx = ctx2.clone();
+                async move {
+                    (
+                        i,
+                        partition_ops::fetch(shard, ctx, tp, from, max, epoch).await,
+                    )
+                }
+            },
+        )
         .await;
         let mut outcomes: Vec<FetchOutcome> = wanted
             .iter()

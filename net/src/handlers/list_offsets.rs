@@ -25,15 +25,20 @@ pub async fn handle(
         for (pi, p) in t.partitions.iter().enumerate() {
             items.push((
                 TopicPartition::new(t.name.0.to_string(), p.partition_index),
-                ((ti, pi), p.timestamp),
+                ((ti, pi), p.timestamp, p.current_leader_epoch),
             ));
         }
     }
     let ctx = broker.owner_context();
     let mut outcomes: HashMap<(usize, usize), OffsetOutcome> = HashMap::new();
-    for (_, r) in fan_out(&broker.shard, items, move |shard, tp, (at, ts)| {
+    for (_, r) in fan_out(&broker.shard, items, move |shard, tp, (at, ts, epoch)| {
         let ctx = ctx.clone();
-        async move { (at, partition_ops::list_offset(shard, ctx, tp, ts).await) }
+        async move {
+            (
+                at,
+                partition_ops::list_offset(shard, ctx, tp, ts, epoch).await,
+            )
+        }
     })
     .await
     {
@@ -50,6 +55,7 @@ pub async fn handle(
                 error_code: errors::NOT_LEADER_OR_FOLLOWER,
                 offset: -1,
                 timestamp: -1,
+                leader_epoch: -1,
             });
             let mut part = ListOffsetsPartitionResponse::default();
             part.partition_index = p.partition_index;
@@ -58,7 +64,7 @@ pub async fn handle(
             part.timestamp = o.timestamp;
             // leader_epoch exists from v4; the codec refuses a non-default value before.
             if version >= 4 && o.offset >= 0 {
-                part.leader_epoch = 0;
+                part.leader_epoch = o.leader_epoch.max(0);
             }
             out.partitions.push(part);
         }

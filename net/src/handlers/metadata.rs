@@ -1,5 +1,7 @@
-//! Metadata (v0-v12): this broker leads every partition; unknown topics are auto-created
-//! when the request and `auto.create.topics.enable` allow it.
+//! Metadata (v0-v12): on a single broker this broker leads every partition; in a cluster
+//! leaders, epochs, replicas and ISRs come from the controller's applied metadata.
+//! Unknown topics are auto-created when the request and `auto.create.topics.enable`
+//! allow it.
 
 use std::rc::Rc;
 
@@ -20,14 +22,29 @@ fn topic_entry(broker: &Broker, t: &TopicMetadata) -> MetadataResponseTopic {
     out.topic_id = uuid(t.topic_id);
     out.topic_authorized_operations = i32::MIN;
     out.is_internal = crate::group::offsets::is_internal(&t.name);
+    let ids = |v: &[i32]| v.iter().map(|b| BrokerId(*b)).collect::<Vec<_>>();
     out.partitions = (0..t.partitions)
         .map(|p| {
             let mut part = MetadataResponsePartition::default();
             part.partition_index = p;
-            part.leader_id = BrokerId(broker.node_id());
-            part.leader_epoch = 0;
-            part.replica_nodes = vec![BrokerId(broker.node_id())];
-            part.isr_nodes = vec![BrokerId(broker.node_id())];
+            match t.layout.get(p as usize) {
+                None => {
+                    part.leader_id = BrokerId(broker.node_id());
+                    part.leader_epoch = 0;
+                    part.replica_nodes = vec![BrokerId(broker.node_id())];
+                    part.isr_nodes = vec![BrokerId(broker.node_id())];
+                }
+                Some(l) => {
+                    part.leader_id = BrokerId(l.leader);
+                    part.leader_epoch = l.leader_epoch;
+                    part.replica_nodes = ids(&l.replicas);
+                    part.isr_nodes = ids(&l.isr);
+                    part.offline_replicas = ids(&l.offline);
+                    if l.leader < 0 {
+                        part.error_code = errors::LEADER_NOT_AVAILABLE;
+                    }
+                }
+            }
             part
         })
         .collect();
@@ -45,13 +62,20 @@ fn error_entry(name: Option<String>, id: u128, code: i16) -> MetadataResponseTop
 
 pub async fn handle(broker: &Rc<Broker>, req: MetadataRequest, version: i16) -> MetadataResponse {
     let mut resp = MetadataResponse::default();
-    let mut b = MetadataResponseBroker::default();
-    b.node_id = BrokerId(broker.node_id());
-    b.host = str_bytes(broker.advertised_host.clone());
-    b.port = i32::from(broker.advertised_port);
-    resp.brokers = vec![b];
+    resp.brokers = broker
+        .live_brokers()
+        .into_iter()
+        .map(|a| {
+            let mut b = MetadataResponseBroker::default();
+            b.node_id = BrokerId(a.id);
+            b.host = str_bytes(a.host);
+            b.port = a.port;
+            b.rack = a.rack.map(str_bytes);
+            b
+        })
+        .collect();
     resp.cluster_id = Some(str_bytes(broker.config.cluster_id.clone()));
-    resp.controller_id = BrokerId(broker.node_id());
+    resp.controller_id = BrokerId(broker.controller_id());
     resp.cluster_authorized_operations = i32::MIN;
 
     // v0: an empty list means every topic; v1+: null means every topic.

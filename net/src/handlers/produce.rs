@@ -76,9 +76,15 @@ pub async fn handle(
         }
     }
     let ctx = broker.owner_context();
+    let timeout_ms = req.timeout_ms;
     let results = fan_out(&broker.shard, work, move |shard, tp, (at, records)| {
         let ctx = ctx.clone();
-        async move { (at, partition_ops::produce(shard, ctx, tp, records).await) }
+        async move {
+            (
+                at,
+                partition_ops::produce(shard, ctx, tp, records, acks, timeout_ms).await,
+            )
+        }
     })
     .await;
     for (_, r) in results {

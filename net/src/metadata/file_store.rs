@@ -225,6 +225,9 @@ mod tests {
 
     fn topic(name: &str, partitions: i32) -> TopicMetadata {
         TopicMetadata {
+            replication_factor: 0,
+            assignments: Vec::new(),
+            layout: Vec::new(),
             name: name.into(),
             topic_id: 0x1234_5678_9abc_def0_1122_3344_5566_7788,
             partitions,

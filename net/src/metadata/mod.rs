@@ -26,6 +26,33 @@ pub struct TopicMetadata {
     pub partitions: i32,
     /// Topic-level config overrides, by Kafka config name.
     pub configs: BTreeMap<String, String>,
+    /// Replicas per partition (0: the store decides - one broker, or the cluster default).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub replication_factor: i16,
+    /// Replica broker ids per partition: asked for at creation (manual assignment), or
+    /// where the cluster placed them. Empty on a single broker.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assignments: Vec<Vec<i32>>,
+    /// Leader, epoch and ISR per partition, from the controller; empty on a single broker
+    /// (where this broker leads every partition at epoch 0).
+    #[serde(skip)]
+    pub layout: Vec<PartitionLayout>,
+}
+
+fn is_zero(v: &i16) -> bool {
+    *v == 0
+}
+
+/// One partition's replicas as the controller committed them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PartitionLayout {
+    /// -1: no leader (every in-sync replica is down).
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    /// Replicas on fenced (dead or cut off) brokers.
+    pub offline: Vec<i32>,
 }
 
 /// An immutable snapshot of every topic; readers hold it as long as they like.
@@ -58,6 +85,10 @@ pub enum MetadataError {
         current: i32,
         requested: i32,
     },
+    #[error("the controller did not apply the change: {0}")]
+    Controller(String),
+    #[error("invalid replication: {0}")]
+    Replication(String),
     #[error("the store holds {0} topics, its limit")]
     TooManyTopics(usize),
     #[error("metadata file {path}: {what}")]

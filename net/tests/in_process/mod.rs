@@ -73,6 +73,7 @@ where
     };
     let store = FileMetadataStore::open(&engine.data_dir).expect("store");
     let shared = ServerShared {
+        cluster: None,
         defaults: Arc::new(TopicDefaults {
             log: engine.log.clone(),
             max_message_bytes: server.message_max_bytes,

@@ -6,6 +6,8 @@ pub mod node;
 pub mod raft_log;
 pub mod state;
 
+pub mod heartbeat;
+pub use heartbeat::BrokerHeartbeat;
 pub use node::{ControllerConfig, ControllerError, ControllerNode, ElectionJitter};
 pub use state::{
     assign_replicas, ApplyError, BrokerEndpoint, BrokerInfo, MetadataCommand, MetadataState,

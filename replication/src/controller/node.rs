@@ -209,13 +209,37 @@ where
         Ok(())
     }
 
+    /// Proposes a command from any voter: a follower forwards it to the Raft leader
+    /// (raft-rs's proposal forwarding). Fire and forget: the caller watches the applied
+    /// state for its effect (a proposal can be dropped by a leader change).
+    pub fn propose_via_leader(&mut self, cmd: &MetadataCommand) -> Result<(), ControllerError> {
+        if self.leader().is_none() {
+            return Err(ControllerError::NotLeader { leader: None });
+        }
+        let data = cmd.encode();
+        if data.len() > RAFT_ENTRY_BYTES_MAX {
+            return Err(ControllerError::TooLarge(data.len()));
+        }
+        self.raw.propose(Vec::new(), data)?;
+        Ok(())
+    }
+
     /// One Raft tick; as active controller also fences brokers whose session expired.
     pub fn tick(&mut self, now_ms: i64) {
         self.raw.tick();
         let leader = self.is_leader();
         if leader && !self.was_leader {
-            // A new active controller gives every broker a full session before fencing.
-            self.last_heartbeat = self.state.brokers.keys().map(|b| (b.0, now_ms)).collect();
+            // A new active controller keeps the heartbeats it saw as a voter (brokers send
+            // them to every voter, so a dead broker is fenced one session after its last
+            // heartbeat, not one session after the election) and gives a full session to
+            // brokers it never heard from.
+            let known = std::mem::take(&mut self.last_heartbeat);
+            self.last_heartbeat = self
+                .state
+                .brokers
+                .keys()
+                .map(|b| (b.0, known.get(&b.0).copied().unwrap_or(now_ms)))
+                .collect();
         }
         self.was_leader = leader;
         if !leader {
@@ -251,10 +275,14 @@ where
         endpoint: &BrokerEndpoint,
         now_ms: i64,
     ) {
+        if self.last_heartbeat.len() < crate::limits::BROKERS_MAX
+            || self.last_heartbeat.contains_key(&broker.0)
+        {
+            self.last_heartbeat.insert(broker.0, now_ms);
+        }
         if !self.is_leader() {
             return;
         }
-        self.last_heartbeat.insert(broker.0, now_ms);
         match self.state.brokers.get(&broker) {
             Some(info) if info.incarnation == incarnation && info.endpoint == *endpoint => {
                 if info.fenced {

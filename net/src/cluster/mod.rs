@@ -1,0 +1,168 @@
+//! The broker in a cluster: the controller quorum (on shard 0), the inter-broker
+//! transport, partition replicas on their owning shards, and the metadata view every
+//! shard serves from. Absent `[cluster]` voters, none of this runs.
+//!
+//! - `config.rs` the `[cluster]` table.
+//! - `controller.rs` shard 0's controller task: Raft voter, heartbeats, inter-broker
+//!   listener, publishing the applied metadata and handing partition changes to owners.
+//! - `replicas.rs` each shard's partition replicas (leader/follower drivers), their links
+//!   to peers and their ticker; the produce/fetch checks requests pass through.
+//! - `store.rs` the [`crate::metadata::MetadataStore`] that proposes admin changes to
+//!   the controller and waits for them to be applied.
+
+pub mod config;
+pub mod controller;
+pub mod replicas;
+pub mod store;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use sluice_replication::controller::{BrokerEndpoint, MetadataCommand, MetadataState};
+use sluice_replication::BrokerId;
+
+pub use config::{ClusterConfig, ClusterConfigError};
+
+use crate::metadata::{ClusterMetadata, PartitionLayout, TopicMetadata};
+
+/// What the controller has applied, as every shard reads it.
+#[derive(Debug, Default)]
+pub struct ClusterView {
+    pub state: MetadataState,
+    /// The active controller (Raft leader) as this broker knows it.
+    pub controller: Option<BrokerId>,
+    /// The same topics in the shape the Kafka handlers use.
+    pub metadata: Arc<ClusterMetadata>,
+}
+
+impl ClusterView {
+    pub fn new(state: MetadataState, controller: Option<BrokerId>, version: u64) -> Self {
+        let metadata = Arc::new(to_metadata(&state, version));
+        ClusterView {
+            state,
+            controller,
+            metadata,
+        }
+    }
+
+    /// A live broker's Kafka endpoint.
+    pub fn endpoint(&self, b: BrokerId) -> Option<&BrokerEndpoint> {
+        self.state
+            .brokers
+            .get(&b)
+            .filter(|i| !i.fenced)
+            .map(|i| &i.endpoint)
+    }
+}
+
+fn to_metadata(state: &MetadataState, version: u64) -> ClusterMetadata {
+    let topics = state
+        .topics
+        .iter()
+        .map(|(name, t)| {
+            let layout: Vec<PartitionLayout> = t
+                .partitions
+                .iter()
+                .map(|p| PartitionLayout {
+                    leader: p.leader.map_or(-1, |b| b.0),
+                    leader_epoch: p.leader_epoch.0,
+                    replicas: p.replicas.iter().map(|b| b.0).collect(),
+                    isr: p.isr.iter().map(|b| b.0).collect(),
+                    offline: p
+                        .replicas
+                        .iter()
+                        .filter(|b| state.brokers.get(b).is_none_or(|i| i.fenced))
+                        .map(|b| b.0)
+                        .collect(),
+                })
+                .collect();
+            let meta = TopicMetadata {
+                name: name.clone(),
+                topic_id: t.topic_id,
+                partitions: t.partitions.len() as i32,
+                configs: t.configs.clone(),
+                replication_factor: t.partitions.first().map_or(0, |p| p.replicas.len() as i16),
+                assignments: layout.iter().map(|l| l.replicas.clone()).collect(),
+                layout,
+            };
+            (name.clone(), meta)
+        })
+        .collect::<BTreeMap<_, _>>();
+    ClusterMetadata {
+        epoch: version,
+        topics,
+    }
+}
+
+/// Work for the controller task, from any shard.
+#[derive(Debug)]
+pub enum ControllerOp {
+    /// Propose a command (forwarded to the active controller if this voter is not it).
+    Propose(MetadataCommand),
+}
+
+/// This broker's cluster membership, shared by every shard (`Send + Sync`).
+pub struct Cluster {
+    pub config: ClusterConfig,
+    pub me: BrokerId,
+    /// Changes with every process start.
+    pub incarnation: u64,
+    pub endpoint: BrokerEndpoint,
+    view: RwLock<Arc<ClusterView>>,
+    ops_tx: flume::Sender<ControllerOp>,
+    ops_rx: flume::Receiver<ControllerOp>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster").field("me", &self.me).finish()
+    }
+}
+
+impl Cluster {
+    pub fn new(config: ClusterConfig, me: i32, host: String, port: u16) -> Cluster {
+        let (ops_tx, ops_rx) = flume::bounded(crate::limits::CONTROLLER_OPS_QUEUED_MAX);
+        let incarnation = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            ^ u64::from(std::process::id());
+        let endpoint = BrokerEndpoint {
+            host,
+            port: i32::from(port),
+            replication: config.replication_listener.clone(),
+        };
+        Cluster {
+            config,
+            me: BrokerId(me),
+            incarnation,
+            endpoint,
+            view: RwLock::new(Arc::new(ClusterView::default())),
+            ops_tx,
+            ops_rx,
+        }
+    }
+
+    /// The latest applied metadata; cheap.
+    pub fn view(&self) -> Arc<ClusterView> {
+        self.view
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn publish(&self, view: ClusterView) {
+        *self
+            .view
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(view);
+    }
+
+    /// Queues a command for the controller task; false when its queue is full.
+    pub fn propose(&self, cmd: MetadataCommand) -> bool {
+        self.ops_tx.try_send(ControllerOp::Propose(cmd)).is_ok()
+    }
+
+    pub(crate) fn ops(&self) -> &flume::Receiver<ControllerOp> {
+        &self.ops_rx
+    }
+}
