@@ -37,22 +37,40 @@ pub async fn handle(
         resp.error_code = errors::INVALID_REQUEST;
         return resp;
     }
+    // In a cluster every broker allocates from its own id space (node id in the high
+    // bits), so ids are unique cluster-wide without asking the controller.
+    let space = broker
+        .cluster
+        .as_ref()
+        .map_or(0, |_| i64::from(broker.node_id()) << PRODUCER_ID_SPACE_BITS);
+    let local = if id >= 0 && (id >> PRODUCER_ID_SPACE_BITS) << PRODUCER_ID_SPACE_BITS == space {
+        id - space
+    } else {
+        -1
+    };
+    let epoch = if local < 0 { -1 } else { epoch };
     let owner = broker.shard.table().owner_of_key(ALLOCATOR_KEY);
     let routed = broker
         .shard
         .route_to_owner(owner, move |shard| {
-            Box::pin(async move { answer(&ProducerIdAllocator::on_shard(&shard), id, epoch).await })
+            Box::pin(async move {
+                answer(&ProducerIdAllocator::on_shard(&shard), local, epoch).await
+            })
         })
         .await;
     let (code, id, epoch) = routed.unwrap_or_else(|e| {
         tracing::warn!(error = %e, "producer id allocator unreachable");
         (errors::COORDINATOR_NOT_AVAILABLE, -1, -1)
     });
+    let id = if id >= 0 { id + space } else { id };
     resp.error_code = code;
     resp.producer_id = ProducerId(id);
     resp.producer_epoch = epoch;
     resp
 }
+
+/// Bits of a producer id below the broker's node id in a cluster (2^40 ids per broker).
+const PRODUCER_ID_SPACE_BITS: u32 = 40;
 
 async fn answer(allocator: &ProducerIdAllocator, id: i64, epoch: i16) -> Answer {
     if let Some(bumped) = bump(allocator, id, epoch) {
