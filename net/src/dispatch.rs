@@ -35,6 +35,7 @@ pub enum Body {
     AlterConfigs(AlterConfigsRequest),
     IncrementalAlterConfigs(IncrementalAlterConfigsRequest),
     DescribeCluster(DescribeClusterRequest),
+    OffsetForLeaderEpoch(OffsetForLeaderEpochRequest),
     DescribeLogDirs(DescribeLogDirsRequest),
     DeleteRecords(DeleteRecordsRequest),
     InitProducerId(InitProducerIdRequest),
@@ -101,6 +102,9 @@ pub fn decode_request(frame: RequestFrame) -> Result<Request, CodecError> {
             version,
             "IncrementalAlterConfigs",
         )?),
+        ApiKey::OffsetForLeaderEpoch => {
+            Body::OffsetForLeaderEpoch(decode_body(&mut raw, version, "OffsetForLeaderEpoch")?)
+        }
         ApiKey::DescribeCluster => {
             Body::DescribeCluster(decode_body(&mut raw, version, "DescribeCluster")?)
         }
@@ -194,6 +198,9 @@ pub async fn handle(broker: &Rc<Broker>, request: Request) -> Result<Option<Byte
         }
         Body::DescribeCluster(req) => {
             respond!(handlers::describe_cluster::handle(broker, req, version))
+        }
+        Body::OffsetForLeaderEpoch(req) => {
+            respond!(handlers::offset_for_leader_epoch::handle(broker, req, version).await)
         }
         Body::DescribeLogDirs(req) => {
             respond!(handlers::describe_log_dirs::handle(broker, req, version).await)

@@ -181,3 +181,5 @@ pub const REPLICA_KEEPALIVE_MS: i64 = 250;
 pub const REPLICA_RETRY_MS: i64 = 500;
 /// Longest a replicated produce waits for its acks (the request's timeout_ms, capped).
 pub const PRODUCE_TIMEOUT_MS_MAX: u64 = 300_000;
+/// Longest a stopping cluster member waits for the controller to move its leaderships.
+pub const CONTROLLED_SHUTDOWN_WAIT_MS: u64 = 5_000;

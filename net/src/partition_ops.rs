@@ -421,6 +421,37 @@ pub async fn list_offset(
     }
 }
 
+/// OffsetForLeaderEpoch on one partition: (error, the largest epoch at or below `epoch`,
+/// where it ends); (-1, -1) when no such epoch is known.
+pub async fn epoch_end(
+    shard: Rc<Shard>,
+    ctx: OwnerContext,
+    tp: TopicPartition,
+    current_leader_epoch: i32,
+    epoch: i32,
+) -> (i16, i32, i64) {
+    if ctx.cluster.is_some() {
+        return match crate::cluster::replicas::check_leader(&tp, current_leader_epoch) {
+            Err(code) => (code, -1, -1),
+            Ok(d) => match d.epoch_end(LeaderEpoch(epoch)) {
+                Some(e) => (errors::NONE, e.epoch.0, e.end_offset.0),
+                None => (errors::NONE, -1, -1),
+            },
+        };
+    }
+    let log = match partition_log(&shard, &ctx, &tp).await {
+        Ok(log) => log,
+        Err(code) => return (code, -1, -1),
+    };
+    if current_leader_epoch > 0 {
+        return (errors::UNKNOWN_LEADER_EPOCH, -1, -1);
+    }
+    if epoch < 0 {
+        return (errors::NONE, -1, -1);
+    }
+    (errors::NONE, 0, log.log_end_offset().0)
+}
+
 /// DeleteRecords on one partition: returns the new low watermark. `-1` means "up to the
 /// high watermark", as Kafka's admin client sends for "delete everything".
 pub async fn delete_records(

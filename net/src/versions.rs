@@ -39,6 +39,7 @@ pub const ADVERTISED: &[(ApiKey, Versions)] = &[
     (ApiKey::IncrementalAlterConfigs, Versions { min: 0, max: 1 }),
     (ApiKey::OffsetDelete, Versions { min: 0, max: 0 }),
     (ApiKey::DescribeCluster, Versions { min: 0, max: 1 }),
+    (ApiKey::OffsetForLeaderEpoch, Versions { min: 2, max: 4 }),
     // KIP-848 consumer protocol (group.protocol=consumer); v1 members bring their own id.
     (ApiKey::ConsumerGroupHeartbeat, Versions { min: 0, max: 1 }),
     (ApiKey::ConsumerGroupDescribe, Versions { min: 0, max: 1 }),

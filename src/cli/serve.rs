@@ -132,7 +132,8 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         config: Arc::new(file.server),
         store,
     };
-    sluice_engine::runtime::run(
+    let stopping = shared.cluster.clone();
+    sluice_engine::runtime::run_with_shutdown(
         file.engine,
         move |shard: Rc<sluice_engine::runtime::Shard>| {
             let shared = shared.clone();
@@ -143,6 +144,15 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
                     tracing::error!(shard = %id, error = %e, "server failed to start");
                     eprintln!("sluice: {id}: {e}");
                     std::process::exit(1);
+                }
+            })
+        },
+        move |shard: Rc<sluice_engine::runtime::Shard>| {
+            let cluster = stopping.clone();
+            Box::pin(async move {
+                // Shard 0 hands this broker's leaderships away before partitions close.
+                if let (Some(c), 0) = (cluster, shard.id().0) {
+                    c.controlled_shutdown().await;
                 }
             })
         },

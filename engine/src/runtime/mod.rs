@@ -169,6 +169,21 @@ pub fn run<F>(config: EngineConfig, serve: F) -> Result<(), EngineError>
 where
     F: Fn(Rc<Shard>) -> Pin<Box<dyn Future<Output = ()>>> + Send + Sync + Clone + 'static,
 {
+    run_with_shutdown(config, serve, |_shard| Box::pin(async {}))
+}
+
+/// [`run`], and on a stop signal each shard first runs `shutdown` (while its partitions
+/// are still open and serving: a cluster member hands its leaderships away there), then
+/// closes its partitions.
+pub fn run_with_shutdown<F, G>(
+    config: EngineConfig,
+    serve: F,
+    shutdown: G,
+) -> Result<(), EngineError>
+where
+    F: Fn(Rc<Shard>) -> Pin<Box<dyn Future<Output = ()>>> + Send + Sync + Clone + 'static,
+    G: Fn(Rc<Shard>) -> Pin<Box<dyn Future<Output = ()>>> + Send + Sync + Clone + 'static,
+{
     let placement = plan_placement(&config)?;
     let n = placement.len();
     ensure_memlock(
@@ -216,13 +231,14 @@ where
             Some(cpu) => Placement::Fixed(cpu),
             None => Placement::Unbound,
         };
-        let (table, config, peers, serve, probe, overrides) = (
+        let (table, config, peers, serve, probe, overrides, shutdown) = (
             table.clone(),
             config.clone(),
             senders.clone(),
             serve.clone(),
             probe.clone(),
             overrides.clone(),
+            shutdown.clone(),
         );
         // The new thread inherits this thread's memory policy at clone(2), before glommio
         // allocates the shard's I/O memory there.
@@ -263,8 +279,17 @@ where
                 let serving = serve(shard.clone());
                 let stopped = async {
                     let _ = stop.recv_async().await;
+                    true
                 };
-                futures_lite::future::or(serving, stopped).await;
+                let serving = async {
+                    serving.await;
+                    false
+                };
+                // The shutdown hook runs while `serving`'s tasks (detached ones included)
+                // still run: only the serve future itself is dropped here.
+                if futures_lite::future::or(serving, stopped).await {
+                    shutdown(shard.clone()).await;
+                }
                 if let Err(e) = shard.close_all().await {
                     tracing::error!(shard = i, error = %e, "clean close failed");
                 }

@@ -114,6 +114,7 @@ fn api_name(key: ApiKey) -> &'static str {
         IncrementalAlterConfigs => "IncrementalAlterConfigs",
         OffsetDelete => "OffsetDelete",
         DescribeCluster => "DescribeCluster",
+        OffsetForLeaderEpoch => "OffsetForLeaderEpoch",
         _ => "Other",
     }
 }

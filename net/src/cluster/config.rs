@@ -50,7 +50,7 @@ impl Default for ClusterConfig {
             default_replication_factor: 1,
             min_insync_replicas: 1,
             replica_lag_time_max_ms: 30_000,
-            broker_session_timeout_ms: 2_000,
+            broker_session_timeout_ms: 1_500,
             broker_heartbeat_interval_ms: 250,
             raft_tick_ms: 100,
             election_ticks: 8,

@@ -181,7 +181,7 @@ pub async fn run(
                 next_tick = now + tick;
             }
         }
-        if now >= next_heartbeat {
+        if now >= next_heartbeat && !cluster.shutting_down() {
             node.on_heartbeat(
                 cluster.me,
                 cluster.incarnation,

@@ -109,6 +109,8 @@ pub struct Cluster {
     pub incarnation: u64,
     pub endpoint: BrokerEndpoint,
     view: RwLock<Arc<ClusterView>>,
+    /// Set on a stop signal: heartbeats stop so the controller keeps this broker fenced.
+    shutting_down: std::sync::atomic::AtomicBool,
     ops_tx: flume::Sender<ControllerOp>,
     ops_rx: flume::Receiver<ControllerOp>,
 }
@@ -137,6 +139,7 @@ impl Cluster {
             incarnation,
             endpoint,
             view: RwLock::new(Arc::new(ClusterView::default())),
+            shutting_down: std::sync::atomic::AtomicBool::new(false),
             ops_tx,
             ops_rx,
         }
@@ -164,5 +167,45 @@ impl Cluster {
 
     pub(crate) fn ops(&self) -> &flume::Receiver<ControllerOp> {
         &self.ops_rx
+    }
+
+    pub fn shutting_down(&self) -> bool {
+        self.shutting_down
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Controlled shutdown (Kafka's): stop heartbeating and ask the controller to fence
+    /// this broker, which moves every leadership it holds to another in-sync replica and
+    /// takes it out of the ISRs; resolves when that is applied here, or after
+    /// [`CONTROLLED_SHUTDOWN_WAIT_MS`] (then the session timeout does the same later).
+    pub async fn controlled_shutdown(&self) {
+        self.shutting_down
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        let limit = std::time::Duration::from_millis(crate::limits::CONTROLLED_SHUTDOWN_WAIT_MS);
+        let mut proposed_at: Option<std::time::Instant> = None;
+        while started.elapsed() < limit {
+            let view = self.view();
+            match view.state.brokers.get(&self.me) {
+                None => return,
+                Some(b) if b.fenced => {
+                    tracing::info!(broker = self.me.0, "controlled shutdown: leaderships moved");
+                    return;
+                }
+                Some(_) => {}
+            }
+            if proposed_at.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1)) {
+                proposed_at = Some(std::time::Instant::now());
+                let _ = self.propose(MetadataCommand::FenceBroker { broker: self.me.0 });
+            }
+            glommio::timer::sleep(std::time::Duration::from_millis(
+                crate::limits::CONTROLLER_APPLY_POLL_MS,
+            ))
+            .await;
+        }
+        tracing::warn!(
+            broker = self.me.0,
+            "controlled shutdown not applied in time"
+        );
     }
 }
