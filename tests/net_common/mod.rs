@@ -53,8 +53,18 @@ impl Broker {
 
     /// SIGKILLs the broker and starts it again on the same config, data and port.
     pub fn restart_after_sigkill(&mut self) {
+        self.sigkill();
+        self.start_again();
+    }
+
+    /// SIGKILLs the broker (and reaps it); `start_again` brings it back.
+    pub fn sigkill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Starts the broker again on the same config, data and port.
+    pub fn start_again(&mut self) {
         self.child = spawn(&self.config);
         self.wait_listening();
     }
