@@ -53,14 +53,14 @@ fn start_cluster() -> Cluster {
         .join(",");
     let mut brokers = Vec::new();
     let mut ports = Vec::new();
-    for i in 0..3 {
+    for (i, repl_port) in repl.iter().enumerate() {
         let root = dir.path().join(format!("b{}", i + 1));
         std::fs::create_dir_all(&root).unwrap();
         let extra = format!(
             "node_id = {}\n[cluster]\nreplication_listener = \"127.0.0.1:{}\"\nvoters = \"{voters}\"\n\
              default_replication_factor = 3\nmin_insync_replicas = 2\n",
             i + 1,
-            repl[i]
+            repl_port
         );
         let b = start_broker_on(&root, "shards = 1\n", &extra, Admin::Off);
         ports.push(b.port);
