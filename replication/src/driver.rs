@@ -167,6 +167,13 @@ where
         self.dispatch();
     }
 
+    /// A replica message already decoded (and so validated) by the receiving side.
+    pub fn on_message(&self, msg: ReplicaMessage) {
+        let now = self.now();
+        self.inner.replica.borrow_mut().on_message(msg, now);
+        self.dispatch();
+    }
+
     pub fn tick(&self) {
         let now = self.now();
         self.inner.replica.borrow_mut().tick(now);

@@ -21,7 +21,7 @@ use sluice_engine::TopicPartition;
 use sluice_replication::controller::{
     BrokerHeartbeat, ControllerConfig, ControllerNode, ElectionJitter, MetadataState,
 };
-use sluice_replication::partition::LeaderAndIsr;
+use sluice_replication::partition::{LeaderAndIsr, ReplicaMessage};
 use sluice_replication::transport::{serve, PeerLink};
 use sluice_replication::wire::FrameKind;
 use sluice_replication::BrokerId;
@@ -351,24 +351,24 @@ async fn deliver(shard: &Rc<Shard>, ctx: &OwnerContext, item: PumpItem) {
 /// partition keep their order while the owner's inbox has room; the replication protocol
 /// tolerates reordering and loss beyond that.
 fn route_replica_frame(shard: &Rc<Shard>, frame: &[u8]) {
-    let Some(tp) = replicas::frame_partition(frame) else {
+    // Decoded (validated) once, here; a bad frame is dropped like a lost one.
+    let Ok(msg) = ReplicaMessage::decode(frame) else {
         return;
     };
-    let owner = shard.owner(&tp);
+    let owner = shard.owner(&TopicPartition::new(msg.topic.clone(), msg.partition));
     if owner == shard.id() {
         if let Some(reg) = replicas::here() {
-            reg.on_message(&tp, frame);
+            reg.on_message(msg);
         }
         return;
     }
-    let frame = frame.to_vec();
     let shard = shard.clone();
     glommio::spawn_local(async move {
         let _ = shard
             .route_to_owner(owner, move |_s| {
                 Box::pin(async move {
                     if let Some(reg) = replicas::here() {
-                        reg.on_message(&tp, &frame);
+                        reg.on_message(msg);
                     }
                 })
             })

@@ -96,9 +96,10 @@ impl ShardReplicas {
     }
 
     /// A replica message from a peer, for a partition this shard owns.
-    pub fn on_message(&self, tp: &TopicPartition, frame: &[u8]) {
-        if let Some(d) = self.driver(tp) {
-            d.on_frame(frame);
+    pub fn on_message(&self, msg: ReplicaMessage) {
+        let tp = TopicPartition::new(msg.topic.clone(), msg.partition);
+        if let Some(d) = self.driver(&tp) {
+            d.on_message(msg);
         }
     }
 
@@ -189,8 +190,14 @@ pub async fn apply_change(
             }
         }
     };
+    let before = (driver.role(), driver.leader_epoch());
     driver.on_metadata(&state);
-    tracing::debug!(partition = %tp, ?state, "replica metadata");
+    let after = (driver.role(), driver.leader_epoch());
+    if before != after {
+        tracing::info!(partition = %tp, role = ?after.0, leader_epoch = after.1 .0,
+            leader = ?state.leader.map(|b| b.0), isr = ?state.isr.iter().map(|b| b.0).collect::<Vec<_>>(),
+            "replica role");
+    }
     errors::NONE
 }
 
@@ -200,13 +207,6 @@ pub async fn remove(shard: Rc<Shard>, tp: TopicPartition) -> i16 {
         reg.drivers.borrow_mut().remove(&tp);
     }
     crate::partition_ops::remove(shard, tp).await
-}
-
-/// The partition topic/partition a replica frame is about (decoded once more by the
-/// replica; a bad frame is dropped like a lost one).
-pub fn frame_partition(frame: &[u8]) -> Option<TopicPartition> {
-    let msg = ReplicaMessage::decode(frame).ok()?;
-    Some(TopicPartition::new(msg.topic, msg.partition))
 }
 
 /// Why a client request cannot be served by this replica: NOT_LEADER_OR_FOLLOWER when
