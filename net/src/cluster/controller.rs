@@ -32,9 +32,10 @@ use crate::partition_ops::{self, OwnerContext};
 
 /// Where the controller's Raft log lives under the data directory.
 pub const METADATA_DIR: &str = "__cluster_metadata-0";
-/// The controller loop's longest sleep: how quickly queued proposals from other shards
-/// are picked up.
-const OPS_POLL_MS: u64 = 5;
+/// The controller loop's longest sleep: how quickly proposals queued by other shards are
+/// picked up (they cross threads through a channel this loop polls, so no waker crosses
+/// threads; frames from the network wake it at once).
+const OPS_POLL_MS: u64 = 20;
 /// Raft heartbeats every this many ticks.
 const RAFT_HEARTBEAT_TICKS: usize = 2;
 
