@@ -11,11 +11,14 @@ use futures_lite::future::block_on;
 use sluice_engine::clock::ManualClock;
 use sluice_engine::io::sim::{CrashMode, SimStorage};
 use sluice_replication::controller::{
-    assign_replicas, ControllerConfig, ControllerNode, ElectionJitter, MetadataCommand,
+    assign_replicas, ControllerConfig, ControllerNode, ElectionJitter, LeaderRebalance,
+    MetadataCommand, MetadataState,
 };
 use sluice_replication::BrokerId;
 
 struct Quorum {
+    /// Process incarnation each broker heartbeats with (index = broker id).
+    incarnations: [u64; 8],
     clock: ManualClock,
     disks: Vec<SimStorage>,
     nodes: Vec<Option<ControllerNode<SimStorage>>>,
@@ -50,6 +53,7 @@ impl Quorum {
             .map(|i| Some(open(&disks[i], i as i32 + 1, &clock)))
             .collect();
         Quorum {
+            incarnations: [1; 8],
             clock,
             disks,
             nodes,
@@ -64,7 +68,8 @@ impl Quorum {
             for n in self.nodes.iter_mut().flatten() {
                 n.tick(now);
                 for b in heartbeats_from {
-                    n.on_heartbeat(BrokerId(*b), 1, None, &Default::default(), now);
+                    let incarnation = self.incarnations[*b as usize];
+                    n.on_heartbeat(BrokerId(*b), incarnation, None, &Default::default(), now);
                 }
             }
             self.pump();
@@ -87,6 +92,42 @@ impl Quorum {
                 }
             }
         }
+    }
+
+    fn active(&mut self) -> &mut ControllerNode<SimStorage> {
+        let l = self.leader().expect("an active controller");
+        self.nodes[l].as_mut().unwrap()
+    }
+
+    /// Every voter's state, checked identical.
+    fn agreed_state(&self) -> MetadataState {
+        let states: Vec<_> = self
+            .nodes
+            .iter()
+            .flatten()
+            .map(|n| n.state().clone())
+            .collect();
+        assert!(states.iter().all(|s| *s == states[0]), "voters disagree");
+        states[0].clone()
+    }
+
+    /// What a partition leader sends after a follower caught up (or fell behind).
+    fn alter_isr(&mut self, topic: &str, partition: i32, isr: &[i32]) {
+        let p = self
+            .active()
+            .state()
+            .partition(topic, partition)
+            .unwrap()
+            .clone();
+        self.active()
+            .propose(&MetadataCommand::AlterIsr {
+                topic: topic.into(),
+                partition,
+                leader_epoch: p.leader_epoch.0,
+                partition_epoch: p.partition_epoch.0,
+                isr: isr.to_vec(),
+            })
+            .expect("propose AlterIsr");
     }
 
     fn leader(&self) -> Option<usize> {
@@ -162,4 +203,98 @@ fn quorum_elects_replicates_fences_and_recovers_from_its_log() {
         .clone();
     assert_eq!(a, b, "recovered voter differs from the leader");
     assert!(a.brokers[&BrokerId(3)].fenced);
+}
+
+#[test]
+fn controlled_shutdown_then_rebalance_then_reassignment_through_the_quorum() {
+    let mut q = Quorum::new();
+    let all = [1, 2, 3, 4];
+    q.run(40, &all);
+    let brokers = q.active().state().brokers.clone();
+    assert_eq!(brokers.len(), 4, "broker 4 registers as a plain member");
+    // Three partitions over brokers 1-3, each led by a different one.
+    q.active()
+        .propose(&MetadataCommand::CreateTopic {
+            name: "orders".into(),
+            topic_id: 1,
+            assignments: vec![vec![1, 2, 3], vec![2, 3, 1], vec![3, 1, 2]],
+            configs: vec![],
+        })
+        .expect("propose");
+    q.run(5, &all);
+    assert_eq!(q.agreed_state().partitions_led_by(BrokerId(1)), 1);
+
+    // Broker 1 gets SIGTERM: it asks for a controlled shutdown and keeps heartbeating.
+    q.active()
+        .on_shutdown_request(BrokerId(1), 1)
+        .expect("the active controller takes it");
+    q.run(5, &all);
+    let s = q.agreed_state();
+    assert!(s.controlled_shutdown_complete(BrokerId(1), 1));
+    for p in &s.topics["orders"].partitions {
+        assert!(p.leader.is_some() && p.leader != Some(BrokerId(1)));
+        assert!(!p.isr.contains(&BrokerId(1)));
+    }
+    // Its heartbeats do not unfence it while it shuts down.
+    q.run(30, &all);
+    assert!(q.agreed_state().brokers[&BrokerId(1)].fenced);
+
+    // It restarts (a new incarnation), catches up and rejoins every ISR. With automatic
+    // rebalancing every 300 ms, leadership of partition 0 returns to it.
+    q.incarnations[1] = 2;
+    for n in q.nodes.iter_mut().flatten() {
+        n.set_leader_rebalance(Some(LeaderRebalance {
+            interval_ms: 300,
+            imbalance_percentage: 10,
+        }));
+    }
+    q.run(5, &all);
+    assert!(!q.agreed_state().brokers[&BrokerId(1)].fenced);
+    assert_eq!(q.agreed_state().partitions_led_by(BrokerId(1)), 0);
+    for p in 0..3 {
+        let isr = q
+            .active()
+            .state()
+            .partition("orders", p)
+            .unwrap()
+            .isr
+            .clone();
+        let mut isr: Vec<i32> = isr.iter().map(|b| b.0).collect();
+        isr.push(1);
+        q.alter_isr("orders", p, &isr);
+        q.run(1, &all);
+    }
+    q.run(40, &all);
+    let s = q.agreed_state();
+    for p in &s.topics["orders"].partitions {
+        assert_eq!(
+            p.leader,
+            Some(p.replicas[0]),
+            "preferred leader restored: {p:?}"
+        );
+    }
+
+    // Partition 0 moves from {1,2,3} to {4,2,3}: 4 is added, then 1 removed once 4 is in
+    // sync; the active controller completes it by itself.
+    q.active()
+        .propose(&MetadataCommand::AlterPartitionReassignment {
+            topic: "orders".into(),
+            partition: 0,
+            target: Some(vec![4, 2, 3]),
+        })
+        .expect("propose");
+    q.run(20, &all);
+    let s = q.agreed_state();
+    let ongoing = s.reassignments();
+    assert_eq!(ongoing.len(), 1, "waits for broker 4 to catch up");
+    assert_eq!(ongoing[0].adding, vec![BrokerId(4)]);
+    assert_eq!(ongoing[0].removing, vec![BrokerId(1)]);
+    q.alter_isr("orders", 0, &[1, 2, 3, 4]);
+    q.run(20, &all);
+    let s = q.agreed_state();
+    assert!(s.reassignments().is_empty());
+    let p = s.partition("orders", 0).unwrap();
+    assert_eq!(p.replicas, vec![BrokerId(4), BrokerId(2), BrokerId(3)]);
+    assert!(!p.isr.contains(&BrokerId(1)));
+    assert!(p.leader.is_some() && p.leader != Some(BrokerId(1)));
 }

@@ -2,11 +2,15 @@
 //! of controller voters ([`node`], raft-rs) whose log lives in the engine's storage
 //! ([`raft_log`]).
 
+pub mod moves;
 pub mod node;
 pub mod raft_log;
 pub mod state;
 
-pub use node::{ControllerConfig, ControllerError, ControllerNode, ElectionJitter};
+pub use moves::{ElectionError, OngoingReassignment};
+pub use node::{
+    ControllerConfig, ControllerError, ControllerNode, ElectionJitter, LeaderRebalance,
+};
 pub use state::{
     assign_replicas, ApplyError, BrokerEndpoint, BrokerInfo, MetadataCommand, MetadataState,
     PartitionChange, PartitionInfo, TopicInfo,

@@ -21,7 +21,10 @@ use sluice_engine::io::Storage;
 use crate::controller::raft_log::{RaftLog, RaftLogError};
 use crate::controller::state::{BrokerEndpoint, MetadataCommand, MetadataState, PartitionChange};
 use crate::ids::BrokerId;
-use crate::limits::{CONTROLLER_VOTERS_MAX, RAFT_ENTRY_BYTES_MAX};
+use crate::limits::{
+    CONTROLLER_VOTERS_MAX, RAFT_ENTRY_BYTES_MAX, REASSIGNMENT_CANDIDATES_MAX as CANDIDATES_MAX,
+    REBALANCE_PARTITIONS_PER_COMMAND_MAX,
+};
 use crate::wire::{self, FrameError, FrameKind};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,6 +53,30 @@ pub enum ElectionJitter {
     FixedPerVoter,
 }
 
+/// Kafka's auto.leader.rebalance: every `interval_ms` the active controller proposes a
+/// preferred-leader election for the partitions of every broker whose share of partitions
+/// led by someone else, while it is live and in sync, exceeds `imbalance_percentage`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaderRebalance {
+    /// leader.imbalance.check.interval.seconds, in milliseconds (Kafka: 300 s).
+    pub interval_ms: i64,
+    /// leader.imbalance.per.broker.percentage (Kafka: 10).
+    pub imbalance_percentage: u32,
+}
+
+impl Default for LeaderRebalance {
+    fn default() -> Self {
+        LeaderRebalance {
+            interval_ms: 300_000,
+            imbalance_percentage: 10,
+        }
+    }
+}
+
+/// How often the active controller rescans every partition for reassignments it can
+/// complete (it also checks each partition whose ISR changes, as it applies the change).
+const REASSIGNMENT_SCAN_INTERVAL_MS: i64 = 1_000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
     #[error(transparent)]
@@ -77,6 +104,14 @@ pub struct ControllerNode<S: Storage> {
     changes: Vec<PartitionChange>,
     outbox: Vec<(BrokerId, Vec<u8>)>,
     applied: u64,
+    /// None: auto.leader.rebalance.enable=false.
+    rebalance: Option<LeaderRebalance>,
+    last_rebalance_ms: i64,
+    last_reassignment_scan_ms: i64,
+    /// Partitions whose ISR changed under an ongoing reassignment, to check for completion.
+    reassignment_candidates: Vec<(String, i32)>,
+    /// Completions proposed and not yet applied: partition -> partition epoch proposed at.
+    completions_proposed: BTreeMap<(String, i32), i32>,
 }
 
 fn raft_id(b: BrokerId) -> u64 {
@@ -152,6 +187,11 @@ where
             changes: Vec::new(),
             outbox: Vec::new(),
             applied: 0,
+            rebalance: Some(LeaderRebalance::default()),
+            last_rebalance_ms: 0,
+            last_reassignment_scan_ms: 0,
+            reassignment_candidates: Vec::new(),
+            completions_proposed: BTreeMap::new(),
         })
     }
 
@@ -176,6 +216,10 @@ where
     /// replicas).
     pub fn take_changes(&mut self) -> Vec<PartitionChange> {
         std::mem::take(&mut self.changes)
+    }
+    /// Sets auto.leader.rebalance (on by default with Kafka's defaults; None turns it off).
+    pub fn set_leader_rebalance(&mut self, rebalance: Option<LeaderRebalance>) {
+        self.rebalance = rebalance;
     }
     /// Framed Raft messages to send to other voters.
     pub fn take_outbox(&mut self) -> Vec<(BrokerId, Vec<u8>)> {
@@ -209,18 +253,56 @@ where
         Ok(())
     }
 
-    /// One Raft tick; as active controller also fences brokers whose session expired.
+    /// A broker's controlled shutdown request (on SIGTERM), proposed by the active
+    /// controller. The broker polls [`MetadataState::controlled_shutdown_complete`] on the
+    /// metadata it applies and exits once it is true (it keeps heartbeating meanwhile).
+    pub fn on_shutdown_request(
+        &mut self,
+        broker: BrokerId,
+        incarnation: u64,
+    ) -> Result<(), ControllerError> {
+        let done = self.state.controlled_shutdown_complete(broker, incarnation);
+        if done {
+            return Ok(());
+        }
+        self.propose(&MetadataCommand::ShutdownBroker {
+            broker: broker.0,
+            incarnation,
+        })
+    }
+
+    /// One Raft tick; as active controller also fences brokers whose session expired,
+    /// rebalances leadership to preferred replicas every rebalance interval and completes
+    /// reassignments whose new replicas caught up.
     pub fn tick(&mut self, now_ms: i64) {
         self.raw.tick();
         let leader = self.is_leader();
         if leader && !self.was_leader {
-            // A new active controller gives every broker a full session before fencing.
+            // A new active controller gives every broker a full session before fencing, and
+            // waits a full interval before moving leaders (brokers may still be returning).
             self.last_heartbeat = self.state.brokers.keys().map(|b| (b.0, now_ms)).collect();
+            self.last_rebalance_ms = now_ms;
+            self.last_reassignment_scan_ms = i64::MIN;
+            self.completions_proposed.clear();
         }
         self.was_leader = leader;
         if !leader {
             return;
         }
+        self.rebalance_leaders(now_ms);
+        if now_ms.saturating_sub(self.last_reassignment_scan_ms) >= REASSIGNMENT_SCAN_INTERVAL_MS {
+            self.last_reassignment_scan_ms = now_ms;
+            let ongoing: Vec<(String, i32)> = self
+                .state
+                .reassignments()
+                .into_iter()
+                .map(|r| (r.topic, r.partition))
+                .collect();
+            self.completions_proposed
+                .retain(|k, _| ongoing.iter().any(|o| o == k));
+            self.reassignment_candidates.extend(ongoing);
+        }
+        self.propose_completions();
         let expired: Vec<i32> = self
             .state
             .brokers
@@ -257,7 +339,8 @@ where
         self.last_heartbeat.insert(broker.0, now_ms);
         match self.state.brokers.get(&broker) {
             Some(info) if info.incarnation == incarnation && info.endpoint == *endpoint => {
-                if info.fenced {
+                // A broker in controlled shutdown stays fenced until it restarts.
+                if info.fenced && !info.shutting_down {
                     let _ = self.propose(&MetadataCommand::UnfenceBroker { broker: broker.0 });
                 }
             }
@@ -272,10 +355,66 @@ where
         }
     }
 
+    fn rebalance_leaders(&mut self, now_ms: i64) {
+        let Some(policy) = self.rebalance else {
+            return;
+        };
+        if now_ms - self.last_rebalance_ms < policy.interval_ms {
+            return;
+        }
+        self.last_rebalance_ms = now_ms;
+        let mut partitions = self
+            .state
+            .imbalanced_partitions(policy.imbalance_percentage);
+        // One bounded command per interval; the rest follow at the next check.
+        partitions.truncate(REBALANCE_PARTITIONS_PER_COMMAND_MAX);
+        if !partitions.is_empty() {
+            let _ = self.propose(&MetadataCommand::ElectLeaders {
+                partitions,
+                preferred: true,
+            });
+        }
+    }
+
+    /// Proposes completion of each candidate reassignment that can complete, once per
+    /// partition epoch.
+    fn propose_completions(&mut self) {
+        if !self.is_leader() {
+            self.reassignment_candidates.clear();
+            return;
+        }
+        let candidates = std::mem::take(&mut self.reassignment_candidates);
+        for (topic, partition) in candidates {
+            if !self.state.reassignment_completable(&topic, partition) {
+                continue;
+            }
+            let Some(epoch) = self
+                .state
+                .partition(&topic, partition)
+                .map(|p| p.partition_epoch.0)
+            else {
+                continue;
+            };
+            let key = (topic, partition);
+            if self.completions_proposed.get(&key) == Some(&epoch) {
+                continue;
+            }
+            let cmd = MetadataCommand::CompleteReassignment {
+                topic: key.0.clone(),
+                partition,
+                partition_epoch: epoch,
+            };
+            if self.propose(&cmd).is_ok() {
+                self.completions_proposed.insert(key, epoch);
+            }
+        }
+    }
+
     /// Handles everything raft-rs has ready: sends what may go before persistence, applies
     /// committed entries, persists new entries and the hard state (durably), then sends
     /// what had to wait for it. Call after any `step`, `tick` or `propose`.
     pub async fn process_ready(&mut self) -> Result<(), ControllerError> {
+        self.propose_completions();
         if !self.raw.has_ready() {
             return Ok(());
         }
@@ -326,6 +465,16 @@ where
                 // A refused command is refused identically on every voter: a no-op.
                 Ok(cmd) => {
                     if let Ok(changes) = self.state.apply(&cmd) {
+                        for c in &changes {
+                            let ongoing = self
+                                .state
+                                .partition(&c.topic, c.partition)
+                                .is_some_and(|p| !p.adding_replicas.is_empty());
+                            if ongoing && self.reassignment_candidates.len() < CANDIDATES_MAX {
+                                self.reassignment_candidates
+                                    .push((c.topic.clone(), c.partition));
+                            }
+                        }
                         self.changes.extend(changes);
                     }
                 }
