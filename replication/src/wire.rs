@@ -25,6 +25,11 @@ pub enum FrameKind {
     ControllerRequest = 3,
     /// The controller's Raft hard state file.
     RaftHardState = 4,
+    /// A [`crate::controller::image::StateImage`]: the metadata state at a Raft index (the
+    /// data of a Raft snapshot).
+    MetadataImage = 5,
+    /// The controller's snapshot file (snapshot metadata + image).
+    MetadataSnapshot = 6,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

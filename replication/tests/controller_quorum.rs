@@ -12,7 +12,7 @@ use sluice_engine::clock::ManualClock;
 use sluice_engine::io::sim::{CrashMode, SimStorage};
 use sluice_replication::controller::{
     assign_replicas, ControllerConfig, ControllerNode, ElectionJitter, LeaderRebalance,
-    MetadataCommand, MetadataState,
+    MetadataCommand, MetadataState, SnapshotPolicy,
 };
 use sluice_replication::BrokerId;
 
@@ -297,4 +297,98 @@ fn controlled_shutdown_then_rebalance_then_reassignment_through_the_quorum() {
     assert_eq!(p.replicas, vec![BrokerId(4), BrokerId(2), BrokerId(3)]);
     assert!(!p.isr.contains(&BrokerId(1)));
     assert!(p.leader.is_some() && p.leader != Some(BrokerId(1)));
+}
+
+const SMALL_SNAPSHOTS: SnapshotPolicy = SnapshotPolicy {
+    interval_entries: 40,
+    keep_entries: 10,
+};
+
+fn open_small(disk: &SimStorage, id: i32, clock: &ManualClock) -> ControllerNode<SimStorage> {
+    let mut n = open(disk, id, clock);
+    n.set_snapshot_policy(SMALL_SNAPSHOTS);
+    n
+}
+
+#[test]
+fn a_lagging_voter_catches_up_by_snapshot_and_restarts_restore_snapshot_plus_tail() {
+    let mut q = Quorum::new();
+    for (i, n) in q.nodes.iter_mut().enumerate() {
+        *n = Some(open_small(&q.disks[i], i as i32 + 1, &q.clock));
+    }
+    q.run(40, &[1, 2, 3]);
+    q.active()
+        .propose(&MetadataCommand::CreateTopic {
+            name: "orders".into(),
+            topic_id: 1,
+            assignments: vec![vec![1, 2, 3]],
+            configs: vec![],
+        })
+        .expect("propose");
+    q.run(5, &[1, 2, 3]);
+    // Voter 3 goes down; the other two write far more than the snapshot interval.
+    let down = (0..3).find(|i| Some(*i) != q.leader()).expect("a follower");
+    q.nodes[down] = None;
+    for round in 0..30 {
+        for k in 0..10 {
+            q.active()
+                .propose(&MetadataCommand::SetTopicConfigs {
+                    name: "orders".into(),
+                    configs: vec![("retention.ms".into(), format!("{}", round * 10 + k))],
+                })
+                .expect("propose");
+        }
+        q.run(1, &[1, 2, 3]);
+    }
+    q.run(5, &[1, 2, 3]);
+    let leader = q.active();
+    let applied = leader.applied_index();
+    assert!(applied > 300, "{applied}");
+    assert!(leader.snapshot_index() > 0, "the leader snapshotted");
+    assert!(
+        leader.first_log_index() > applied - 60,
+        "the log was compacted behind the snapshot: first {} applied {applied}",
+        leader.first_log_index()
+    );
+    assert_eq!(
+        leader.state().topics["orders"].configs["retention.ms"],
+        "299"
+    );
+
+    // The voter comes back far behind the leader's log start: it gets the snapshot.
+    q.nodes[down] = Some(open_small(&q.disks[down], down as i32 + 1, &q.clock));
+    q.run(30, &[1, 2, 3]);
+    let back = q.nodes[down].as_ref().unwrap();
+    // Its own log ended long before the leader's log start, so only a snapshot explains
+    // both of these.
+    assert!(back.snapshot_index() > 0, "caught up through a snapshot");
+    assert!(back.first_log_index() > 1);
+    let before = q.agreed_state();
+
+    // Every voter crashes (unsynced writes dropped) and restarts from snapshot + log tail.
+    for i in 0..3 {
+        q.nodes[i] = None;
+        q.disks[i].crash(11 + i as u64, CrashMode::DropUnsynced);
+    }
+    for i in 0..3 {
+        let n = open_small(&q.disks[i], i as i32 + 1, &q.clock);
+        assert!(
+            n.snapshot_index() > 0,
+            "voter {} restores its snapshot",
+            i + 1
+        );
+        assert!(n.state().topics.contains_key("orders"));
+        q.nodes[i] = Some(n);
+    }
+    q.run(60, &[1, 2, 3]);
+    assert!(q.leader().is_some());
+    assert_eq!(q.agreed_state(), before);
+    // And it keeps working.
+    q.active()
+        .propose(&MetadataCommand::DeleteTopic {
+            name: "orders".into(),
+        })
+        .expect("propose");
+    q.run(5, &[1, 2, 3]);
+    assert!(q.agreed_state().topics.is_empty());
 }

@@ -12,18 +12,19 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 use protobuf::Message as _;
-use raft::eraftpb::{ConfState, Entry, EntryType, Message};
-use raft::storage::MemStorage;
-use raft::{Config, RawNode, StateRole};
+use raft::eraftpb::{ConfState, Entry, EntryType, Message, MessageType, Snapshot};
+use raft::{Config, RawNode, SnapshotStatus, StateRole};
 use sluice_engine::clock::Clock;
 use sluice_engine::io::Storage;
 
+use crate::controller::image::{self, ImageError};
 use crate::controller::raft_log::{RaftLog, RaftLogError};
 use crate::controller::state::{BrokerEndpoint, MetadataCommand, MetadataState, PartitionChange};
+use crate::controller::store::ControllerStore;
 use crate::ids::BrokerId;
 use crate::limits::{
     CONTROLLER_VOTERS_MAX, RAFT_ENTRY_BYTES_MAX, REASSIGNMENT_CANDIDATES_MAX as CANDIDATES_MAX,
-    REBALANCE_PARTITIONS_PER_COMMAND_MAX,
+    REBALANCE_PARTITIONS_PER_COMMAND_MAX, SNAPSHOT_INTERVAL_ENTRIES, SNAPSHOT_KEEP_ENTRIES,
 };
 use crate::wire::{self, FrameError, FrameKind};
 
@@ -73,6 +74,25 @@ impl Default for LeaderRebalance {
     }
 }
 
+/// When a voter snapshots its metadata state and compacts its Raft log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotPolicy {
+    /// Applied entries since the last snapshot that trigger the next one.
+    pub interval_entries: u64,
+    /// Entries kept behind the snapshot, so a voter lagging by fewer catches up from the
+    /// log; one lagging by more receives the snapshot.
+    pub keep_entries: u64,
+}
+
+impl Default for SnapshotPolicy {
+    fn default() -> Self {
+        SnapshotPolicy {
+            interval_entries: SNAPSHOT_INTERVAL_ENTRIES,
+            keep_entries: SNAPSHOT_KEEP_ENTRIES,
+        }
+    }
+}
+
 /// How often the active controller rescans every partition for reassignments it can
 /// complete (it also checks each partition whose ISR changes, as it applies the change).
 const REASSIGNMENT_SCAN_INTERVAL_MS: i64 = 1_000;
@@ -91,11 +111,13 @@ pub enum ControllerError {
     TooLarge(usize),
     #[error("bad frame: {0}")]
     Frame(#[from] FrameError),
+    #[error("metadata snapshot: {0}")]
+    Snapshot(#[from] ImageError),
 }
 
 pub struct ControllerNode<S: Storage> {
     cfg: ControllerConfig,
-    raw: RawNode<MemStorage>,
+    raw: RawNode<ControllerStore>,
     log: RaftLog<S>,
     state: MetadataState,
     /// Active-controller state (in memory only, rebuilt on every leadership change).
@@ -112,6 +134,9 @@ pub struct ControllerNode<S: Storage> {
     reassignment_candidates: Vec<(String, i32)>,
     /// Completions proposed and not yet applied: partition -> partition epoch proposed at.
     completions_proposed: BTreeMap<(String, i32), i32>,
+    snapshot_policy: SnapshotPolicy,
+    /// Applied index at which the next snapshot is taken.
+    snapshot_due: u64,
 }
 
 fn raft_id(b: BrokerId) -> u64 {
@@ -146,14 +171,24 @@ where
                 source,
             })?;
         let log = RaftLog::open(storage, dir, clock).await?;
-        let (entries, hs) = log.load().await?;
+        let (entries, mut hs) = log.load().await?;
         let voters: Vec<u64> = cfg.voters.iter().map(|b| raft_id(*b)).collect();
-        let mem = MemStorage::new_with_conf_state(ConfState::from((voters, vec![])));
-        {
-            let mut core = mem.wl();
-            core.append(&entries)?;
-            core.set_hardstate(hs);
-        }
+        let mut store = ControllerStore::new(ConfState::from((voters, vec![])), log.first_index());
+        // The metadata state restarts from the snapshot; the log tail after it is applied
+        // again on the first `process_ready`.
+        let (state, applied) = match log.snapshot() {
+            Some(snap) => {
+                let state = image::decode(&snap.data)?;
+                let index = snap.get_metadata().index;
+                // A snapshot holds only committed entries.
+                hs.commit = hs.commit.max(index);
+                store.set_snapshot(snap.clone());
+                (state, index)
+            }
+            None => (MetadataState::new(), 0),
+        };
+        store.append(&entries)?;
+        store.set_hard_state(hs);
         let (min_election_tick, max_election_tick) = match cfg.election_jitter {
             ElectionJitter::Random => (0, 0),
             ElectionJitter::FixedPerVoter => {
@@ -171,22 +206,25 @@ where
             max_inflight_msgs: 256,
             check_quorum: true,
             pre_vote: true,
-            applied: 0,
+            applied,
             ..Default::default()
         };
         config.validate()?;
         let logger = slog::Logger::root(slog::Discard, slog::o!());
-        let raw = RawNode::new(&config, mem, &logger)?;
+        let raw = RawNode::new(&config, store, &logger)?;
+        let snapshot_policy = SnapshotPolicy::default();
         Ok(ControllerNode {
             cfg,
             raw,
             log,
-            state: MetadataState::new(),
+            state,
             last_heartbeat: BTreeMap::new(),
             was_leader: false,
             changes: Vec::new(),
             outbox: Vec::new(),
-            applied: 0,
+            applied,
+            snapshot_policy,
+            snapshot_due: applied + snapshot_policy.interval_entries,
             rebalance: Some(LeaderRebalance::default()),
             last_rebalance_ms: 0,
             last_reassignment_scan_ms: 0,
@@ -220,6 +258,19 @@ where
     /// Sets auto.leader.rebalance (on by default with Kafka's defaults; None turns it off).
     pub fn set_leader_rebalance(&mut self, rebalance: Option<LeaderRebalance>) {
         self.rebalance = rebalance;
+    }
+    /// Sets when this voter snapshots and compacts (defaults from the limits module).
+    pub fn set_snapshot_policy(&mut self, policy: SnapshotPolicy) {
+        self.snapshot_policy = policy;
+        self.snapshot_due = self.raw.store().snapshot_index() + policy.interval_entries.max(1);
+    }
+    /// Index of the latest snapshot (0: none yet).
+    pub fn snapshot_index(&self) -> u64 {
+        self.raw.store().snapshot_index()
+    }
+    /// Index of the first entry the Raft log still holds.
+    pub fn first_log_index(&self) -> u64 {
+        self.raw.store().first()
     }
     /// Framed Raft messages to send to other voters.
     pub fn take_outbox(&mut self) -> Vec<(BrokerId, Vec<u8>)> {
@@ -419,32 +470,114 @@ where
             return Ok(());
         }
         let mut ready = self.raw.ready();
-        self.queue_messages(ready.take_messages());
+        let mut snapshots_sent = self.queue_messages(ready.take_messages());
+        if !ready.snapshot().is_empty() {
+            let snap = ready.snapshot().clone();
+            self.install_snapshot(snap).await?;
+        }
         self.apply(ready.take_committed_entries());
         if !ready.entries().is_empty() {
             self.log.append(ready.entries()).await?;
-            self.raw.mut_store().wl().append(ready.entries())?;
+            self.raw.mut_store().append(ready.entries())?;
         }
         if let Some(hs) = ready.hs() {
             self.log.save_hard_state(hs).await?;
-            self.raw.mut_store().wl().set_hardstate(hs.clone());
+            self.raw.mut_store().set_hard_state(hs.clone());
         }
-        self.queue_messages(ready.take_persisted_messages());
+        snapshots_sent.extend(self.queue_messages(ready.take_persisted_messages()));
         let mut light = self.raw.advance(ready);
         if let Some(commit) = light.commit_index() {
-            let mut hs = self.raw.store().rl().hard_state().clone();
+            let mut hs = self.raw.store().hard_state().clone();
             hs.commit = commit;
             self.log.save_hard_state(&hs).await?;
-            self.raw.mut_store().wl().set_hardstate(hs);
+            self.raw.mut_store().set_hard_state(hs);
         }
-        self.queue_messages(light.take_messages());
+        snapshots_sent.extend(self.queue_messages(light.take_messages()));
         self.apply(light.take_committed_entries());
         self.raw.advance_apply();
+        // The transport does not report delivery. Reporting the snapshot as finished at once
+        // moves the follower back to probing: if the snapshot was lost, the probe is refused
+        // and raft-rs sends the snapshot again.
+        for to in snapshots_sent {
+            self.raw.report_snapshot(to, SnapshotStatus::Finish);
+        }
+        self.maybe_snapshot().await?;
         Ok(())
     }
 
-    fn queue_messages(&mut self, msgs: Vec<Message>) {
+    /// A snapshot from the leader replaces the log and the metadata state.
+    async fn install_snapshot(&mut self, snap: Snapshot) -> Result<(), ControllerError> {
+        let state = image::decode(&snap.data)?;
+        self.log.install_snapshot(&snap).await?;
+        let index = snap.get_metadata().index;
+        self.raw.mut_store().install_snapshot(snap);
+        self.state = state;
+        self.applied = index;
+        self.snapshot_due = index + self.snapshot_policy.interval_entries.max(1);
+        // Every partition may have changed.
+        for (name, t) in &self.state.topics {
+            for (p, part) in t.partitions.iter().enumerate() {
+                self.changes.push(PartitionChange {
+                    topic: name.clone(),
+                    partition: p as i32,
+                    state: part.leader_and_isr(),
+                });
+            }
+        }
+        self.reassignment_candidates.clear();
+        Ok(())
+    }
+
+    /// Snapshots the state at the applied index and compacts the log behind it, once
+    /// `interval_entries` were applied since the last snapshot.
+    async fn maybe_snapshot(&mut self) -> Result<(), ControllerError> {
+        if self.applied < self.snapshot_due {
+            return Ok(());
+        }
+        let interval = self.snapshot_policy.interval_entries.max(1);
+        let data = match image::encode(&self.state) {
+            Ok(d) => d,
+            Err(err) => {
+                // The log keeps growing (to RAFT_LOG_ENTRIES_MAX) rather than the
+                // controller stopping; retried after another interval.
+                tracing::error!(error = %err, "metadata snapshot skipped");
+                self.snapshot_due = self.applied + interval;
+                return Ok(());
+            }
+        };
+        let index = self.applied;
+        let term = self.raw.raft.raft_log.term(index)?;
+        let mut snap = Snapshot {
+            data: data.into(),
+            ..Default::default()
+        };
+        let meta = snap.mut_metadata();
+        meta.index = index;
+        meta.term = term;
+        meta.set_conf_state(ConfState::from((
+            self.cfg
+                .voters
+                .iter()
+                .map(|b| raft_id(*b))
+                .collect::<Vec<_>>(),
+            vec![],
+        )));
+        let compact_through = index.saturating_sub(self.snapshot_policy.keep_entries);
+        self.log.save_snapshot(&snap, compact_through).await?;
+        let store = self.raw.mut_store();
+        store.set_snapshot(snap);
+        store.compact(compact_through);
+        self.snapshot_due = index + interval;
+        Ok(())
+    }
+
+    /// Frames `msgs` into the outbox; returns the voters a snapshot goes to.
+    fn queue_messages(&mut self, msgs: Vec<Message>) -> Vec<u64> {
+        let mut snapshots = Vec::new();
         for m in msgs {
+            if m.get_msg_type() == MessageType::MsgSnapshot {
+                snapshots.push(m.to);
+            }
             let bytes = m
                 .write_to_bytes()
                 .expect("encoding a protobuf message into a Vec cannot fail");
@@ -453,6 +586,7 @@ where
                 wire::encode_raw(FrameKind::Raft, &bytes),
             ));
         }
+        snapshots
     }
 
     fn apply(&mut self, entries: Vec<Entry>) {
