@@ -51,6 +51,10 @@ fn seed_sweep_keeps_every_invariant() {
         total.acked += s.acked;
         total.crashes += s.crashes;
         total.power_losses += s.power_losses;
+        total.controlled_shutdowns += s.controlled_shutdowns;
+        total.clean_shutdowns += s.clean_shutdowns;
+        total.preferred_elections_asked += s.preferred_elections_asked;
+        total.snapshots_installed += s.snapshots_installed;
         total.partitions += s.partitions;
         total.truncations += s.truncations;
         total.elections += s.elections;
@@ -58,6 +62,12 @@ fn seed_sweep_keeps_every_invariant() {
     }
     println!("{count} seeds from {start}: {total:?}");
     assert!(total.acked > 0);
+    if count >= 20 {
+        // The sweep must actually exercise what it claims to.
+        assert!(total.clean_shutdowns > 0, "{total:?}");
+        assert!(total.preferred_elections_asked > 0, "{total:?}");
+        assert!(total.snapshots_installed > 0, "{total:?}");
+    }
 }
 
 /// Seeds that caught a broken rule: each is the first seed of the sweep that failed when

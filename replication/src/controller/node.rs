@@ -137,6 +137,8 @@ pub struct ControllerNode<S: Storage> {
     snapshot_policy: SnapshotPolicy,
     /// Applied index at which the next snapshot is taken.
     snapshot_due: u64,
+    /// Snapshots received from a leader since open (for tests and metrics).
+    snapshots_installed: u64,
 }
 
 fn raft_id(b: BrokerId) -> u64 {
@@ -225,6 +227,7 @@ where
             applied,
             snapshot_policy,
             snapshot_due: applied + snapshot_policy.interval_entries,
+            snapshots_installed: 0,
             rebalance: Some(LeaderRebalance::default()),
             last_rebalance_ms: 0,
             last_reassignment_scan_ms: 0,
@@ -267,6 +270,10 @@ where
     /// Index of the latest snapshot (0: none yet).
     pub fn snapshot_index(&self) -> u64 {
         self.raw.store().snapshot_index()
+    }
+    /// Snapshots received from a leader (and installed) since this voter opened.
+    pub fn snapshots_installed(&self) -> u64 {
+        self.snapshots_installed
     }
     /// Index of the first entry the Raft log still holds.
     pub fn first_log_index(&self) -> u64 {
@@ -511,6 +518,7 @@ where
         self.log.install_snapshot(&snap).await?;
         let index = snap.get_metadata().index;
         self.raw.mut_store().install_snapshot(snap);
+        self.snapshots_installed += 1;
         self.state = state;
         self.applied = index;
         self.snapshot_due = index + self.snapshot_policy.interval_entries.max(1);
