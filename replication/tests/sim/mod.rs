@@ -99,9 +99,15 @@ impl SimConfig {
 /// and replica traffic below go through the real frames).
 #[derive(Clone, Debug)]
 enum CtlMsg {
-    Heartbeat { broker: i32, incarnation: u64 },
+    Heartbeat {
+        broker: i32,
+        incarnation: u64,
+    },
     AlterIsr(MetadataCommand),
-    Shutdown { broker: i32, incarnation: u64 },
+    Shutdown {
+        broker: i32,
+        incarnation: u64,
+    },
     /// An admin's ElectLeaders for the partition.
     ElectPreferred,
 }
@@ -744,10 +750,12 @@ impl Sim {
         ))
         .expect("controller log recovers after a crash");
         let mut ctl = ctl;
-        ctl.set_leader_rebalance((self.cfg.rebalance_interval_ms > 0).then_some(LeaderRebalance {
-            interval_ms: self.cfg.rebalance_interval_ms,
-            imbalance_percentage: 10,
-        }));
+        ctl.set_leader_rebalance(
+            (self.cfg.rebalance_interval_ms > 0).then_some(LeaderRebalance {
+                interval_ms: self.cfg.rebalance_interval_ms,
+                imbalance_percentage: 10,
+            }),
+        );
         if self.cfg.snapshot_interval_entries > 0 {
             ctl.set_snapshot_policy(SnapshotPolicy {
                 interval_entries: self.cfg.snapshot_interval_entries,
@@ -795,10 +803,10 @@ impl Sim {
             return false;
         };
         let incarnation = b.incarnation;
-        let done = b
-            .ctl
-            .as_ref()
-            .is_some_and(|n| n.state().controlled_shutdown_complete(BrokerId(id), incarnation));
+        let done = b.ctl.as_ref().is_some_and(|n| {
+            n.state()
+                .controlled_shutdown_complete(BrokerId(id), incarnation)
+        });
         if !done && now - since < SHUTDOWN_WAIT_MS_MAX {
             return false;
         }
@@ -806,7 +814,11 @@ impl Sim {
             self.stats.clean_shutdowns += 1;
             // What it applied says it leads nothing: the partition's leadership (if any) is
             // elsewhere, in a later epoch than any it led.
-            let view = self.brokers[(id - 1) as usize].ctl.as_ref().unwrap().state();
+            let view = self.brokers[(id - 1) as usize]
+                .ctl
+                .as_ref()
+                .unwrap()
+                .state();
             if let Some(p) = view.partition(TOPIC, 0) {
                 if p.leader == Some(BrokerId(id)) {
                     self.fail(format!("broker {id} exits after shutdown while leading"));
