@@ -432,3 +432,115 @@ fn read_varint(b: &[u8], at: &mut usize) -> Option<i64> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_lite::future::block_on;
+    use sluice_engine::clock::ManualClock;
+    use sluice_engine::io::sim::{CrashMode, SimStorage};
+
+    fn entries(from: u64, to: u64, term: u64) -> Vec<Entry> {
+        (from..=to)
+            .map(|index| Entry {
+                index,
+                term,
+                data: format!("entry {index}").into_bytes().into(),
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    fn snapshot(index: u64, term: u64) -> Snapshot {
+        let mut s = Snapshot {
+            data: b"metadata image".to_vec().into(),
+            ..Default::default()
+        };
+        s.mut_metadata().index = index;
+        s.mut_metadata().term = term;
+        s.mut_metadata()
+            .set_conf_state(ConfState::from((vec![1, 2, 3], vec![])));
+        s
+    }
+
+    fn open(disk: &SimStorage) -> Result<RaftLog<SimStorage>, RaftLogError> {
+        block_on(RaftLog::open(
+            disk.clone(),
+            PathBuf::from("/controller"),
+            Rc::new(ManualClock::new(0)),
+        ))
+    }
+
+    #[test]
+    fn a_local_snapshot_compacts_the_log_and_reopens_with_the_tail() {
+        let disk = SimStorage::new();
+        let mut log = open(&disk).expect("open");
+        block_on(log.append(&entries(1, 100, 1))).expect("append");
+        block_on(log.save_snapshot(&snapshot(80, 1), 70)).expect("snapshot");
+        assert_eq!(log.first_index(), 71);
+        drop(log);
+        disk.crash(1, CrashMode::DropUnsynced);
+        let log = open(&disk).expect("reopen");
+        assert_eq!(log.snapshot().map(|s| s.get_metadata().index), Some(80));
+        assert_eq!(log.first_index(), 71);
+        let (tail, _) = block_on(log.load()).expect("load");
+        assert_eq!(tail.first().map(|e| e.index), Some(71));
+        assert_eq!(tail.last().map(|e| e.index), Some(100));
+        // Entries below the base cannot be rewritten.
+        let mut log = log;
+        block_on(log.install_snapshot(&snapshot(120, 2))).expect("install");
+        assert!(matches!(
+            block_on(log.append(&entries(100, 100, 2))),
+            Err(RaftLogError::BelowBase { .. })
+        ));
+        block_on(log.append(&entries(121, 125, 2))).expect("append after the snapshot");
+    }
+
+    #[test]
+    fn a_crash_anywhere_in_a_snapshot_install_leaves_the_old_log_or_the_new_snapshot() {
+        let mut outcomes = (0, 0);
+        for failing_write in 0..16 {
+            let disk = SimStorage::new();
+            let mut log = open(&disk).expect("open");
+            block_on(log.append(&entries(1, 20, 1))).expect("append");
+            disk.fail_writes_after(failing_write);
+            let _ = block_on(log.install_snapshot(&snapshot(50, 2)));
+            drop(log);
+            disk.fail_writes_after(u64::MAX);
+            disk.crash(failing_write, CrashMode::TearTail);
+            let log = open(&disk)
+                .unwrap_or_else(|e| panic!("reopen after failing write {failing_write}: {e}"));
+            let (es, hs) = block_on(log.load()).expect("load");
+            assert_eq!(hs.commit, 0);
+            match log.snapshot() {
+                Some(s) => {
+                    assert_eq!(s.get_metadata().index, 50);
+                    assert!(es.is_empty(), "the old log is gone");
+                    assert_eq!(log.first_index(), 51);
+                    block_on(log.append(&entries(51, 52, 2))).expect("append");
+                    outcomes.1 += 1;
+                }
+                None => {
+                    assert_eq!(es, entries(1, 20, 1), "the old log is intact");
+                    outcomes.0 += 1;
+                }
+            }
+            // Only the live log directory remains.
+            let dirs: std::collections::BTreeSet<PathBuf> = disk
+                .paths()
+                .into_iter()
+                .filter_map(|p| {
+                    p.ancestors()
+                        .find(|a| {
+                            a.file_name()
+                                .and_then(|n| n.to_str())
+                                .is_some_and(|n| n.starts_with(METADATA_TOPIC))
+                        })
+                        .map(Path::to_path_buf)
+                })
+                .collect();
+            assert!(dirs.len() <= 1, "{dirs:?}");
+        }
+        assert!(outcomes.0 > 0 && outcomes.1 > 0, "{outcomes:?}");
+    }
+}
