@@ -69,6 +69,9 @@ pub struct SimConfig {
     pub rebalance_interval_ms: i64,
     /// Raft snapshot every this many applied entries (0: the default policy).
     pub snapshot_interval_entries: u64,
+    /// The partition is reassigned about this often (0: never): from three replicas to two
+    /// (a removal, maybe of the leader) and back to three (an addition that must catch up).
+    pub reassign_every_ms: i64,
 }
 
 impl SimConfig {
@@ -91,6 +94,7 @@ impl SimConfig {
             elect_every_ms: [0, 700, 2000][extra.gen_range(0..3)],
             rebalance_interval_ms: [0, 500, 2000][extra.gen_range(0..3)],
             snapshot_interval_entries: [0, 8, 30][extra.gen_range(0..3)],
+            reassign_every_ms: [0, 600, 1500][extra.gen_range(0..3)],
         }
     }
 }
@@ -110,6 +114,8 @@ enum CtlMsg {
     },
     /// An admin's ElectLeaders for the partition.
     ElectPreferred,
+    /// An admin's AlterPartitionReassignments for the partition.
+    Reassign(Vec<i32>),
 }
 
 #[derive(Debug)]
@@ -157,6 +163,10 @@ enum Event {
     },
     /// An admin asks for a preferred-leader election.
     ElectPreferred,
+    /// An admin reassigns the partition (2 <-> 3 replicas).
+    Reassign,
+    /// After healing: reassign back to all three brokers until that is done.
+    RestoreReplicas,
 }
 
 struct Scheduled {
@@ -214,6 +224,10 @@ struct Broker {
     sync_queued: bool,
     /// When this incarnation asked for a controlled shutdown.
     shutting_down_since: Option<i64>,
+    /// The metadata this broker applied removed it from the partition's replicas: its
+    /// replica instance is stale; it is recreated from the log if the broker is added back
+    /// (what a real broker does: stop the replica on removal, start one on addition).
+    removed: bool,
 }
 
 /// Everything a run saw, for the invariants and the report.
@@ -228,6 +242,9 @@ pub struct Stats {
     /// Controlled shutdowns whose broker saw its leadership moved before exiting.
     pub clean_shutdowns: u64,
     pub preferred_elections_asked: u64,
+    pub reassignments_asked: u64,
+    /// Replicas started again on a broker added back to the partition.
+    pub replicas_re_added: u64,
     /// Raft snapshots voters received from the active controller.
     pub snapshots_installed: u64,
     pub partitions: u64,
@@ -312,6 +329,7 @@ impl Sim {
                 io_busy: false,
                 sync_queued: false,
                 shutting_down_since: None,
+                removed: false,
             });
         }
         // The cluster forms: brokers start and heartbeat (which registers them); then the
@@ -335,6 +353,10 @@ impl Sim {
             let at = sim.rng.gen_range(0..sim.cfg.shutdown_every_ms);
             let b = sim.rng.gen_range(1..=BROKERS);
             sim.schedule(at, Event::Shutdown { broker: b });
+        }
+        if sim.cfg.reassign_every_ms > 0 {
+            let at = sim.rng.gen_range(0..sim.cfg.reassign_every_ms);
+            sim.schedule(at, Event::Reassign);
         }
         if sim.cfg.elect_every_ms > 0 {
             let at = sim.rng.gen_range(0..sim.cfg.elect_every_ms);
@@ -362,12 +384,40 @@ impl Sim {
     }
 
     fn fail(&self, what: String) -> ! {
+        let brokers: Vec<String> = self
+            .brokers
+            .iter()
+            .map(|b| {
+                let replica = b.replica.as_ref().map(|r| {
+                    format!(
+                        "{:?} epoch {} log end {} hw {}",
+                        r.role(),
+                        r.leader_epoch().0,
+                        r.log_end(),
+                        r.high_watermark()
+                    )
+                });
+                let ctl = b.ctl.as_ref().map(|n| {
+                    format!(
+                        "voter leader={} applied {} partition {:?}",
+                        n.is_leader(),
+                        n.applied_index(),
+                        n.state().partition(TOPIC, 0)
+                    )
+                });
+                format!(
+                    "broker {} up={} removed={} replica {replica:?} {ctl:?}",
+                    b.id, b.up, b.removed
+                )
+            })
+            .collect();
         panic!(
-            "seed {} failed at t={} ms: {what}\nconfig {:?}\nstats {:?}",
+            "seed {} failed at t={} ms: {what}\nconfig {:?}\nstats {:?}\n{}",
             self.cfg.seed,
             self.now - 1_000_000,
             self.cfg,
-            self.stats
+            self.stats,
+            brokers.join("\n")
         );
     }
 
@@ -393,6 +443,9 @@ impl Sim {
 
     fn heal_everything(&mut self) {
         self.faults = false;
+        if self.cfg.reassign_every_ms > 0 {
+            self.schedule(0, Event::RestoreReplicas);
+        }
         self.cut = [false; (BROKERS + 1) as usize];
         for id in 1..=BROKERS {
             if !self.broker(id).up {
@@ -530,6 +583,68 @@ impl Sim {
                     self.broker(broker).shutting_down_since = Some(now);
                 }
             }
+            Event::Reassign => {
+                if !self.faults {
+                    return;
+                }
+                let every = self.cfg.reassign_every_ms;
+                let next = self.rng.gen_range(every / 2..every * 3 / 2);
+                self.schedule(next, Event::Reassign);
+                let Some(p) = self.controller_view().and_then(|s| s.partition(TOPIC, 0)) else {
+                    return;
+                };
+                if !p.adding_replicas.is_empty() || !p.removing_replicas.is_empty() {
+                    return;
+                }
+                let shrink = p.replicas.len() == BROKERS as usize;
+                let mut target: Vec<i32> = (1..=BROKERS).collect();
+                // Shuffle (Fisher-Yates on the sim's RNG).
+                for i in (1..target.len()).rev() {
+                    let j = self.rng.gen_range(0..=i);
+                    target.swap(i, j);
+                }
+                if shrink {
+                    target.truncate(2);
+                }
+                self.stats.reassignments_asked += 1;
+                let via = self.rng.gen_range(1..=BROKERS);
+                for to in 1..=BROKERS {
+                    self.send(via, to, Payload::Ctl(CtlMsg::Reassign(target.clone())));
+                }
+            }
+            Event::RestoreReplicas => {
+                let Some(p) = self.controller_view().and_then(|s| s.partition(TOPIC, 0)) else {
+                    self.schedule(200, Event::RestoreReplicas);
+                    return;
+                };
+                let whole = p.replicas.len() == BROKERS as usize
+                    && p.adding_replicas.is_empty()
+                    && p.removing_replicas.is_empty();
+                if whole {
+                    // A reassignment sent before healing may still arrive (messages are
+                    // delayed up to delay_ms_max): keep watching for a while.
+                    if self.now - 1_000_000 < self.cfg.run_ms + 1_000 {
+                        self.schedule(200, Event::RestoreReplicas);
+                    }
+                    return;
+                }
+                // Keep the current order, add whoever is missing (replaces an ongoing one).
+                let mut target: Vec<i32> = p
+                    .replicas
+                    .iter()
+                    .filter(|r| !p.removing_replicas.contains(r))
+                    .map(|b| b.0)
+                    .collect();
+                for b in 1..=BROKERS {
+                    if !target.contains(&b) {
+                        target.push(b);
+                    }
+                }
+                self.schedule(200, Event::RestoreReplicas);
+                for to in 1..=BROKERS {
+                    self.send(1, to, Payload::Ctl(CtlMsg::Reassign(target.clone())));
+                }
+            }
             Event::ElectPreferred => {
                 if !self.faults {
                     return;
@@ -639,6 +754,12 @@ impl Sim {
             }
         }
         if let (true, Some(state)) = (registered, part) {
+            if !state.replicas.contains(&BrokerId(id)) {
+                self.brokers[idx].removed = true;
+            } else if self.brokers[idx].removed && !self.recreate_replica(id) {
+                // Its I/O is still draining: the next round recreates it.
+                return;
+            }
             self.feed_metadata(id, state);
         }
     }
@@ -767,6 +888,7 @@ impl Sim {
         b.replica = Some(replica);
         b.ctl = Some(ctl);
         b.shutting_down_since = None;
+        b.removed = false;
         self.drain_outputs(id);
         self.ctl_after(id);
     }
@@ -833,6 +955,35 @@ impl Sim {
         true
     }
 
+    /// Starts a fresh replica over the broker's log once its I/O has drained (a stale
+    /// replica's completions must not reach the new one). Returns whether it did.
+    fn recreate_replica(&mut self, id: i32) -> bool {
+        let settings = self.settings;
+        let b = self.broker(id);
+        if !b.up || b.io_busy || !b.io.is_empty() {
+            return false;
+        }
+        let log = b.log.as_ref().expect("an up broker has its log");
+        // Everything written becomes durable first: the new replica counts its whole log
+        // as durable, as after a restart.
+        block_on(log.flush_all()).expect("flush");
+        let cache = block_on(EpochCache::load(&b.storage, &log_dir())).expect("epoch cache loads");
+        let replica = PartitionReplica::new(
+            BrokerId(id),
+            TOPIC,
+            0,
+            settings,
+            cache,
+            log.log_start_offset(),
+            log.log_end_offset(),
+        );
+        b.replica = Some(replica);
+        b.removed = false;
+        b.sync_queued = false;
+        self.stats.replicas_re_added += 1;
+        true
+    }
+
     fn restart_broker(&mut self, id: i32) {
         self.start_broker(id);
     }
@@ -863,6 +1014,15 @@ impl Sim {
                 incarnation,
             } => {
                 let _ = node.on_shutdown_request(BrokerId(broker), incarnation);
+            }
+            CtlMsg::Reassign(target) => {
+                if node.is_leader() {
+                    let _ = node.propose(&MetadataCommand::AlterPartitionReassignment {
+                        topic: TOPIC.into(),
+                        partition: 0,
+                        target: Some(target),
+                    });
+                }
             }
             CtlMsg::ElectPreferred => {
                 if node.is_leader() {
@@ -1281,6 +1441,9 @@ impl Sim {
             if by_offset.get(off) != Some(crc) {
                 self.fail(format!("consumed batch at offset {off} lost or changed"));
             }
+        }
+        if !p.adding_replicas.is_empty() || !p.removing_replicas.is_empty() {
+            self.fail(format!("reassignment still ongoing after settling: {p:?}"));
         }
         if p.isr.len() != BROKERS as usize {
             self.fail(format!("ISR {:?} not whole after healing", p.isr));
