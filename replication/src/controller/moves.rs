@@ -715,3 +715,203 @@ mod tests {
         assert_eq!(part.removing_replicas, b(&[3]));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::controller::image;
+    use crate::controller::state::{BrokerEndpoint, MetadataCommand};
+
+    const BROKERS: i32 = 5;
+
+    /// Distinct brokers in random order.
+    fn replicas() -> impl Strategy<Value = Vec<i32>> {
+        (
+            Just((1..=BROKERS).collect::<Vec<i32>>()).prop_shuffle(),
+            1..=4usize,
+        )
+            .prop_map(|(v, n)| v[..n].to_vec())
+    }
+
+    /// A step of the test: a command as such, or one whose epochs are taken from the state
+    /// when it is applied (as a partition leader or the active controller would send it).
+    #[derive(Clone, Debug)]
+    enum Step {
+        Command(MetadataCommand),
+        AlterIsrNow { partition: i32, isr: Vec<i32> },
+        CompleteNow { partition: i32 },
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        let broker = 1..=BROKERS;
+        let partition = 0..3i32;
+        prop_oneof![
+            (broker.clone(), 1..3u64).prop_map(|(broker, incarnation)| {
+                Step::Command(MetadataCommand::RegisterBroker {
+                    broker,
+                    incarnation,
+                    rack: None,
+                    endpoint: BrokerEndpoint::default(),
+                })
+            }),
+            broker
+                .clone()
+                .prop_map(|broker| Step::Command(MetadataCommand::FenceBroker { broker })),
+            broker
+                .clone()
+                .prop_map(|broker| Step::Command(MetadataCommand::UnfenceBroker { broker })),
+            (broker, 1..3u64).prop_map(|(broker, incarnation)| {
+                Step::Command(MetadataCommand::ShutdownBroker {
+                    broker,
+                    incarnation,
+                })
+            }),
+            proptest::collection::vec(replicas(), 1..=3).prop_map(|assignments| {
+                Step::Command(MetadataCommand::CreateTopic {
+                    name: "t".into(),
+                    topic_id: 1,
+                    assignments,
+                    configs: vec![],
+                })
+            }),
+            (partition.clone(), 0..4i32, 0..40i32, replicas()).prop_map(
+                |(partition, leader_epoch, partition_epoch, isr)| {
+                    Step::Command(MetadataCommand::AlterIsr {
+                        topic: "t".into(),
+                        partition,
+                        leader_epoch,
+                        partition_epoch,
+                        isr,
+                    })
+                }
+            ),
+            (partition.clone(), replicas())
+                .prop_map(|(partition, isr)| Step::AlterIsrNow { partition, isr }),
+            (partition.clone(), replicas())
+                .prop_map(|(partition, isr)| Step::AlterIsrNow { partition, isr }),
+            (partition.clone(), proptest::option::of(replicas())).prop_map(
+                |(partition, target)| {
+                    Step::Command(MetadataCommand::AlterPartitionReassignment {
+                        topic: "t".into(),
+                        partition,
+                        target,
+                    })
+                }
+            ),
+            partition.prop_map(|partition| Step::CompleteNow { partition }),
+            Just(Step::Command(MetadataCommand::ElectLeaders {
+                partitions: vec![],
+                preferred: true,
+            })),
+        ]
+    }
+
+    fn resolve(s: &MetadataState, step: &Step) -> Option<MetadataCommand> {
+        Some(match step {
+            Step::Command(c) => c.clone(),
+            Step::AlterIsrNow { partition, isr } => {
+                let p = s.partition("t", *partition)?;
+                // The leader always keeps itself.
+                let mut isr = isr.clone();
+                if let Some(l) = p.leader {
+                    if !isr.contains(&l.0) {
+                        isr.push(l.0);
+                    }
+                }
+                MetadataCommand::AlterIsr {
+                    topic: "t".into(),
+                    partition: *partition,
+                    leader_epoch: p.leader_epoch.0,
+                    partition_epoch: p.partition_epoch.0,
+                    isr,
+                }
+            }
+            Step::CompleteNow { partition } => MetadataCommand::CompleteReassignment {
+                topic: "t".into(),
+                partition: *partition,
+                partition_epoch: s.partition("t", *partition)?.partition_epoch.0,
+            },
+        })
+    }
+
+    fn distinct(v: &[BrokerId]) -> bool {
+        v.iter().enumerate().all(|(i, b)| !v[..i].contains(b))
+    }
+
+    fn check(s: &MetadataState) -> Result<(), TestCaseError> {
+        for (name, t) in &s.topics {
+            for (i, p) in t.partitions.iter().enumerate() {
+                let at = format!("{name}-{i}: {p:?}");
+                prop_assert!(distinct(&p.replicas) && !p.replicas.is_empty(), "{}", at);
+                prop_assert!(p.replicas.len() <= REPLICAS_MAX, "{}", at);
+                prop_assert!(!p.isr.is_empty() && distinct(&p.isr), "{}", at);
+                prop_assert!(p.isr.iter().all(|b| p.replicas.contains(b)), "{}", at);
+                if let Some(l) = p.leader {
+                    prop_assert!(p.isr.contains(&l), "leader outside the ISR: {}", at);
+                    prop_assert!(!s.brokers[&l].fenced, "fenced leader: {}", at);
+                }
+                prop_assert!(
+                    p.adding_replicas.iter().all(|b| p.replicas.contains(b))
+                        && p.removing_replicas.iter().all(|b| p.replicas.contains(b))
+                        && p.adding_replicas
+                            .iter()
+                            .all(|b| !p.removing_replicas.contains(b)),
+                    "{}",
+                    at
+                );
+                prop_assert!(
+                    p.replicas.len() > p.removing_replicas.len(),
+                    "nothing would remain: {}",
+                    at
+                );
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        /// Whatever sequence of commands is applied (most refused), the state keeps its
+        /// invariants (leader in the ISR and live, ISR within replicas, a reassignment's
+        /// adding and removing within replicas and disjoint), epochs never go back, and a
+        /// snapshot image restores it exactly.
+        #[test]
+        fn any_command_sequence_keeps_partition_invariants(
+            steps in proptest::collection::vec(step(), 1..80)
+        ) {
+            let mut s = MetadataState::new();
+            for b in 1..=BROKERS {
+                s.apply(&MetadataCommand::RegisterBroker {
+                    broker: b,
+                    incarnation: 1,
+                    rack: None,
+                    endpoint: BrokerEndpoint::default(),
+                })
+                .expect("register");
+            }
+            for step in &steps {
+                let Some(cmd) = resolve(&s, step) else {
+                    continue;
+                };
+                let before = s.clone();
+                let result = s.apply(&cmd);
+                if result.is_err() {
+                    prop_assert_eq!(&s, &before, "a refused command changed the state");
+                }
+                check(&s)?;
+                if let (Some(a), Some(b)) = (before.topics.get("t"), s.topics.get("t")) {
+                    for (pa, pb) in a.partitions.iter().zip(&b.partitions) {
+                        prop_assert!(pb.leader_epoch >= pa.leader_epoch);
+                        prop_assert!(pb.partition_epoch >= pa.partition_epoch);
+                        if pb.leader != pa.leader {
+                            prop_assert!(pb.leader_epoch > pa.leader_epoch);
+                        }
+                    }
+                }
+            }
+            let bytes = image::encode(&s).expect("encode");
+            prop_assert_eq!(&image::decode(&bytes).expect("decode"), &s);
+        }
+    }
+}
