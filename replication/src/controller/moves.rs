@@ -165,6 +165,10 @@ impl MetadataState {
             // A request from an earlier process of this broker.
             return Err(ApplyError::Stale);
         }
+        if b.shutting_down {
+            // A retried request (the broker resends until it sees the outcome).
+            return Ok(Vec::new());
+        }
         b.fenced = true;
         b.shutting_down = true;
         Ok(self.fence(id))
@@ -475,6 +479,11 @@ mod tests {
             })
             .expect("shutdown");
         assert_eq!(changes.len(), 6, "broker 1 was in every ISR");
+        let retry = MetadataCommand::ShutdownBroker {
+            broker: 1,
+            incarnation: 1,
+        };
+        assert_eq!(s.apply(&retry), Ok(vec![]), "a retry changes nothing");
         assert!(s.controlled_shutdown_complete(BrokerId(1), 1));
         for part in &s.topics["t"].partitions {
             assert!(part.leader.is_some() && part.leader != Some(BrokerId(1)));
