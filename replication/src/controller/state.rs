@@ -87,8 +87,11 @@ pub enum MetadataCommand {
     },
     /// Kafka's ElectLeaders: moves leadership to each partition's preferred replica (the
     /// first of its replicas) where that replica is live, in the ISR and not already
-    /// leading. An empty list means every partition. `preferred: false` (an unclean
-    /// election) is refused: unclean election is off.
+    /// leading. An empty list means every partition (Kafka's null topic list; a request
+    /// with an empty, non-null list elects nothing and needs no command). `preferred:
+    /// false` (an unclean election) is refused: unclean election is off. Partitions that
+    /// need no election are skipped; the proposer answers them per partition from
+    /// [`MetadataState::preferred_election`].
     ElectLeaders {
         partitions: Vec<(String, i32)>,
         preferred: bool,
