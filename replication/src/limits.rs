@@ -35,6 +35,21 @@ pub const RAFT_ENTRY_BYTES_MAX: usize = 1024 * 1024;
 /// Raft entries the controller keeps in memory and on disk before it compacts with a
 /// snapshot of the metadata state.
 pub const RAFT_LOG_ENTRIES_MAX: usize = 100_000;
+/// Partitions one automatic preferred-leader election names (keeps the command well under
+/// RAFT_ENTRY_BYTES_MAX: a topic name is at most 249 bytes).
+pub const REBALANCE_PARTITIONS_PER_COMMAND_MAX: usize = 1_000;
+/// Partitions queued between two `process_ready`s for a reassignment completion check; the
+/// periodic scan catches any beyond it.
+pub const REASSIGNMENT_CANDIDATES_MAX: usize = 10_000;
+/// Bytes of one metadata snapshot (the encoded metadata state). It travels whole in one Raft
+/// message (raft-rs has no chunking), so it must fit a frame with room for the envelope; a
+/// state beyond it is not snapshotted (the log grows to RAFT_LOG_ENTRIES_MAX instead).
+pub const SNAPSHOT_BYTES_MAX: usize = 48 * 1024 * 1024;
+/// Applied entries after which a voter snapshots its state and compacts its Raft log.
+pub const SNAPSHOT_INTERVAL_ENTRIES: u64 = 20_000;
+/// Entries kept behind a snapshot so a voter that lags a little catches up from the log
+/// instead of receiving a whole snapshot.
+pub const SNAPSHOT_KEEP_ENTRIES: u64 = 5_000;
 /// Voters in the controller quorum (1, 3 or 5 in practice).
 pub const CONTROLLER_VOTERS_MAX: usize = 7;
 
@@ -44,6 +59,16 @@ const _: () = assert!(FRAME_BYTES_MAX <= u32::MAX as usize);
 const _: () = assert!(REPLICAS_MAX <= BROKERS_MAX);
 const _: () = assert!(CONTROLLER_VOTERS_MAX <= BROKERS_MAX);
 const _: () = assert!(RAFT_ENTRY_BYTES_MAX <= FRAME_BYTES_MAX);
+const _: () = assert!(SNAPSHOT_BYTES_MAX + 64 * 1024 <= FRAME_BYTES_MAX);
+const _: () =
+    assert!(SNAPSHOT_BYTES_MAX + 64 * 1024 <= sluice_engine::log::small_file::SMALL_FILE_BYTES_MAX);
+const _: () = assert!(SNAPSHOT_KEEP_ENTRIES < SNAPSHOT_INTERVAL_ENTRIES);
+const _: () = assert!(
+    (SNAPSHOT_INTERVAL_ENTRIES + SNAPSHOT_KEEP_ENTRIES) as usize * 2 <= RAFT_LOG_ENTRIES_MAX
+);
+const _: () = assert!(
+    REBALANCE_PARTITIONS_PER_COMMAND_MAX * (TOPIC_NAME_BYTES_MAX + 16) < RAFT_ENTRY_BYTES_MAX
+);
 
 /// Frames queued for one peer link before new ones are dropped (the replication and Raft
 /// protocols resend what is lost; a replica never waits on a slow peer's socket).

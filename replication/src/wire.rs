@@ -25,9 +25,14 @@ pub enum FrameKind {
     ControllerRequest = 3,
     /// The controller's Raft hard state file.
     RaftHardState = 4,
+    /// A [`crate::controller::image::StateImage`]: the metadata state at a Raft index (the
+    /// data of a Raft snapshot).
+    MetadataImage = 5,
+    /// The controller's snapshot file (snapshot metadata + image).
+    MetadataSnapshot = 6,
     /// A [`crate::controller::BrokerHeartbeat`]: a broker tells the controller voters it is
     /// alive and where it listens.
-    Heartbeat = 5,
+    Heartbeat = 7,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -11,11 +11,14 @@ use futures_lite::future::block_on;
 use sluice_engine::clock::ManualClock;
 use sluice_engine::io::sim::{CrashMode, SimStorage};
 use sluice_replication::controller::{
-    assign_replicas, ControllerConfig, ControllerNode, ElectionJitter, MetadataCommand,
+    assign_replicas, ControllerConfig, ControllerNode, ElectionJitter, LeaderRebalance,
+    MetadataCommand, MetadataState, SnapshotPolicy,
 };
 use sluice_replication::BrokerId;
 
 struct Quorum {
+    /// Process incarnation each broker heartbeats with (index = broker id).
+    incarnations: [u64; 8],
     clock: ManualClock,
     disks: Vec<SimStorage>,
     nodes: Vec<Option<ControllerNode<SimStorage>>>,
@@ -50,6 +53,7 @@ impl Quorum {
             .map(|i| Some(open(&disks[i], i as i32 + 1, &clock)))
             .collect();
         Quorum {
+            incarnations: [1; 8],
             clock,
             disks,
             nodes,
@@ -64,7 +68,8 @@ impl Quorum {
             for n in self.nodes.iter_mut().flatten() {
                 n.tick(now);
                 for b in heartbeats_from {
-                    n.on_heartbeat(BrokerId(*b), 1, None, &Default::default(), now);
+                    let incarnation = self.incarnations[*b as usize];
+                    n.on_heartbeat(BrokerId(*b), incarnation, None, &Default::default(), now);
                 }
             }
             self.pump();
@@ -87,6 +92,42 @@ impl Quorum {
                 }
             }
         }
+    }
+
+    fn active(&mut self) -> &mut ControllerNode<SimStorage> {
+        let l = self.leader().expect("an active controller");
+        self.nodes[l].as_mut().unwrap()
+    }
+
+    /// Every voter's state, checked identical.
+    fn agreed_state(&self) -> MetadataState {
+        let states: Vec<_> = self
+            .nodes
+            .iter()
+            .flatten()
+            .map(|n| n.state().clone())
+            .collect();
+        assert!(states.iter().all(|s| *s == states[0]), "voters disagree");
+        states[0].clone()
+    }
+
+    /// What a partition leader sends after a follower caught up (or fell behind).
+    fn alter_isr(&mut self, topic: &str, partition: i32, isr: &[i32]) {
+        let p = self
+            .active()
+            .state()
+            .partition(topic, partition)
+            .unwrap()
+            .clone();
+        self.active()
+            .propose(&MetadataCommand::AlterIsr {
+                topic: topic.into(),
+                partition,
+                leader_epoch: p.leader_epoch.0,
+                partition_epoch: p.partition_epoch.0,
+                isr: isr.to_vec(),
+            })
+            .expect("propose AlterIsr");
     }
 
     fn leader(&self) -> Option<usize> {
@@ -162,4 +203,192 @@ fn quorum_elects_replicates_fences_and_recovers_from_its_log() {
         .clone();
     assert_eq!(a, b, "recovered voter differs from the leader");
     assert!(a.brokers[&BrokerId(3)].fenced);
+}
+
+#[test]
+fn controlled_shutdown_then_rebalance_then_reassignment_through_the_quorum() {
+    let mut q = Quorum::new();
+    let all = [1, 2, 3, 4];
+    q.run(40, &all);
+    let brokers = q.active().state().brokers.clone();
+    assert_eq!(brokers.len(), 4, "broker 4 registers as a plain member");
+    // Three partitions over brokers 1-3, each led by a different one.
+    q.active()
+        .propose(&MetadataCommand::CreateTopic {
+            name: "orders".into(),
+            topic_id: 1,
+            assignments: vec![vec![1, 2, 3], vec![2, 3, 1], vec![3, 1, 2]],
+            configs: vec![],
+        })
+        .expect("propose");
+    q.run(5, &all);
+    assert_eq!(q.agreed_state().partitions_led_by(BrokerId(1)), 1);
+
+    // Broker 1 gets SIGTERM: it asks for a controlled shutdown and keeps heartbeating.
+    q.active()
+        .on_shutdown_request(BrokerId(1), 1)
+        .expect("the active controller takes it");
+    q.run(5, &all);
+    let s = q.agreed_state();
+    assert!(s.controlled_shutdown_complete(BrokerId(1), 1));
+    for p in &s.topics["orders"].partitions {
+        assert!(p.leader.is_some() && p.leader != Some(BrokerId(1)));
+        assert!(!p.isr.contains(&BrokerId(1)));
+    }
+    // Its heartbeats do not unfence it while it shuts down.
+    q.run(30, &all);
+    assert!(q.agreed_state().brokers[&BrokerId(1)].fenced);
+
+    // It restarts (a new incarnation), catches up and rejoins every ISR. With automatic
+    // rebalancing every 300 ms, leadership of partition 0 returns to it.
+    q.incarnations[1] = 2;
+    for n in q.nodes.iter_mut().flatten() {
+        n.set_leader_rebalance(Some(LeaderRebalance {
+            interval_ms: 300,
+            imbalance_percentage: 10,
+        }));
+    }
+    q.run(5, &all);
+    assert!(!q.agreed_state().brokers[&BrokerId(1)].fenced);
+    assert_eq!(q.agreed_state().partitions_led_by(BrokerId(1)), 0);
+    for p in 0..3 {
+        let isr = q
+            .active()
+            .state()
+            .partition("orders", p)
+            .unwrap()
+            .isr
+            .clone();
+        let mut isr: Vec<i32> = isr.iter().map(|b| b.0).collect();
+        isr.push(1);
+        q.alter_isr("orders", p, &isr);
+        q.run(1, &all);
+    }
+    q.run(40, &all);
+    let s = q.agreed_state();
+    for p in &s.topics["orders"].partitions {
+        assert_eq!(
+            p.leader,
+            Some(p.replicas[0]),
+            "preferred leader restored: {p:?}"
+        );
+    }
+
+    // Partition 0 moves from {1,2,3} to {4,2,3}: 4 is added, then 1 removed once 4 is in
+    // sync; the active controller completes it by itself.
+    q.active()
+        .propose(&MetadataCommand::AlterPartitionReassignment {
+            topic: "orders".into(),
+            partition: 0,
+            target: Some(vec![4, 2, 3]),
+        })
+        .expect("propose");
+    q.run(20, &all);
+    let s = q.agreed_state();
+    let ongoing = s.reassignments();
+    assert_eq!(ongoing.len(), 1, "waits for broker 4 to catch up");
+    assert_eq!(ongoing[0].adding, vec![BrokerId(4)]);
+    assert_eq!(ongoing[0].removing, vec![BrokerId(1)]);
+    q.alter_isr("orders", 0, &[1, 2, 3, 4]);
+    q.run(20, &all);
+    let s = q.agreed_state();
+    assert!(s.reassignments().is_empty());
+    let p = s.partition("orders", 0).unwrap();
+    assert_eq!(p.replicas, vec![BrokerId(4), BrokerId(2), BrokerId(3)]);
+    assert!(!p.isr.contains(&BrokerId(1)));
+    assert!(p.leader.is_some() && p.leader != Some(BrokerId(1)));
+}
+
+const SMALL_SNAPSHOTS: SnapshotPolicy = SnapshotPolicy {
+    interval_entries: 40,
+    keep_entries: 10,
+};
+
+fn open_small(disk: &SimStorage, id: i32, clock: &ManualClock) -> ControllerNode<SimStorage> {
+    let mut n = open(disk, id, clock);
+    n.set_snapshot_policy(SMALL_SNAPSHOTS);
+    n
+}
+
+#[test]
+fn a_lagging_voter_catches_up_by_snapshot_and_restarts_restore_snapshot_plus_tail() {
+    let mut q = Quorum::new();
+    for (i, n) in q.nodes.iter_mut().enumerate() {
+        *n = Some(open_small(&q.disks[i], i as i32 + 1, &q.clock));
+    }
+    q.run(40, &[1, 2, 3]);
+    q.active()
+        .propose(&MetadataCommand::CreateTopic {
+            name: "orders".into(),
+            topic_id: 1,
+            assignments: vec![vec![1, 2, 3]],
+            configs: vec![],
+        })
+        .expect("propose");
+    q.run(5, &[1, 2, 3]);
+    // Voter 3 goes down; the other two write far more than the snapshot interval.
+    let down = (0..3).find(|i| Some(*i) != q.leader()).expect("a follower");
+    q.nodes[down] = None;
+    for round in 0..30 {
+        for k in 0..10 {
+            q.active()
+                .propose(&MetadataCommand::SetTopicConfigs {
+                    name: "orders".into(),
+                    configs: vec![("retention.ms".into(), format!("{}", round * 10 + k))],
+                })
+                .expect("propose");
+        }
+        q.run(1, &[1, 2, 3]);
+    }
+    q.run(5, &[1, 2, 3]);
+    let leader = q.active();
+    let applied = leader.applied_index();
+    assert!(applied > 300, "{applied}");
+    assert!(leader.snapshot_index() > 0, "the leader snapshotted");
+    assert!(
+        leader.first_log_index() > applied - 60,
+        "the log was compacted behind the snapshot: first {} applied {applied}",
+        leader.first_log_index()
+    );
+    assert_eq!(
+        leader.state().topics["orders"].configs["retention.ms"],
+        "299"
+    );
+
+    // The voter comes back far behind the leader's log start: it gets the snapshot.
+    q.nodes[down] = Some(open_small(&q.disks[down], down as i32 + 1, &q.clock));
+    q.run(30, &[1, 2, 3]);
+    let back = q.nodes[down].as_ref().unwrap();
+    // Its own log ended long before the leader's log start, so only a snapshot explains
+    // both of these.
+    assert!(back.snapshot_index() > 0, "caught up through a snapshot");
+    assert!(back.first_log_index() > 1);
+    let before = q.agreed_state();
+
+    // Every voter crashes (unsynced writes dropped) and restarts from snapshot + log tail.
+    for i in 0..3 {
+        q.nodes[i] = None;
+        q.disks[i].crash(11 + i as u64, CrashMode::DropUnsynced);
+    }
+    for i in 0..3 {
+        let n = open_small(&q.disks[i], i as i32 + 1, &q.clock);
+        assert!(
+            n.snapshot_index() > 0,
+            "voter {} restores its snapshot",
+            i + 1
+        );
+        assert!(n.state().topics.contains_key("orders"));
+        q.nodes[i] = Some(n);
+    }
+    q.run(60, &[1, 2, 3]);
+    assert!(q.leader().is_some());
+    assert_eq!(q.agreed_state(), before);
+    // And it keeps working.
+    q.active()
+        .propose(&MetadataCommand::DeleteTopic {
+            name: "orders".into(),
+        })
+        .expect("propose");
+    q.run(5, &[1, 2, 3]);
+    assert!(q.agreed_state().topics.is_empty());
 }

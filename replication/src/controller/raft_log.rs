@@ -4,13 +4,19 @@
 //! `__cluster_metadata` in an ordinary log; Raft's hard state (term, vote, commit) lives in
 //! a small rkyv + crc32c file replaced atomically.
 //!
+//! Compaction (KRaft's snapshots): the metadata state at an applied index is written to a
+//! snapshot file (rkyv + crc32c, replaced atomically) and the log before it is deleted
+//! (`delete_records_before`). A snapshot received from the leader replaces the whole log:
+//! the file names the new log's base (entry index = base + offset + 1), the old log
+//! directory is removed, and a fresh one starts at the snapshot's index.
+//!
 //! Owned by the shard that runs the controller; this broker's copy of the quorum's log.
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use protobuf::Message as _;
-use raft::eraftpb::{Entry, HardState};
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use rkyv::{Archive, Deserialize, Serialize};
 use sluice_engine::batch::{batches, build, BatchView};
 use sluice_engine::clock::Clock;
@@ -23,6 +29,7 @@ use crate::limits::{RAFT_ENTRY_BYTES_MAX, RAFT_LOG_ENTRIES_MAX};
 use crate::wire::{self, FrameKind};
 
 const HARD_STATE_FILE: &str = "raft-hard-state.ckpt";
+const SNAPSHOT_FILE: &str = "metadata-snapshot.ckpt";
 pub const METADATA_TOPIC: &str = "__cluster_metadata";
 
 #[derive(Debug, thiserror::Error)]
@@ -37,10 +44,10 @@ pub enum RaftLogError {
     },
     #[error("metadata log entry at offset {offset} is damaged: {detail}")]
     Corrupt { offset: i64, detail: String },
-    #[error(
-        "metadata log is full ({RAFT_LOG_ENTRIES_MAX} entries; compaction is not written yet)"
-    )]
+    #[error("metadata log is full ({RAFT_LOG_ENTRIES_MAX} entries and no snapshot compacts it)")]
     Full,
+    #[error("raft entry {index} is below the log's base {base} (already compacted)")]
+    BelowBase { index: u64, base: u64 },
     #[error("raft entry of {0} bytes exceeds the limit")]
     EntryTooLarge(usize),
 }
@@ -52,11 +59,59 @@ struct HardStateFile {
     commit: u64,
 }
 
+/// The snapshot file: Raft snapshot metadata, the framed metadata image, and where the
+/// log continues.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+struct SnapshotFile {
+    index: u64,
+    term: u64,
+    voters: Vec<u64>,
+    /// The log directory in use: entry index = log_base + offset + 1.
+    log_base: u64,
+    /// The log directory this one replaced (removed on open if a crash left it).
+    previous_log_base: u64,
+    image: Vec<u8>,
+}
+
 /// The durable Raft log and hard state of one controller voter.
 pub struct RaftLog<S: Storage> {
     storage: S,
     dir: PathBuf,
+    clock: Rc<dyn Clock>,
     log: PartitionLog<S>,
+    base: u64,
+    snapshot: Option<Snapshot>,
+}
+
+fn log_dir(dir: &Path, base: u64) -> PathBuf {
+    if base == 0 {
+        dir.join(format!("{METADATA_TOPIC}-0"))
+    } else {
+        dir.join(format!("{METADATA_TOPIC}-0.from-{base}"))
+    }
+}
+
+async fn open_log<S: Storage>(
+    storage: &S,
+    dir: PathBuf,
+    clock: Rc<dyn Clock>,
+) -> Result<PartitionLog<S>, RaftLogError>
+where
+    S::File: Clone,
+{
+    Ok(PartitionLog::open(
+        storage.clone(),
+        dir,
+        TopicPartition::new(METADATA_TOPIC, 0),
+        LogConfig {
+            segment_bytes: 16 << 20,
+            retention_ms: -1,
+            ..LogConfig::default()
+        },
+        Durability::GroupCommit,
+        clock,
+    )
+    .await?)
 }
 
 impl<S: Storage> RaftLog<S>
@@ -68,20 +123,132 @@ where
         dir: PathBuf,
         clock: Rc<dyn Clock>,
     ) -> Result<Self, RaftLogError> {
-        let log = PartitionLog::open(
-            storage.clone(),
-            dir.join(format!("{METADATA_TOPIC}-0")),
-            TopicPartition::new(METADATA_TOPIC, 0),
-            LogConfig {
-                segment_bytes: 16 << 20,
-                retention_ms: -1,
-                ..LogConfig::default()
-            },
-            Durability::GroupCommit,
+        let path = dir.join(SNAPSHOT_FILE);
+        let file = read_small_file(&storage, &path)
+            .await
+            .map_err(|source| RaftLogError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        let (base, snapshot) =
+            match file {
+                None => (0, None),
+                Some(bytes) => {
+                    // A damaged snapshot cannot be rebuilt from the (compacted) log: refuse.
+                    let f: SnapshotFile = wire::decode(FrameKind::MetadataSnapshot, &bytes)
+                        .map_err(|e| RaftLogError::Corrupt {
+                            offset: -1,
+                            detail: format!("snapshot file: {e}"),
+                        })?;
+                    if f.previous_log_base != f.log_base {
+                        // The install that wrote this file may have crashed before removing it.
+                        let old = log_dir(&dir, f.previous_log_base);
+                        storage
+                            .remove_dir_all(&old)
+                            .await
+                            .map_err(|source| RaftLogError::Io { path: old, source })?;
+                    }
+                    let mut snap = Snapshot {
+                        data: f.image.into(),
+                        ..Default::default()
+                    };
+                    let meta = snap.mut_metadata();
+                    meta.index = f.index;
+                    meta.term = f.term;
+                    meta.set_conf_state(ConfState::from((f.voters, vec![])));
+                    (f.log_base, Some(snap))
+                }
+            };
+        let log = open_log(&storage, log_dir(&dir, base), clock.clone()).await?;
+        Ok(RaftLog {
+            storage,
+            dir,
             clock,
-        )
-        .await?;
-        Ok(RaftLog { storage, dir, log })
+            log,
+            base,
+            snapshot,
+        })
+    }
+
+    /// The latest durable snapshot (with its data), if any.
+    pub fn snapshot(&self) -> Option<&Snapshot> {
+        self.snapshot.as_ref()
+    }
+
+    /// Index of the first entry the log holds (or would hold next, when empty).
+    pub fn first_index(&self) -> u64 {
+        self.base + self.log.log_start_offset().0 as u64 + 1
+    }
+
+    /// Writes `snap` (taken locally at an applied index) durably, then deletes the log
+    /// entries up to and including `compact_through`. A crash between the two leaves a
+    /// longer log than needed, never a gap.
+    pub async fn save_snapshot(
+        &mut self,
+        snap: &Snapshot,
+        compact_through: u64,
+    ) -> Result<(), RaftLogError> {
+        self.write_snapshot_file(snap, self.base, self.base).await?;
+        self.snapshot = Some(snap.clone());
+        if compact_through >= self.first_index() {
+            let end = self.base + self.log.log_end_offset().0 as u64;
+            let through = compact_through.min(end);
+            self.log
+                .delete_records_before(Offset((through - self.base) as i64))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the log with a snapshot received from the leader: the snapshot file (naming
+    /// a new, empty log starting after the snapshot's index) becomes durable first, then the
+    /// old log directory goes. Resolves when durable.
+    pub async fn install_snapshot(&mut self, snap: &Snapshot) -> Result<(), RaftLogError> {
+        let index = snap.get_metadata().index;
+        let old_base = self.base;
+        if index == old_base {
+            // The log already starts here: just drop what it holds.
+            self.write_snapshot_file(snap, old_base, old_base).await?;
+            self.log.truncate_to(Offset(0)).await?;
+        } else {
+            let fresh = log_dir(&self.dir, index);
+            // Left over from an install at this index that crashed before its file.
+            self.storage
+                .remove_dir_all(&fresh)
+                .await
+                .map_err(|source| RaftLogError::Io {
+                    path: fresh.clone(),
+                    source,
+                })?;
+            self.write_snapshot_file(snap, index, old_base).await?;
+            self.log.remove().await?;
+            self.log = open_log(&self.storage, fresh, self.clock.clone()).await?;
+            self.base = index;
+        }
+        self.snapshot = Some(snap.clone());
+        Ok(())
+    }
+
+    async fn write_snapshot_file(
+        &self,
+        snap: &Snapshot,
+        log_base: u64,
+        previous_log_base: u64,
+    ) -> Result<(), RaftLogError> {
+        let meta = snap.get_metadata();
+        let file = SnapshotFile {
+            index: meta.index,
+            term: meta.term,
+            voters: meta.get_conf_state().voters.clone(),
+            log_base,
+            previous_log_base,
+            image: snap.data.to_vec(),
+        };
+        let bytes = wire::encode(FrameKind::MetadataSnapshot, &file);
+        let path = self.dir.join(SNAPSHOT_FILE);
+        replace_small_file(&self.storage, &path, &bytes)
+            .await
+            .map_err(|source| RaftLogError::Io { path, source })
     }
 
     fn hard_state_path(&self) -> PathBuf {
@@ -103,7 +270,17 @@ where
                     offset: from.0,
                     detail: e.to_string(),
                 })?;
-                entries.push(decode_entry(&view)?);
+                let entry = decode_entry(&view)?;
+                if entry.index != self.base + view.base_offset().0 as u64 + 1 {
+                    return Err(RaftLogError::Corrupt {
+                        offset: view.base_offset().0,
+                        detail: format!(
+                            "entry index {} in log based at {}",
+                            entry.index, self.base
+                        ),
+                    });
+                }
+                entries.push(entry);
                 from = view.last_offset().next();
             }
         }
@@ -120,7 +297,12 @@ where
                     HardState {
                         term: f.term,
                         vote: f.vote,
-                        commit: f.commit.min(entries.last().map_or(0, |e| e.index)),
+                        commit: f.commit.min(
+                            entries
+                                .last()
+                                .map_or(0, |e| e.index)
+                                .max(self.snapshot.as_ref().map_or(0, |s| s.get_metadata().index)),
+                        ),
                         ..Default::default()
                     }
                 }
@@ -143,12 +325,18 @@ where
         let Some(first) = entries.first() else {
             return Ok(());
         };
-        let at = Offset(first.index as i64 - 1);
+        if first.index <= self.base {
+            return Err(RaftLogError::BelowBase {
+                index: first.index,
+                base: self.base,
+            });
+        }
+        let at = Offset((first.index - self.base - 1) as i64);
         if at < self.log.log_end_offset() {
             self.log.truncate_to(at).await?;
         }
         let last = entries.last().map_or(0, |e| e.index);
-        if last as usize > RAFT_LOG_ENTRIES_MAX {
+        if (last + 1).saturating_sub(self.first_index()) as usize > RAFT_LOG_ENTRIES_MAX {
             return Err(RaftLogError::Full);
         }
         let mut records = Vec::new();
@@ -243,4 +431,116 @@ fn read_varint(b: &[u8], at: &mut usize) -> Option<i64> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_lite::future::block_on;
+    use sluice_engine::clock::ManualClock;
+    use sluice_engine::io::sim::{CrashMode, SimStorage};
+
+    fn entries(from: u64, to: u64, term: u64) -> Vec<Entry> {
+        (from..=to)
+            .map(|index| Entry {
+                index,
+                term,
+                data: format!("entry {index}").into_bytes().into(),
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    fn snapshot(index: u64, term: u64) -> Snapshot {
+        let mut s = Snapshot {
+            data: b"metadata image".to_vec().into(),
+            ..Default::default()
+        };
+        s.mut_metadata().index = index;
+        s.mut_metadata().term = term;
+        s.mut_metadata()
+            .set_conf_state(ConfState::from((vec![1, 2, 3], vec![])));
+        s
+    }
+
+    fn open(disk: &SimStorage) -> Result<RaftLog<SimStorage>, RaftLogError> {
+        block_on(RaftLog::open(
+            disk.clone(),
+            PathBuf::from("/controller"),
+            Rc::new(ManualClock::new(0)),
+        ))
+    }
+
+    #[test]
+    fn a_local_snapshot_compacts_the_log_and_reopens_with_the_tail() {
+        let disk = SimStorage::new();
+        let mut log = open(&disk).expect("open");
+        block_on(log.append(&entries(1, 100, 1))).expect("append");
+        block_on(log.save_snapshot(&snapshot(80, 1), 70)).expect("snapshot");
+        assert_eq!(log.first_index(), 71);
+        drop(log);
+        disk.crash(1, CrashMode::DropUnsynced);
+        let log = open(&disk).expect("reopen");
+        assert_eq!(log.snapshot().map(|s| s.get_metadata().index), Some(80));
+        assert_eq!(log.first_index(), 71);
+        let (tail, _) = block_on(log.load()).expect("load");
+        assert_eq!(tail.first().map(|e| e.index), Some(71));
+        assert_eq!(tail.last().map(|e| e.index), Some(100));
+        // Entries below the base cannot be rewritten.
+        let mut log = log;
+        block_on(log.install_snapshot(&snapshot(120, 2))).expect("install");
+        assert!(matches!(
+            block_on(log.append(&entries(100, 100, 2))),
+            Err(RaftLogError::BelowBase { .. })
+        ));
+        block_on(log.append(&entries(121, 125, 2))).expect("append after the snapshot");
+    }
+
+    #[test]
+    fn a_crash_anywhere_in_a_snapshot_install_leaves_the_old_log_or_the_new_snapshot() {
+        let mut outcomes = (0, 0);
+        for failing_write in 0..16 {
+            let disk = SimStorage::new();
+            let mut log = open(&disk).expect("open");
+            block_on(log.append(&entries(1, 20, 1))).expect("append");
+            disk.fail_writes_after(failing_write);
+            let _ = block_on(log.install_snapshot(&snapshot(50, 2)));
+            drop(log);
+            disk.fail_writes_after(u64::MAX);
+            disk.crash(failing_write, CrashMode::TearTail);
+            let log = open(&disk)
+                .unwrap_or_else(|e| panic!("reopen after failing write {failing_write}: {e}"));
+            let (es, hs) = block_on(log.load()).expect("load");
+            assert_eq!(hs.commit, 0);
+            match log.snapshot() {
+                Some(s) => {
+                    assert_eq!(s.get_metadata().index, 50);
+                    assert!(es.is_empty(), "the old log is gone");
+                    assert_eq!(log.first_index(), 51);
+                    block_on(log.append(&entries(51, 52, 2))).expect("append");
+                    outcomes.1 += 1;
+                }
+                None => {
+                    assert_eq!(es, entries(1, 20, 1), "the old log is intact");
+                    outcomes.0 += 1;
+                }
+            }
+            // Only the live log directory remains.
+            let dirs: std::collections::BTreeSet<PathBuf> = disk
+                .paths()
+                .into_iter()
+                .filter_map(|p| {
+                    p.ancestors()
+                        .find(|a| {
+                            a.file_name()
+                                .and_then(|n| n.to_str())
+                                .is_some_and(|n| n.starts_with(METADATA_TOPIC))
+                        })
+                        .map(Path::to_path_buf)
+                })
+                .collect();
+            assert!(dirs.len() <= 1, "{dirs:?}");
+        }
+        assert!(outcomes.0 > 0 && outcomes.1 > 0, "{outcomes:?}");
+    }
 }

@@ -77,6 +77,39 @@ pub enum MetadataCommand {
         partition_epoch: i32,
         isr: Vec<i32>,
     },
+    /// Controlled shutdown (a broker's SIGTERM): the broker, if `incarnation` is still the
+    /// registered one, leads nothing and leaves every ISR (as fencing), and stays fenced
+    /// until a new incarnation registers. When this is applied the broker may exit:
+    /// [`MetadataState::controlled_shutdown_complete`].
+    ShutdownBroker {
+        broker: i32,
+        incarnation: u64,
+    },
+    /// Kafka's ElectLeaders: moves leadership to each partition's preferred replica (the
+    /// first of its replicas) where that replica is live, in the ISR and not already
+    /// leading. An empty list means every partition (Kafka's null topic list; a request
+    /// with an empty, non-null list elects nothing and needs no command). `preferred:
+    /// false` (an unclean election) is refused: unclean election is off. Partitions that
+    /// need no election are skipped; the proposer answers them per partition from
+    /// [`MetadataState::preferred_election`].
+    ElectLeaders {
+        partitions: Vec<(String, i32)>,
+        preferred: bool,
+    },
+    /// One partition of Kafka's AlterPartitionReassignments (KIP-455): `Some(target)`
+    /// starts (or replaces) a reassignment to `target`; `None` cancels the ongoing one.
+    AlterPartitionReassignment {
+        topic: String,
+        partition: i32,
+        target: Option<Vec<i32>>,
+    },
+    /// The active controller saw every adding replica of a reassignment in the ISR (at
+    /// `partition_epoch`): replicas become the target, removed replicas leave.
+    CompleteReassignment {
+        topic: String,
+        partition: i32,
+        partition_epoch: i32,
+    },
 }
 
 impl MetadataCommand {
@@ -111,6 +144,10 @@ pub enum ApplyError {
     Stale,
     #[error("invalid ISR: {0}")]
     InvalidIsr(String),
+    #[error("unclean leader election is disabled")]
+    UncleanElectionDisabled,
+    #[error("no reassignment in progress for {topic}-{partition}")]
+    NoReassignmentInProgress { topic: String, partition: i32 },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -119,6 +156,8 @@ pub struct BrokerInfo {
     pub endpoint: BrokerEndpoint,
     pub incarnation: u64,
     pub fenced: bool,
+    /// This incarnation asked for a controlled shutdown (it is fenced and stays so).
+    pub shutting_down: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -129,6 +168,10 @@ pub struct PartitionInfo {
     pub leader_epoch: LeaderEpoch,
     pub partition_epoch: PartitionEpoch,
     pub isr: Vec<BrokerId>,
+    /// An ongoing reassignment (KIP-455): replicas being added (in `replicas`, not yet
+    /// caught up) and replicas to remove once they have. Both empty when none is ongoing.
+    pub adding_replicas: Vec<BrokerId>,
+    pub removing_replicas: Vec<BrokerId>,
 }
 
 impl PartitionInfo {
@@ -217,6 +260,7 @@ impl MetadataState {
                         endpoint: endpoint.clone(),
                         incarnation: *incarnation,
                         fenced: true,
+                        shutting_down: false,
                     },
                 );
                 changes.extend(self.unfence(id));
@@ -271,17 +315,35 @@ impl MetadataState {
                 partition_epoch,
                 isr,
             } => self.alter_isr(topic, *partition, *leader_epoch, *partition_epoch, isr),
+            MetadataCommand::ShutdownBroker {
+                broker,
+                incarnation,
+            } => self.shutdown_broker(BrokerId(*broker), *incarnation),
+            MetadataCommand::ElectLeaders {
+                partitions,
+                preferred,
+            } => self.elect_preferred_leaders(partitions, *preferred),
+            MetadataCommand::AlterPartitionReassignment {
+                topic,
+                partition,
+                target,
+            } => self.alter_reassignment(topic, *partition, target.as_deref()),
+            MetadataCommand::CompleteReassignment {
+                topic,
+                partition,
+                partition_epoch,
+            } => self.complete_reassignment(topic, *partition, *partition_epoch),
         }
     }
 
-    fn live(&self, b: BrokerId) -> bool {
+    pub(super) fn live(&self, b: BrokerId) -> bool {
         self.brokers.get(&b).is_some_and(|i| !i.fenced)
     }
 
     /// The broker leads nothing and leaves every ISR; partitions it led get a new leader from
     /// the rest of the ISR (unclean election is off: a partition whose ISR held only this
     /// broker goes leaderless, keeping the ISR so the broker can lead again when it returns).
-    fn fence(&mut self, id: BrokerId) -> Vec<PartitionChange> {
+    pub(super) fn fence(&mut self, id: BrokerId) -> Vec<PartitionChange> {
         let live: Vec<BrokerId> = self
             .brokers
             .iter()
@@ -437,6 +499,8 @@ impl MetadataState {
                     isr
                 },
                 replicas,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
             });
         }
         Ok(partitions)

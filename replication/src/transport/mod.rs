@@ -40,7 +40,7 @@ fn kind_of(header: &[u8]) -> Result<FrameKind, FrameError> {
         2 => Ok(FrameKind::Raft),
         3 => Ok(FrameKind::ControllerRequest),
         4 => Ok(FrameKind::RaftHardState),
-        5 => Ok(FrameKind::Heartbeat),
+        7 => Ok(FrameKind::Heartbeat),
         other => Err(FrameError::Invalid(format!("unknown frame kind {other}"))),
     }
 }

@@ -5,7 +5,9 @@
 //! whose heartbeats stop. Each broker's replica follows the metadata its own voter applied.
 //! One seed drives the workload,
 //! message loss, delay (hence reordering), corruption, network partitions, crashes and
-//! restarts. Invariants are checked as the run goes and at the end.
+//! restarts, controlled shutdowns, preferred-leader elections (asked for and automatic) and
+//! Raft snapshots (a small snapshot interval per seed, so compaction and snapshot installs
+//! happen amid the faults). Invariants are checked as the run goes and at the end.
 
 #![allow(clippy::unwrap_used, dead_code)]
 
@@ -25,8 +27,8 @@ use sluice_engine::limits::BATCH_BYTES_MAX;
 use sluice_engine::log::{AppendOptions, PartitionLog};
 use sluice_engine::{Durability, LeaderEpoch, LogConfig, Offset, TopicPartition};
 use sluice_replication::controller::{
-    assign_replicas, ControllerConfig, ControllerNode, ElectionJitter, MetadataCommand,
-    MetadataState,
+    assign_replicas, ControllerConfig, ControllerNode, ElectionJitter, LeaderRebalance,
+    MetadataCommand, MetadataState, SnapshotPolicy,
 };
 use sluice_replication::partition::{
     EpochCache, LeaderAndIsr, Output, PartitionReplica, ProduceError, ReplicaMessage,
@@ -40,6 +42,9 @@ const TICK_MS: i64 = 10;
 const SESSION_TIMEOUT_MS: i64 = 600;
 const HEARTBEAT_MS: i64 = 100;
 const BOOTSTRAP_MS: i64 = 100;
+/// A broker in controlled shutdown exits after this long even if its leadership has not
+/// moved (the controller may be unreachable), as Kafka's broker gives up after its retries.
+const SHUTDOWN_WAIT_MS_MAX: i64 = 2_000;
 
 /// Knobs one seed picks.
 #[derive(Clone, Debug)]
@@ -55,11 +60,24 @@ pub struct SimConfig {
     pub crash_every_ms: i64,
     pub partition_every_ms: i64,
     pub min_insync_replicas: usize,
+    /// A broker asks for a controlled shutdown about this often (0: never), exits when its
+    /// leadership has moved (or after SHUTDOWN_WAIT_MS_MAX) and restarts later.
+    pub shutdown_every_ms: i64,
+    /// An admin asks for a preferred-leader election about this often (0: never).
+    pub elect_every_ms: i64,
+    /// auto.leader.rebalance check interval (0: off).
+    pub rebalance_interval_ms: i64,
+    /// Raft snapshot every this many applied entries (0: the default policy).
+    pub snapshot_interval_entries: u64,
+    /// The partition is reassigned about this often (0: never): from three replicas to two
+    /// (a removal, maybe of the leader) and back to three (an addition that must catch up).
+    pub reassign_every_ms: i64,
 }
 
 impl SimConfig {
     pub fn from_seed(seed: u64) -> Self {
         let mut rng = SmallRng::seed_from_u64(seed ^ 0x5eed);
+        let mut extra = SmallRng::seed_from_u64(seed ^ 0xfeed);
         SimConfig {
             seed,
             run_ms: 8_000,
@@ -71,6 +89,12 @@ impl SimConfig {
             crash_every_ms: [0, 700, 1500, 3000][rng.gen_range(0..4)],
             partition_every_ms: [0, 800, 2000][rng.gen_range(0..3)],
             min_insync_replicas: rng.gen_range(1..=2),
+            // Drawn from a second stream so the knobs above stay what they were per seed.
+            shutdown_every_ms: [0, 1500, 3000][extra.gen_range(0..3)],
+            elect_every_ms: [0, 700, 2000][extra.gen_range(0..3)],
+            rebalance_interval_ms: [0, 500, 2000][extra.gen_range(0..3)],
+            snapshot_interval_entries: [0, 8, 30][extra.gen_range(0..3)],
+            reassign_every_ms: [0, 600, 1500][extra.gen_range(0..3)],
         }
     }
 }
@@ -79,8 +103,19 @@ impl SimConfig {
 /// and replica traffic below go through the real frames).
 #[derive(Clone, Debug)]
 enum CtlMsg {
-    Heartbeat { broker: i32, incarnation: u64 },
+    Heartbeat {
+        broker: i32,
+        incarnation: u64,
+    },
     AlterIsr(MetadataCommand),
+    Shutdown {
+        broker: i32,
+        incarnation: u64,
+    },
+    /// An admin's ElectLeaders for the partition.
+    ElectPreferred,
+    /// An admin's AlterPartitionReassignments for the partition.
+    Reassign(Vec<i32>),
 }
 
 #[derive(Debug)]
@@ -122,6 +157,16 @@ enum Event {
     },
     Consume,
     Check,
+    /// A broker gets SIGTERM.
+    Shutdown {
+        broker: i32,
+    },
+    /// An admin asks for a preferred-leader election.
+    ElectPreferred,
+    /// An admin reassigns the partition (2 <-> 3 replicas).
+    Reassign,
+    /// After healing: reassign back to all three brokers until that is done.
+    RestoreReplicas,
 }
 
 struct Scheduled {
@@ -177,6 +222,12 @@ struct Broker {
     io: VecDeque<IoOp>,
     io_busy: bool,
     sync_queued: bool,
+    /// When this incarnation asked for a controlled shutdown.
+    shutting_down_since: Option<i64>,
+    /// The metadata this broker applied removed it from the partition's replicas: its
+    /// replica instance is stale; it is recreated from the log if the broker is added back
+    /// (what a real broker does: stop the replica on removal, start one on addition).
+    removed: bool,
 }
 
 /// Everything a run saw, for the invariants and the report.
@@ -187,6 +238,15 @@ pub struct Stats {
     pub produce_errors: u64,
     pub crashes: u64,
     pub power_losses: u64,
+    pub controlled_shutdowns: u64,
+    /// Controlled shutdowns whose broker saw its leadership moved before exiting.
+    pub clean_shutdowns: u64,
+    pub preferred_elections_asked: u64,
+    pub reassignments_asked: u64,
+    /// Replicas started again on a broker added back to the partition.
+    pub replicas_re_added: u64,
+    /// Raft snapshots voters received from the active controller.
+    pub snapshots_installed: u64,
     pub partitions: u64,
     pub elections: u64,
     pub truncations: u64,
@@ -268,6 +328,8 @@ impl Sim {
                 io: VecDeque::new(),
                 io_busy: false,
                 sync_queued: false,
+                shutting_down_since: None,
+                removed: false,
             });
         }
         // The cluster forms: brokers start and heartbeat (which registers them); then the
@@ -286,6 +348,19 @@ impl Sim {
             let at = sim.rng.gen_range(0..sim.cfg.crash_every_ms);
             let b = sim.rng.gen_range(1..=BROKERS);
             sim.schedule(at, Event::Crash { broker: b });
+        }
+        if sim.cfg.shutdown_every_ms > 0 {
+            let at = sim.rng.gen_range(0..sim.cfg.shutdown_every_ms);
+            let b = sim.rng.gen_range(1..=BROKERS);
+            sim.schedule(at, Event::Shutdown { broker: b });
+        }
+        if sim.cfg.reassign_every_ms > 0 {
+            let at = sim.rng.gen_range(0..sim.cfg.reassign_every_ms);
+            sim.schedule(at, Event::Reassign);
+        }
+        if sim.cfg.elect_every_ms > 0 {
+            let at = sim.rng.gen_range(0..sim.cfg.elect_every_ms);
+            sim.schedule(at, Event::ElectPreferred);
         }
         if sim.cfg.partition_every_ms > 0 {
             let at = sim.rng.gen_range(0..sim.cfg.partition_every_ms);
@@ -309,12 +384,40 @@ impl Sim {
     }
 
     fn fail(&self, what: String) -> ! {
+        let brokers: Vec<String> = self
+            .brokers
+            .iter()
+            .map(|b| {
+                let replica = b.replica.as_ref().map(|r| {
+                    format!(
+                        "{:?} epoch {} log end {} hw {}",
+                        r.role(),
+                        r.leader_epoch().0,
+                        r.log_end(),
+                        r.high_watermark()
+                    )
+                });
+                let ctl = b.ctl.as_ref().map(|n| {
+                    format!(
+                        "voter leader={} applied {} partition {:?}",
+                        n.is_leader(),
+                        n.applied_index(),
+                        n.state().partition(TOPIC, 0)
+                    )
+                });
+                format!(
+                    "broker {} up={} removed={} replica {replica:?} {ctl:?}",
+                    b.id, b.up, b.removed
+                )
+            })
+            .collect();
         panic!(
-            "seed {} failed at t={} ms: {what}\nconfig {:?}\nstats {:?}",
+            "seed {} failed at t={} ms: {what}\nconfig {:?}\nstats {:?}\n{}",
             self.cfg.seed,
             self.now - 1_000_000,
             self.cfg,
-            self.stats
+            self.stats,
+            brokers.join("\n")
         );
     }
 
@@ -340,6 +443,9 @@ impl Sim {
 
     fn heal_everything(&mut self) {
         self.faults = false;
+        if self.cfg.reassign_every_ms > 0 {
+            self.schedule(0, Event::RestoreReplicas);
+        }
         self.cut = [false; (BROKERS + 1) as usize];
         for id in 1..=BROKERS {
             if !self.broker(id).up {
@@ -367,13 +473,25 @@ impl Sim {
                 }
                 if (self.now / TICK_MS) % (HEARTBEAT_MS / TICK_MS) == 0 {
                     let incarnation = self.broker(broker).incarnation;
+                    let shutting_down = self.broker(broker).shutting_down_since.is_some();
                     for to in 1..=BROKERS {
                         let msg = CtlMsg::Heartbeat {
                             broker,
                             incarnation,
                         };
                         self.send(broker, to, Payload::Ctl(msg));
+                        if shutting_down {
+                            // Resent until it takes effect (requests get lost too).
+                            let msg = CtlMsg::Shutdown {
+                                broker,
+                                incarnation,
+                            };
+                            self.send(broker, to, Payload::Ctl(msg));
+                        }
                     }
+                }
+                if self.shutdown_progress(broker) {
+                    return;
                 }
                 let now = self.now;
                 if let Some(n) = self.broker(broker).ctl.as_mut() {
@@ -450,6 +568,98 @@ impl Sim {
                 }
             }
             Event::Heal { broker } => self.cut[broker as usize] = false,
+            Event::Shutdown { broker } => {
+                if !self.faults {
+                    return;
+                }
+                let every = self.cfg.shutdown_every_ms;
+                let next = self.rng.gen_range(every / 2..every * 3 / 2);
+                let victim = self.rng.gen_range(1..=BROKERS);
+                self.schedule(next, Event::Shutdown { broker: victim });
+                let all_up = self.brokers.iter().all(|b| b.up);
+                if all_up && self.brokers.iter().all(|b| b.shutting_down_since.is_none()) {
+                    self.stats.controlled_shutdowns += 1;
+                    let now = self.now;
+                    self.broker(broker).shutting_down_since = Some(now);
+                }
+            }
+            Event::Reassign => {
+                if !self.faults {
+                    return;
+                }
+                let every = self.cfg.reassign_every_ms;
+                let next = self.rng.gen_range(every / 2..every * 3 / 2);
+                self.schedule(next, Event::Reassign);
+                let Some(p) = self.controller_view().and_then(|s| s.partition(TOPIC, 0)) else {
+                    return;
+                };
+                if !p.adding_replicas.is_empty() || !p.removing_replicas.is_empty() {
+                    return;
+                }
+                let shrink = p.replicas.len() == BROKERS as usize;
+                let mut target: Vec<i32> = (1..=BROKERS).collect();
+                // Shuffle (Fisher-Yates on the sim's RNG).
+                for i in (1..target.len()).rev() {
+                    let j = self.rng.gen_range(0..=i);
+                    target.swap(i, j);
+                }
+                if shrink {
+                    target.truncate(2);
+                }
+                self.stats.reassignments_asked += 1;
+                let via = self.rng.gen_range(1..=BROKERS);
+                for to in 1..=BROKERS {
+                    self.send(via, to, Payload::Ctl(CtlMsg::Reassign(target.clone())));
+                }
+            }
+            Event::RestoreReplicas => {
+                let Some(p) = self.controller_view().and_then(|s| s.partition(TOPIC, 0)) else {
+                    self.schedule(200, Event::RestoreReplicas);
+                    return;
+                };
+                let whole = p.replicas.len() == BROKERS as usize
+                    && p.adding_replicas.is_empty()
+                    && p.removing_replicas.is_empty();
+                if whole {
+                    // A reassignment sent before healing may still arrive (messages are
+                    // delayed up to delay_ms_max): keep watching for a while.
+                    if self.now - 1_000_000 < self.cfg.run_ms + 1_000 {
+                        self.schedule(200, Event::RestoreReplicas);
+                    }
+                    return;
+                }
+                // Keep the current order, add whoever is missing (replaces an ongoing one).
+                let mut target: Vec<i32> = p
+                    .replicas
+                    .iter()
+                    .filter(|r| !p.removing_replicas.contains(r))
+                    .map(|b| b.0)
+                    .collect();
+                for b in 1..=BROKERS {
+                    if !target.contains(&b) {
+                        target.push(b);
+                    }
+                }
+                self.schedule(200, Event::RestoreReplicas);
+                for to in 1..=BROKERS {
+                    self.send(1, to, Payload::Ctl(CtlMsg::Reassign(target.clone())));
+                }
+            }
+            Event::ElectPreferred => {
+                if !self.faults {
+                    return;
+                }
+                let every = self.cfg.elect_every_ms;
+                let next = self.rng.gen_range(every / 2..every * 3 / 2);
+                self.schedule(next, Event::ElectPreferred);
+                self.stats.preferred_elections_asked += 1;
+                // The admin client sends it to some broker, which forwards it to the
+                // controller: model it as a message to every voter (only the active one acts).
+                let via = self.rng.gen_range(1..=BROKERS);
+                for to in 1..=BROKERS {
+                    self.send(via, to, Payload::Ctl(CtlMsg::ElectPreferred));
+                }
+            }
         }
     }
 
@@ -544,6 +754,12 @@ impl Sim {
             }
         }
         if let (true, Some(state)) = (registered, part) {
+            if !state.replicas.contains(&BrokerId(id)) {
+                self.brokers[idx].removed = true;
+            } else if self.brokers[idx].removed && !self.recreate_replica(id) {
+                // Its I/O is still draining: the next round recreates it.
+                return;
+            }
             self.feed_metadata(id, state);
         }
     }
@@ -654,16 +870,34 @@ impl Sim {
             Rc::new(self.clock.clone()),
         ))
         .expect("controller log recovers after a crash");
+        let mut ctl = ctl;
+        ctl.set_leader_rebalance(
+            (self.cfg.rebalance_interval_ms > 0).then_some(LeaderRebalance {
+                interval_ms: self.cfg.rebalance_interval_ms,
+                imbalance_percentage: 10,
+            }),
+        );
+        if self.cfg.snapshot_interval_entries > 0 {
+            ctl.set_snapshot_policy(SnapshotPolicy {
+                interval_entries: self.cfg.snapshot_interval_entries,
+                keep_entries: self.cfg.snapshot_interval_entries / 4,
+            });
+        }
         let b = self.broker(id);
         b.log = Some(log);
         b.replica = Some(replica);
         b.ctl = Some(ctl);
+        b.shutting_down_since = None;
+        b.removed = false;
         self.drain_outputs(id);
         self.ctl_after(id);
     }
 
     fn crash_broker(&mut self, id: i32) {
         self.stats.crashes += 1;
+        if let Some(n) = self.broker(id).ctl.as_ref() {
+            self.stats.snapshots_installed += n.snapshots_installed();
+        }
         let seed = self.rng.gen();
         let mode = if self.rng.gen_bool(0.5) {
             CrashMode::TearTail
@@ -672,12 +906,82 @@ impl Sim {
         };
         let b = self.broker(id);
         b.up = false;
+        b.shutting_down_since = None;
         b.log = None;
         b.replica = None;
         b.ctl = None;
         b.io.clear();
         b.io_busy = false;
         b.storage.crash(seed, mode);
+    }
+
+    /// A broker in controlled shutdown exits once its own voter has applied the shutdown
+    /// (it leads nothing), or when it gives up waiting; it restarts later. Returns whether
+    /// it exited.
+    fn shutdown_progress(&mut self, id: i32) -> bool {
+        let now = self.now;
+        let b = self.broker(id);
+        let Some(since) = b.shutting_down_since else {
+            return false;
+        };
+        let incarnation = b.incarnation;
+        let done = b.ctl.as_ref().is_some_and(|n| {
+            n.state()
+                .controlled_shutdown_complete(BrokerId(id), incarnation)
+        });
+        if !done && now - since < SHUTDOWN_WAIT_MS_MAX {
+            return false;
+        }
+        if done {
+            self.stats.clean_shutdowns += 1;
+            // What it applied says it leads nothing: the partition's leadership (if any) is
+            // elsewhere, in a later epoch than any it led.
+            let view = self.brokers[(id - 1) as usize]
+                .ctl
+                .as_ref()
+                .unwrap()
+                .state();
+            if let Some(p) = view.partition(TOPIC, 0) {
+                if p.leader == Some(BrokerId(id)) {
+                    self.fail(format!("broker {id} exits after shutdown while leading"));
+                }
+            }
+        }
+        // Exiting loses what it had not synced, like any stop without a flush.
+        self.crash_broker(id);
+        self.stats.crashes -= 1;
+        let down = self.rng.gen_range(100..600);
+        self.schedule(down, Event::Restart { broker: id });
+        true
+    }
+
+    /// Starts a fresh replica over the broker's log once its I/O has drained (a stale
+    /// replica's completions must not reach the new one). Returns whether it did.
+    fn recreate_replica(&mut self, id: i32) -> bool {
+        let settings = self.settings;
+        let b = self.broker(id);
+        if !b.up || b.io_busy || !b.io.is_empty() {
+            return false;
+        }
+        let log = b.log.as_ref().expect("an up broker has its log");
+        // Everything written becomes durable first: the new replica counts its whole log
+        // as durable, as after a restart.
+        block_on(log.flush_all()).expect("flush");
+        let cache = block_on(EpochCache::load(&b.storage, &log_dir())).expect("epoch cache loads");
+        let replica = PartitionReplica::new(
+            BrokerId(id),
+            TOPIC,
+            0,
+            settings,
+            cache,
+            log.log_start_offset(),
+            log.log_end_offset(),
+        );
+        b.replica = Some(replica);
+        b.removed = false;
+        b.sync_queued = false;
+        self.stats.replicas_re_added += 1;
+        true
     }
 
     fn restart_broker(&mut self, id: i32) {
@@ -703,6 +1007,29 @@ impl Sim {
             CtlMsg::AlterIsr(cmd) => {
                 if node.is_leader() {
                     let _ = node.propose(&cmd);
+                }
+            }
+            CtlMsg::Shutdown {
+                broker,
+                incarnation,
+            } => {
+                let _ = node.on_shutdown_request(BrokerId(broker), incarnation);
+            }
+            CtlMsg::Reassign(target) => {
+                if node.is_leader() {
+                    let _ = node.propose(&MetadataCommand::AlterPartitionReassignment {
+                        topic: TOPIC.into(),
+                        partition: 0,
+                        target: Some(target),
+                    });
+                }
+            }
+            CtlMsg::ElectPreferred => {
+                if node.is_leader() {
+                    let _ = node.propose(&MetadataCommand::ElectLeaders {
+                        partitions: vec![(TOPIC.into(), 0)],
+                        preferred: true,
+                    });
                 }
             }
         }
@@ -1076,6 +1403,11 @@ impl Sim {
     }
 
     fn final_checks(&mut self) {
+        for b in &self.brokers {
+            if let Some(n) = b.ctl.as_ref() {
+                self.stats.snapshots_installed += n.snapshots_installed();
+            }
+        }
         let Some(p) = self
             .controller_view()
             .and_then(|s| s.partition(TOPIC, 0))
@@ -1109,6 +1441,9 @@ impl Sim {
             if by_offset.get(off) != Some(crc) {
                 self.fail(format!("consumed batch at offset {off} lost or changed"));
             }
+        }
+        if !p.adding_replicas.is_empty() || !p.removing_replicas.is_empty() {
+            self.fail(format!("reassignment still ongoing after settling: {p:?}"));
         }
         if p.isr.len() != BROKERS as usize {
             self.fail(format!("ISR {:?} not whole after healing", p.isr));
