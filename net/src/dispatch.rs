@@ -36,6 +36,9 @@ pub enum Body {
     IncrementalAlterConfigs(IncrementalAlterConfigsRequest),
     DescribeCluster(DescribeClusterRequest),
     OffsetForLeaderEpoch(OffsetForLeaderEpochRequest),
+    ElectLeaders(ElectLeadersRequest),
+    AlterPartitionReassignments(AlterPartitionReassignmentsRequest),
+    ListPartitionReassignments(ListPartitionReassignmentsRequest),
     DescribeLogDirs(DescribeLogDirsRequest),
     DeleteRecords(DeleteRecordsRequest),
     InitProducerId(InitProducerIdRequest),
@@ -101,6 +104,17 @@ pub fn decode_request(frame: RequestFrame) -> Result<Request, CodecError> {
             &mut raw,
             version,
             "IncrementalAlterConfigs",
+        )?),
+        ApiKey::ElectLeaders => Body::ElectLeaders(decode_body(&mut raw, version, "ElectLeaders")?),
+        ApiKey::AlterPartitionReassignments => Body::AlterPartitionReassignments(decode_body(
+            &mut raw,
+            version,
+            "AlterPartitionReassignments",
+        )?),
+        ApiKey::ListPartitionReassignments => Body::ListPartitionReassignments(decode_body(
+            &mut raw,
+            version,
+            "ListPartitionReassignments",
         )?),
         ApiKey::OffsetForLeaderEpoch => {
             Body::OffsetForLeaderEpoch(decode_body(&mut raw, version, "OffsetForLeaderEpoch")?)
@@ -198,6 +212,17 @@ pub async fn handle(broker: &Rc<Broker>, request: Request) -> Result<Option<Byte
         }
         Body::DescribeCluster(req) => {
             respond!(handlers::describe_cluster::handle(broker, req, version))
+        }
+        Body::ElectLeaders(req) => {
+            respond!(handlers::reassignments::elect_leaders(broker, req, version).await)
+        }
+        Body::AlterPartitionReassignments(req) => {
+            respond!(handlers::reassignments::alter_reassignments(broker, req, version).await)
+        }
+        Body::ListPartitionReassignments(req) => {
+            respond!(handlers::reassignments::list_reassignments(
+                broker, req, version
+            ))
         }
         Body::OffsetForLeaderEpoch(req) => {
             respond!(handlers::offset_for_leader_epoch::handle(broker, req, version).await)

@@ -183,3 +183,6 @@ pub const REPLICA_RETRY_MS: i64 = 500;
 pub const PRODUCE_TIMEOUT_MS_MAX: u64 = 300_000;
 /// Longest a stopping cluster member waits for the controller to move its leaderships.
 pub const CONTROLLED_SHUTDOWN_WAIT_MS: u64 = 5_000;
+/// Partitions one ElectLeaders / AlterPartitionReassignments request may name (more get
+/// POLICY_VIOLATION or are left out).
+pub const PARTITIONS_PER_ADMIN_REQUEST_MAX: usize = 100_000;

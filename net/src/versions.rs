@@ -40,6 +40,15 @@ pub const ADVERTISED: &[(ApiKey, Versions)] = &[
     (ApiKey::OffsetDelete, Versions { min: 0, max: 0 }),
     (ApiKey::DescribeCluster, Versions { min: 0, max: 1 }),
     (ApiKey::OffsetForLeaderEpoch, Versions { min: 2, max: 4 }),
+    (ApiKey::ElectLeaders, Versions { min: 0, max: 2 }),
+    (
+        ApiKey::AlterPartitionReassignments,
+        Versions { min: 0, max: 0 },
+    ),
+    (
+        ApiKey::ListPartitionReassignments,
+        Versions { min: 0, max: 0 },
+    ),
     // KIP-848 consumer protocol (group.protocol=consumer); v1 members bring their own id.
     (ApiKey::ConsumerGroupHeartbeat, Versions { min: 0, max: 1 }),
     (ApiKey::ConsumerGroupDescribe, Versions { min: 0, max: 1 }),

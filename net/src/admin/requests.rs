@@ -115,6 +115,9 @@ fn api_name(key: ApiKey) -> &'static str {
         OffsetDelete => "OffsetDelete",
         DescribeCluster => "DescribeCluster",
         OffsetForLeaderEpoch => "OffsetForLeaderEpoch",
+        ElectLeaders => "ElectLeaders",
+        AlterPartitionReassignments => "AlterPartitionReassignments",
+        ListPartitionReassignments => "ListPartitionReassignments",
         _ => "Other",
     }
 }

@@ -40,6 +40,14 @@ pub struct ClusterConfig {
     /// This broker's rack (rack-aware replica placement).
     #[serde(alias = "broker.rack")]
     pub rack: Option<String>,
+    /// The active controller moves leadership back to preferred replicas (Kafka's
+    /// auto.leader.rebalance.enable) every `leader_imbalance_check_interval_ms` for
+    /// brokers above `leader_imbalance_per_broker_percentage`.
+    #[serde(alias = "auto.leader.rebalance.enable")]
+    pub auto_leader_rebalance_enable: bool,
+    pub leader_imbalance_check_interval_ms: i64,
+    #[serde(alias = "leader.imbalance.per.broker.percentage")]
+    pub leader_imbalance_per_broker_percentage: u32,
 }
 
 impl Default for ClusterConfig {
@@ -55,6 +63,9 @@ impl Default for ClusterConfig {
             raft_tick_ms: 100,
             election_ticks: 8,
             rack: None,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_ms: 300_000,
+            leader_imbalance_per_broker_percentage: 10,
         }
     }
 }

@@ -19,7 +19,8 @@ use sluice_engine::io::dma::DmaStorage;
 use sluice_engine::runtime::Shard;
 use sluice_engine::TopicPartition;
 use sluice_replication::controller::{
-    BrokerHeartbeat, ControllerConfig, ControllerNode, ElectionJitter, MetadataState,
+    BrokerHeartbeat, ControllerConfig, ControllerNode, ElectionJitter, LeaderRebalance,
+    MetadataState,
 };
 use sluice_replication::partition::{LeaderAndIsr, ReplicaMessage};
 use sluice_replication::transport::{serve, PeerLink};
@@ -89,6 +90,10 @@ pub async fn run(
         clock.clone(),
     )
     .await?;
+    node.set_leader_rebalance(cfg.auto_leader_rebalance_enable.then_some(LeaderRebalance {
+        interval_ms: cfg.leader_imbalance_check_interval_ms,
+        imbalance_percentage: cfg.leader_imbalance_per_broker_percentage,
+    }));
     tracing::info!(broker = cluster.me.0, %addr, voters = cfg.voters, "controller voter started");
     let links: HashMap<BrokerId, PeerLink> = voters
         .iter()
@@ -182,7 +187,7 @@ pub async fn run(
                 next_tick = now + tick;
             }
         }
-        if now >= next_heartbeat && !cluster.shutting_down() {
+        if now >= next_heartbeat {
             node.on_heartbeat(
                 cluster.me,
                 cluster.incarnation,

@@ -109,7 +109,7 @@ pub struct Cluster {
     pub incarnation: u64,
     pub endpoint: BrokerEndpoint,
     view: RwLock<Arc<ClusterView>>,
-    /// Set on a stop signal: heartbeats stop so the controller keeps this broker fenced.
+    /// Set on a stop signal (controlled shutdown under way).
     shutting_down: std::sync::atomic::AtomicBool,
     ops_tx: flume::Sender<ControllerOp>,
     ops_rx: flume::Receiver<ControllerOp>,
@@ -169,15 +169,49 @@ impl Cluster {
         &self.ops_rx
     }
 
+    /// Proposes `cmd` and waits until `done` holds on the applied view (`Some(result)`),
+    /// proposing again every 2 s (a proposal made with no leader, or lost in a leader
+    /// change, is dropped by Raft; commands are idempotent or refused identically on every
+    /// broker); `MetadataError::Controller` after `CONTROLLER_APPLY_WAIT_MS`.
+    pub async fn propose_and_wait<T>(
+        &self,
+        cmd: MetadataCommand,
+        done: impl Fn(&ClusterView) -> Option<Result<T, crate::metadata::MetadataError>>,
+    ) -> Result<T, crate::metadata::MetadataError> {
+        use std::time::{Duration, Instant};
+        let limit = Duration::from_millis(crate::limits::CONTROLLER_APPLY_WAIT_MS);
+        let started = Instant::now();
+        let mut proposed: Option<Instant> = None;
+        loop {
+            if let Some(r) = done(&self.view()) {
+                return r;
+            }
+            if started.elapsed() >= limit {
+                return Err(crate::metadata::MetadataError::Controller(
+                    "not applied in time (no active controller?)".into(),
+                ));
+            }
+            if proposed.is_none_or(|t| t.elapsed() >= Duration::from_secs(2)) {
+                proposed = Some(Instant::now());
+                let _ = self.propose(cmd.clone());
+            }
+            glommio::timer::sleep(Duration::from_millis(
+                crate::limits::CONTROLLER_APPLY_POLL_MS,
+            ))
+            .await;
+        }
+    }
+
     pub fn shutting_down(&self) -> bool {
         self.shutting_down
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Controlled shutdown (Kafka's): stop heartbeating and ask the controller to fence
-    /// this broker, which moves every leadership it holds to another in-sync replica and
-    /// takes it out of the ISRs; resolves when that is applied here, or after
-    /// [`CONTROLLED_SHUTDOWN_WAIT_MS`] (then the session timeout does the same later).
+    /// Controlled shutdown (Kafka's): asks the controller to move every leadership this
+    /// broker holds to another in-sync replica and take it out of the ISRs
+    /// (`ShutdownBroker` for this incarnation; heartbeats go on but no longer unfence it);
+    /// resolves when that is applied here, or after [`CONTROLLED_SHUTDOWN_WAIT_MS`] (then
+    /// the session timeout does the same later).
     pub async fn controlled_shutdown(&self) {
         self.shutting_down
             .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -186,17 +220,22 @@ impl Cluster {
         let mut proposed_at: Option<std::time::Instant> = None;
         while started.elapsed() < limit {
             let view = self.view();
-            match view.state.brokers.get(&self.me) {
-                None => return,
-                Some(b) if b.fenced => {
-                    tracing::info!(broker = self.me.0, "controlled shutdown: leaderships moved");
-                    return;
-                }
-                Some(_) => {}
+            if !view.state.brokers.contains_key(&self.me) {
+                return;
+            }
+            if view
+                .state
+                .controlled_shutdown_complete(self.me, self.incarnation)
+            {
+                tracing::info!(broker = self.me.0, "controlled shutdown: leaderships moved");
+                return;
             }
             if proposed_at.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1)) {
                 proposed_at = Some(std::time::Instant::now());
-                let _ = self.propose(MetadataCommand::FenceBroker { broker: self.me.0 });
+                let _ = self.propose(MetadataCommand::ShutdownBroker {
+                    broker: self.me.0,
+                    incarnation: self.incarnation,
+                });
             }
             glommio::timer::sleep(std::time::Duration::from_millis(
                 crate::limits::CONTROLLER_APPLY_POLL_MS,

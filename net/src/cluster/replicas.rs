@@ -134,7 +134,12 @@ pub async fn apply_change(
         return errors::NONE;
     };
     if !state.replicas.contains(&reg.cluster.me) {
-        reg.drivers.borrow_mut().remove(&tp);
+        // Reassigned away (the reassignment completed): the replica and its files go.
+        let had = reg.drivers.borrow_mut().remove(&tp).is_some();
+        if had {
+            tracing::info!(partition = %tp, "no longer a replica here: removing it");
+            return crate::partition_ops::remove(shard, tp).await;
+        }
         return errors::NONE;
     }
     let driver = match reg.driver(&tp) {

@@ -5,12 +5,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use sluice_replication::controller::{assign_replicas, MetadataCommand};
 
-use super::{Cluster, ClusterView};
-use crate::limits::{CONTROLLER_APPLY_POLL_MS, CONTROLLER_APPLY_WAIT_MS};
+use super::Cluster;
 use crate::metadata::{ClusterMetadata, LocalFuture, MetadataError, MetadataStore, TopicMetadata};
 
 pub struct ControllerStore {
@@ -20,37 +18,6 @@ pub struct ControllerStore {
 impl ControllerStore {
     pub fn new(cluster: Arc<Cluster>) -> Self {
         ControllerStore { cluster }
-    }
-
-    /// Proposes `cmd` and waits until `done` holds on the applied view (`Some(result)`).
-    async fn propose_and_wait<T>(
-        &self,
-        cmd: MetadataCommand,
-        done: impl Fn(&ClusterView) -> Option<Result<T, MetadataError>>,
-    ) -> Result<T, MetadataError> {
-        if !self.cluster.propose(cmd.clone()) {
-            return Err(MetadataError::Controller("controller queue full".into()));
-        }
-        let started = std::time::Instant::now();
-        let mut reproposed = started;
-        loop {
-            if let Some(r) = done(&self.cluster.view()) {
-                return r;
-            }
-            if started.elapsed() >= Duration::from_millis(CONTROLLER_APPLY_WAIT_MS) {
-                return Err(MetadataError::Controller(
-                    "not applied in time (no active controller?)".into(),
-                ));
-            }
-            // A proposal made while there was no leader, or lost in a leader change, is
-            // dropped by Raft: propose again now and then (commands are idempotent or
-            // refused identically on every broker).
-            if reproposed.elapsed() >= Duration::from_secs(2) {
-                reproposed = std::time::Instant::now();
-                let _ = self.cluster.propose(cmd.clone());
-            }
-            glommio::timer::sleep(Duration::from_millis(CONTROLLER_APPLY_POLL_MS)).await;
-        }
     }
 
     fn replication_factor(&self, requested: i16) -> usize {
@@ -98,15 +65,16 @@ impl MetadataStore for ControllerStore {
                 assignments,
                 configs: topic.configs.into_iter().collect(),
             };
-            self.propose_and_wait(cmd, move |v| {
-                let t = v.state.topics.get(&name)?;
-                Some(if t.topic_id == id {
-                    Ok(())
-                } else {
-                    Err(MetadataError::TopicExists(name.clone()))
+            self.cluster
+                .propose_and_wait(cmd, move |v| {
+                    let t = v.state.topics.get(&name)?;
+                    Some(if t.topic_id == id {
+                        Ok(())
+                    } else {
+                        Err(MetadataError::TopicExists(name.clone()))
+                    })
                 })
-            })
-            .await
+                .await
         })
     }
 
@@ -116,14 +84,15 @@ impl MetadataStore for ControllerStore {
                 return Err(MetadataError::UnknownTopic(name));
             };
             let id = before.topic_id;
-            self.propose_and_wait(
-                MetadataCommand::DeleteTopic { name: name.clone() },
-                |v| match v.state.topics.get(&name) {
-                    Some(t) if t.topic_id == id => None,
-                    _ => Some(Ok(())),
-                },
-            )
-            .await?;
+            self.cluster
+                .propose_and_wait(
+                    MetadataCommand::DeleteTopic { name: name.clone() },
+                    |v| match v.state.topics.get(&name) {
+                        Some(t) if t.topic_id == id => None,
+                        _ => Some(Ok(())),
+                    },
+                )
+                .await?;
             Ok(before)
         })
     }
@@ -160,12 +129,13 @@ impl MetadataStore for ControllerStore {
                 name: name.clone(),
                 assignments,
             };
-            self.propose_and_wait(cmd, |v| match v.state.topics.get(&name) {
-                None => Some(Err(MetadataError::UnknownTopic(name.clone()))),
-                Some(t) if t.partitions.len() as i32 >= partitions => Some(Ok(())),
-                Some(_) => None,
-            })
-            .await
+            self.cluster
+                .propose_and_wait(cmd, |v| match v.state.topics.get(&name) {
+                    None => Some(Err(MetadataError::UnknownTopic(name.clone()))),
+                    Some(t) if t.partitions.len() as i32 >= partitions => Some(Ok(())),
+                    Some(_) => None,
+                })
+                .await
         })
     }
 
@@ -179,12 +149,13 @@ impl MetadataStore for ControllerStore {
                 name: name.clone(),
                 configs: configs.clone().into_iter().collect(),
             };
-            self.propose_and_wait(cmd, |v| match v.state.topics.get(&name) {
-                None => Some(Err(MetadataError::UnknownTopic(name.clone()))),
-                Some(t) if t.configs == configs => Some(Ok(())),
-                Some(_) => None,
-            })
-            .await
+            self.cluster
+                .propose_and_wait(cmd, |v| match v.state.topics.get(&name) {
+                    None => Some(Err(MetadataError::UnknownTopic(name.clone()))),
+                    Some(t) if t.configs == configs => Some(Ok(())),
+                    Some(_) => None,
+                })
+                .await
         })
     }
 }
