@@ -86,6 +86,8 @@ QUICK_SCHEDULE = "kill@4,restart@9,cut@15,heal@21"
 VERIFY_TIMEOUT_S = 60  # reading the topic back
 FLUSH_TIMEOUT_S = 30  # waiting for outstanding delivery reports at the end
 CLUSTER_CMD_TIMEOUT_S = 150  # one cluster-script call (restart waits for readiness)
+MAX_SHIFT_S = 60  # how much later than scheduled the run may end
+ISR_WAIT_S = 30  # before a fault: waiting for every replica back in the ISR
 METADATA_ATTEMPTS = 10
 
 
@@ -134,17 +136,16 @@ class Recorder:
             self.errors[key] = self.errors.get(key, 0) + 1
 
 
-def produce_loop(args, topic, run_id, rec, stop, t0, counters):
+def produce_loop(args, topic, run_id, rec, stop, t0, counters, timeline):
     conf = {"bootstrap.servers": args.bootstrap, "acks": "all", "linger.ms": 5,
             "enable.idempotence": args.idempotence, "error_cb": rec.client_error}
     p = Producer(conf)
     interval = 1.0 / args.rate
-    end = t0 + args.produce_s
-    max_records = int(args.rate * args.produce_s) + 1
+    max_records = int(args.rate * (args.produce_s + MAX_SHIFT_S)) + 1
     seq = 0
     while seq < max_records and not stop.is_set():
         now = time.monotonic()
-        if now >= end:
+        if now >= timeline.end:  # moved later (bounded) when the schedule runs late
             break
         due = t0 + seq * interval
         if now < due:
@@ -192,17 +193,52 @@ def create_topic(admin, topic, partitions):
     return metadata(admin, topic)
 
 
-def run_schedule(args, cluster, admin, topic, t0, stop, events, undo):
-    """Runs the faults at their times (relative to t0) and records each one."""
+class Timeline:
+    """When producing ends. A fault waits for a fully replicated topic and a restart for
+    the broker to answer, so the schedule can run late; then every later event and the end
+    move by the same amount (at most MAX_SHIFT_S), so each fault still lasts as long as
+    scheduled and the run still ends with the scheduled quiet period."""
+
+    def __init__(self, t0, produce_s):
+        self.t0, self.produce_s, self.shift = t0, produce_s, 0.0
+
+    @property
+    def end(self):
+        return self.t0 + self.produce_s + self.shift
+
+    def wait_until(self, at, stop):
+        while time.monotonic() < self.t0 + at + self.shift and not stop.is_set():
+            time.sleep(0.05)
+
+    def late_by(self, at):
+        late = time.monotonic() - (self.t0 + at + self.shift)
+        if late > 0:
+            self.shift = min(MAX_SHIFT_S, self.shift + late)
+
+
+def wait_full_isr(admin, topic, stop):
+    """Metadata once every partition has all 3 replicas in its ISR (bounded by ISR_WAIT_S):
+    a fault on a cluster still recovering from the previous one would measure that one."""
+    deadline = time.monotonic() + ISR_WAIT_S
+    while True:
+        parts = metadata(admin, topic)
+        if all(len(isr) >= 3 for _, isr in parts.values()) or time.monotonic() > deadline or stop.is_set():
+            return parts
+        time.sleep(0.25)
+
+
+def run_schedule(args, cluster, admin, topic, timeline, stop, events, undo):
+    """Runs the faults at their times (relative to the start of producing) and records each."""
     killed, cut = None, None
     for action, at in args.schedule:
-        while time.monotonic() < t0 + at and not stop.is_set():
-            time.sleep(0.05)
+        timeline.wait_until(at, stop)
         if stop.is_set():
             return
         ev = {"action": action, "at_s": None, "node": None, "leader_of": [], "in_isr_of": []}
         if action in ("kill", "cut"):
-            parts = metadata(admin, topic)
+            parts = wait_full_isr(admin, topic, stop)
+            ev["isr_before"] = {str(p): isr for p, (_, isr) in parts.items()}
+            timeline.late_by(at)
             if action == "cut" and args.cut_target == "follower":
                 leader, isr = parts[0]
                 node = next(n for n in isr if n != leader)
@@ -220,7 +256,7 @@ def run_schedule(args, cluster, admin, topic, t0, stop, events, undo):
                 raise RuntimeError("heal scheduled before any cut")
             ev["node"] = cut
         ev["start"] = time.monotonic()
-        ev["at_s"] = round(ev["start"] - t0, 3)
+        ev["at_s"] = round(ev["start"] - timeline.t0, 3)
         log(f"t={ev['at_s']:.1f}s {action} node {ev['node']}")
         if action == "kill":
             undo["restart"].add(ev["node"])
@@ -238,6 +274,8 @@ def run_schedule(args, cluster, admin, topic, t0, stop, events, undo):
             undo["heal"].discard(ev["node"])
         ev["done"] = time.monotonic()
         events.append(ev)
+        if action == "restart":
+            timeline.late_by(at)
 
 
 def read_back(args, topic):
@@ -399,6 +437,9 @@ def main():
     if args.schedule[-1][1] >= args.produce_s:
         ap.error("every scheduled fault must fall inside --duration")
 
+    if any(a == "cut" for a, _ in args.schedule) and not shutil.which("iptables"):
+        ap.error("the schedule cuts a broker's network, which needs iptables (apt-get install iptables) "
+                 "and root; or leave `cut` out of --schedule")
     env = dict(os.environ)
     cluster = Cluster(os.path.abspath(args.cluster), env)
     workdir = None
@@ -422,13 +463,14 @@ def main():
             f"idempotence {'on' if args.idempotence else 'off'}")
 
         rec, counters, events = Recorder(), {}, []
-        t0 = time.monotonic() + 0.5
-        producer = threading.Thread(target=produce_loop, args=(args, topic, run_id, rec, stop, t0, counters))
+        timeline = Timeline(time.monotonic() + 0.5, args.produce_s)
+        producer = threading.Thread(target=produce_loop, args=(args, topic, run_id, rec, stop, timeline.t0,
+                                                               counters, timeline))
         producer.start()
         try:
-            run_schedule(args, cluster, admin, topic, t0, stop, events, undo)
+            run_schedule(args, cluster, admin, topic, timeline, stop, events, undo)
         finally:
-            producer.join(args.produce_s + FLUSH_TIMEOUT_S + 30)
+            producer.join(args.produce_s + MAX_SHIFT_S + FLUSH_TIMEOUT_S + 30)
             stop.set()
         for node in sorted(undo["heal"]):
             cluster.run("heal", str(node))
@@ -439,7 +481,7 @@ def main():
 
         records, high, unread = read_back(args, topic)
         checks = verify(args, run_id, rec, records)
-        faults = recovery(args, rec, events, t0 + args.produce_s)
+        faults = recovery(args, rec, events, timeline.end)
         bad_data = checks["lost_acked"] or checks["misplaced_acked"] or unread or (
             args.idempotence and checks["acked_with_extra_copies"])
         slow = []
@@ -460,7 +502,8 @@ def main():
             f"acked dup {checks['acked_with_extra_copies']}, unacked dup {checks['unacked_duplicated']}")
         summary = {
             "pass": status == 0, "broker": cluster.kind, "topic": topic, "partitions": args.partitions,
-            "idempotence": args.idempotence, "rate": args.rate, "produce_s": args.produce_s,
+            "idempotence": args.idempotence, "rate": args.rate, "produce_s": round(timeline.end - timeline.t0, 3),
+            "schedule_shift_s": round(timeline.shift, 3),
             "produced": counters.get("produced"), "acked": len(rec.acked), "failed": len(rec.failed),
             "unresolved_at_flush": counters.get("unresolved_at_flush"),
             "errors": rec.errors, "high_watermarks": high, "unread_partitions": unread,
