@@ -6,7 +6,7 @@ replication factor 1 on the same cluster:
   - flat out: 1 KiB records, linger.ms=5, bounded by --seconds and --records: MB/s and
     broker CPU-seconds per GB, summed over the three brokers (utime+stime of every thread,
     from /proc/<pid>/stat, as scripts/bench-librdkafka.py);
-  - fixed rate: --rate records/s, linger.ms=0, produce latency from the intended send time
+  - fixed rate (measured first, after a warm-up): --rate records/s, linger.ms=0, produce latency from the intended send time
     to the delivery report (p50/p99/p99.9; the first second is warm-up);
   - failover (RF 3): the leader of partition 0 is SIGKILLed through the cluster script while
     producing at --failover-rate; time from the kill to the next ack on partition 0 and on
@@ -89,7 +89,7 @@ def flat_out(args, name):
 
 
 def fixed_rate(args, name):
-    p = Producer({"bootstrap.servers": args.bootstrap, "acks": "all", "linger.ms": 0, "enable.idempotence": False})
+    p = Producer({"bootstrap.servers": args.bootstrap, "acks": "all", "linger.ms": args.linger_ms, "enable.idempotence": False})
     value = os.urandom(RECORD)
     lat = []
     # Warm every partition (metadata, connections, followers fetching) before the clock.
@@ -190,15 +190,24 @@ def main():
     ap.add_argument("--records", type=int, default=2_000_000)
     ap.add_argument("--rate", type=int, default=500)
     ap.add_argument("--latency-seconds", type=float, default=8)
+    ap.add_argument("--linger-ms", type=int, default=0, help="of the fixed-rate latency producer")
+    ap.add_argument("--warmup-seconds", type=float, default=5)
     ap.add_argument("--failover-rate", type=int, default=500)
     ap.add_argument("--failover-seconds", type=float, default=25)
     args = ap.parse_args()
     args.pids = [int(x) for x in args.pids.split(",")]
     admin = AdminClient({"bootstrap.servers": args.bootstrap})
+    # Warm-up, not reported: a fresh JVM runs the produce and replication paths
+    # interpreted for its first seconds (latency in seconds on a first RF 3 run here).
+    warm = argparse.Namespace(**vars(args))
+    warm.seconds = args.warmup_seconds
+    flat_out(warm, make_topic(admin, 3))
+    # Latency first, on a quiet cluster: after a flat-out run the page cache writes back
+    # gigabytes and the latency measures that.
+    lats = {rf: fixed_rate(args, make_topic(admin, rf)) for rf in (1, 3)}
     for rf in (1, 3):
-        name = make_topic(admin, rf)
-        flat = flat_out(args, name)
-        lat = fixed_rate(args, make_topic(admin, rf))
+        flat = flat_out(args, make_topic(admin, rf))
+        lat = lats[rf]
         print(json.dumps({"broker": args.broker, "rf": rf, "flat_out": flat, "fixed_rate": lat}), file=sys.stderr)
         print(f"| {args.broker} | {rf} | {flat['mb_s']} | {flat['records_s']:,} | {flat['cpu_s']} | "
               f"{flat['cpu_s_per_gb']} | {args.rate:,}/s | {lat.get('p50_ms')} | {lat.get('p99_ms')} | "

@@ -38,6 +38,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -216,6 +217,14 @@ class Timeline:
             self.shift = min(MAX_SHIFT_S, self.shift + late)
 
 
+def reachable(addr):
+    try:
+        socket.create_connection(addr, timeout=1.0).close()
+        return True
+    except OSError:
+        return False
+
+
 def wait_full_isr(admin, topic, stop):
     """Metadata once every partition has all 3 replicas in its ISR (bounded by ISR_WAIT_S):
     a fault on a cluster still recovering from the previous one would measure that one."""
@@ -247,6 +256,8 @@ def run_schedule(args, cluster, admin, topic, timeline, stop, events, undo):
             ev["node"] = node
             ev["leader_of"] = sorted(p for p, (leader, _) in parts.items() if leader == node)
             ev["in_isr_of"] = sorted(p for p, (leader, isr) in parts.items() if leader != node and node in isr)
+            broker = admin.list_topics(timeout=10).brokers[node]
+            addr = (broker.host, broker.port)
         elif action == "restart":
             if killed is None:
                 raise RuntimeError("restart scheduled before any kill")
@@ -269,6 +280,12 @@ def run_schedule(args, cluster, admin, topic, timeline, stop, events, undo):
             undo["heal"].add(ev["node"])
             cluster.run("cut", str(ev["node"]))
             cut = ev["node"]
+            ev["done"] = time.monotonic()
+            # The cut must really isolate: a new connection to the broker has to hang.
+            if reachable(addr):
+                raise RuntimeError(f"node {ev['node']} still accepts connections after `cut`")
+            events.append(ev)
+            continue
         elif action == "heal":
             cluster.run("heal", str(ev["node"]))
             undo["heal"].discard(ev["node"])
