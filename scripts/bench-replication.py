@@ -188,7 +188,7 @@ def main():
     ap.add_argument("--cluster", required=True, help="cluster script (kill/restart for the failover run)")
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--records", type=int, default=2_000_000)
-    ap.add_argument("--rate", type=int, default=500)
+    ap.add_argument("--rate", type=int, default=200)
     ap.add_argument("--latency-seconds", type=float, default=8)
     ap.add_argument("--linger-ms", type=int, default=0, help="of the fixed-rate latency producer")
     ap.add_argument("--warmup-seconds", type=float, default=5)

@@ -6,7 +6,7 @@
 # rate - and the failover time after SIGKILL of partition 0's leader (kill -> next ack).
 # Prints one markdown table for all kinds. See scripts/bench-replication.py for the method.
 #
-#   scripts/bench-replication.sh [--brokers "sluice kafka"] [--seconds 10] [--rate 2000]
+#   scripts/bench-replication.sh [--brokers "sluice kafka"] [--seconds 10] [--rate 200]
 #                                [--latency-seconds 8] [--out bench/results/replication.md]
 #
 # SLUICE_BIN as for scripts/cluster/sluice-cluster.sh (default target/release/sluice).
@@ -16,7 +16,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BROKERS="sluice kafka"
 SECONDS_FLAT=10
-RATE=500
+RATE=200
 LAT_SECONDS=8
 OUT=""
 while (($#)); do
