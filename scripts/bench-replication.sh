@@ -72,7 +72,7 @@ done
 
 {
     echo "acks=all, 1 KiB records, 3 partitions, 3 brokers on one machine ($(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg) at the end)."
-    echo "After a 5 s unreported warm-up: latency at ${RATE} records/s, linger.ms=0, ${LAT_SECONDS} s (first second dropped), then flat out for ${SECONDS_FLAT} s, linger.ms=5."
+    echo "After a 5 s unreported warm-up at that rate: latency at ${RATE} records/s, linger.ms=0, max 5 requests in flight, ${LAT_SECONDS} s (first second dropped), then flat out for ${SECONDS_FLAT} s, linger.ms=5."
     echo "CPU-s/GB: utime+stime of all three brokers per GB of record values acked."
     echo
     echo "| broker | RF | MB/s | records/s | broker CPU-s | broker CPU-s/GB | latency rate | p50 ms | p99 ms | p99.9 ms | acked |"
