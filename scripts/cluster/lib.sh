@@ -231,9 +231,14 @@ cmd_cut() {
     fi
     if [[ "${2:-}" == --for ]]; then
         [[ "${3:-}" =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "cut $id --for needs seconds"
-        trap 'heal_node '"$id"'' EXIT
+        # Sleep in the background and wait: bash runs a trap only after a foreground
+        # child returns, but interrupts `wait` at once.
+        sleep "$3" &
+        local sleeper=$!
+        trap 'kill '"$sleeper"' 2>/dev/null; heal_node '"$id"'' EXIT
         trap 'exit 130' INT TERM
-        sleep "$3"
+        wait "$sleeper" || true
+        log "node $id healed after $3 s"
     fi
 }
 
