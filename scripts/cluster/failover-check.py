@@ -99,12 +99,17 @@ class Cluster:
     def __init__(self, script, env):
         self.script, self.env = script, env
         self.kind = os.path.basename(script).split("-")[0]
+        self.warnings = []  # e.g. a cut by ports only (no cgroup v2 here)
 
     def run(self, *args):
         out = subprocess.run([self.script, *args], env=self.env, capture_output=True, text=True,
                              timeout=CLUSTER_CMD_TIMEOUT_S)
         if out.returncode != 0:
             raise RuntimeError(f"{self.script} {' '.join(args)} failed: {out.stderr.strip()}")
+        for line in out.stderr.splitlines():
+            if "WARNING" in line:
+                log(line)
+                self.warnings.append(line)
         return out.stdout.strip()
 
 
@@ -532,7 +537,7 @@ def main():
             "unresolved_at_flush": counters.get("unresolved_at_flush"),
             "errors": rec.errors, "high_watermarks": high, "unread_partitions": unread,
             "read_back": sum(len(v) for v in records.values()), **checks,
-            "faults": faults, "slow_or_unrecovered": slow,
+            "faults": faults, "slow_or_unrecovered": slow, "warnings": cluster.warnings,
         }
     except Exception as e:  # noqa: BLE001 - report, undo, exit 3
         summary = {"pass": False, "error": f"{type(e).__name__}: {e}"}
