@@ -64,7 +64,8 @@ wait_gone() { # pid seconds
 # /sys/fs/cgroup/unified on hybrid hosts); empty when there is none or we may not use it.
 cgroup_root() {
     local root
-    root="$(awk '$9 == "cgroup2" && $4 == "/" { print $5; exit }' /proc/self/mountinfo)"
+    # mountinfo: optional fields vary in number; the fs type follows the "-" separator.
+    root="$(awk '{ for (i = 7; i < NF; i++) if ($i == "-") { if ($(i + 1) == "cgroup2" && $4 == "/") { print $5; exit } break } }' /proc/self/mountinfo)"
     [[ -n "$root" && -w "$root" ]] && echo "$root"
     return 0
 }
