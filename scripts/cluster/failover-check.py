@@ -397,7 +397,10 @@ def recovery(args, rec, events, t_end):
         row = {"action": ev["action"], "node": ev["node"], "at_s": ev["at_s"],
                "command_s": round(ev["done"] - ev["start"], 3)}
         if ev["action"] in undo_of:
-            fault_end = next((e["start"] for e in events[i + 1:]
+            # A kill lasts until the restarted broker answers (its JVM or binary needs
+            # seconds to start, so the restart command's start would be too early); a
+            # cut ends when heal starts.
+            fault_end = next((e["done" if ev["action"] == "kill" else "start"] for e in events[i + 1:]
                               if e["action"] == undo_of[ev["action"]] and e["node"] == ev["node"]), t_end)
             touched = ev["leader_of"] + ev["in_isr_of"]
             rec_s, stall_s, after_undo = {}, {}, []
