@@ -2,7 +2,7 @@
 // 3-broker cluster: a 1-partition RF 2 topic on brokers [1 2] gets 200 acks=all records,
 // is reassigned to [3 2] (AlterPartitionReassignments), which must complete by itself
 // (ListPartitionReassignments empty, Metadata replicas [3 2], ISR both), every record
-// still readable in order; then ElectLeaders(preferred) makes broker 3 lead. Bounded
+// still readable in order; then a reorder to [2 3] and ElectLeaders(preferred) make broker 2 lead. Bounded
 // (60 s); prints what it saw; exits 1 on any mismatch.
 //
 //	go run . -bootstrap 127.0.0.1:29092,127.0.0.1:29093,127.0.0.1:29094
@@ -115,26 +115,27 @@ func main() {
 	fmt.Printf("reassigned [1 2] -> [3 2] in %d ms; leader %d, ISR %v\n",
 		time.Since(started).Milliseconds(), p.Leader, p.ISR)
 
-	if p.Leader != 3 {
-		er, err := adm.ElectLeaders(ctx, kadm.ElectPreferredReplica, kadm.TopicsSet{topic: {0: {}}})
-		if err != nil {
-			fail("elect: %v", err)
-		}
-		if r := er[topic][0]; r.Err != nil {
-			fail("elect %s-0: %v %s", topic, r.Err, r.ErrMessage)
-		}
-		p = wait("broker 3 (preferred) leading", func(p kadm.PartitionDetail) bool { return p.Leader == 3 })
-		fmt.Printf("preferred election: leader %d\n", p.Leader)
-	} else {
-		er, err := adm.ElectLeaders(ctx, kadm.ElectPreferredReplica, kadm.TopicsSet{topic: {0: {}}})
-		if err != nil {
-			fail("elect: %v", err)
-		}
-		if r := er[topic][0]; r.Err == nil {
-			fail("a needless election was not refused")
-		}
-		fmt.Printf("preferred election not needed (leader already 3)\n")
+	// Reorder to [2 3]: the preferred replica becomes 2 while 3 may still lead; a
+	// preferred election then moves leadership to 2 (or is refused as not needed).
+	var reorder kadm.AlterPartitionAssignmentsReq
+	reorder.Assign(topic, 0, []int32{2, 3})
+	if _, err := adm.AlterPartitionAssignments(ctx, reorder); err != nil {
+		fail("reorder: %v", err)
 	}
+	p = wait("replicas [2 3]", func(p kadm.PartitionDetail) bool { return fmt.Sprint(p.Replicas) == "[2 3]" })
+	er, err := adm.ElectLeaders(ctx, kadm.ElectPreferredReplica, kadm.TopicsSet{topic: {0: {}}})
+	if err != nil {
+		fail("elect: %v", err)
+	}
+	r := er[topic][0]
+	switch {
+	case p.Leader == 2 && r.Err == nil:
+		fail("a needless election was not refused")
+	case p.Leader != 2 && r.Err != nil:
+		fail("elect %s-0: %v %s", topic, r.Err, r.ErrMessage)
+	}
+	p = wait("broker 2 (preferred) leading", func(p kadm.PartitionDetail) bool { return p.Leader == 2 })
+	fmt.Printf("preferred election: leader %d (election error: %v)\n", p.Leader, r.Err)
 
 	// Every record, in order, from the new replicas.
 	cons, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(*bootstrap, ",")...),
