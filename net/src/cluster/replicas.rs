@@ -32,8 +32,8 @@ pub type Driver = ReplicaDriver<DmaStorage>;
 pub struct ShardReplicas {
     cluster: Arc<Cluster>,
     drivers: RefCell<HashMap<TopicPartition, Driver>>,
-    /// Outgoing link per peer broker, with the address it was made for.
-    links: RefCell<HashMap<BrokerId, (SocketAddr, PeerLink)>>,
+    /// Outgoing link per peer broker, with the registered address it was made for.
+    links: RefCell<HashMap<BrokerId, (String, PeerLink)>>,
 }
 
 thread_local! {
@@ -75,24 +75,22 @@ impl ShardReplicas {
     /// replication protocol resends.
     fn send(&self, to: BrokerId, frame: Vec<u8>) {
         let view = self.cluster.view();
-        let Some(addr) = view
-            .state
-            .brokers
-            .get(&to)
-            .and_then(|b| b.endpoint.replication.parse::<SocketAddr>().ok())
-        else {
+        let Some(registered) = view.state.brokers.get(&to).map(|b| &b.endpoint.replication) else {
             return;
         };
         let mut links = self.links.borrow_mut();
-        let stale = links.get(&to).is_some_and(|(a, _)| *a != addr);
-        if stale {
-            links.remove(&to);
+        if let Some((addr, link)) = links.get(&to) {
+            if addr == registered {
+                link.send(frame);
+                return;
+            }
         }
-        links
-            .entry(to)
-            .or_insert_with(|| (addr, PeerLink::spawn(addr)))
-            .1
-            .send(frame);
+        let Ok(addr) = registered.parse::<SocketAddr>() else {
+            return;
+        };
+        let link = PeerLink::spawn(addr);
+        link.send(frame);
+        links.insert(to, (registered.clone(), link));
     }
 
     /// A replica message from a peer, for a partition this shard owns.
