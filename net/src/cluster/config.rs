@@ -135,10 +135,13 @@ impl ClusterConfig {
         }
         let voters = self.voters()?;
         self.replication_addr()?;
-        // Every broker is a voter for now (no observers yet).
-        if !voters.iter().any(|v| v.id.0 == node_id) {
+        if voters.is_empty() {
+            return Err(ClusterConfigError("no voters".into()));
+        }
+        // A broker not among the voters joins as a plain member (a Raft learner).
+        if node_id <= 0 {
             return Err(ClusterConfigError(format!(
-                "[server] node_id {node_id} is not among the voters; plain (non-voter) members are not supported yet"
+                "[server] node_id {node_id}: a cluster member needs a positive id"
             )));
         }
         if self.default_replication_factor < 1
@@ -184,7 +187,8 @@ mod tests {
         assert_eq!(v.len(), 2);
         assert_eq!(v[1].id, BrokerId(2));
         assert!(c.validate(1).is_ok());
-        assert!(c.validate(3).is_err(), "node id not a voter");
+        assert!(c.validate(3).is_ok(), "a plain member");
+        assert!(c.validate(0).is_err(), "no id");
         for bad in [
             "1@nohost",
             "x@127.0.0.1:1",

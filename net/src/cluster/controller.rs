@@ -95,7 +95,7 @@ pub async fn run(
         imbalance_percentage: cfg.leader_imbalance_per_broker_percentage,
     }));
     tracing::info!(broker = cluster.me.0, %addr, voters = cfg.voters, "controller voter started");
-    let links: HashMap<BrokerId, PeerLink> = voters
+    let mut links: HashMap<BrokerId, PeerLink> = voters
         .iter()
         .filter(|v| v.id != cluster.me)
         .map(|v| (v.id, PeerLink::spawn(v.addr)))
@@ -195,8 +195,10 @@ pub async fn run(
                 &cluster.endpoint,
                 now_ms,
             );
-            for link in links.values() {
-                link.send(heartbeat_frame.clone());
+            for v in &voters {
+                if let Some(link) = links.get(&v.id) {
+                    link.send(heartbeat_frame.clone());
+                }
             }
             next_heartbeat = now + heartbeat_every;
         }
@@ -206,6 +208,18 @@ pub async fn run(
         for (to, frame) in node.take_outbox() {
             if let Some(link) = links.get(&to) {
                 link.send(frame);
+                continue;
+            }
+            // A plain member (learner): linked at the address it registered.
+            let addr = node
+                .state()
+                .brokers
+                .get(&to)
+                .and_then(|b| b.endpoint.replication.parse::<std::net::SocketAddr>().ok());
+            if let Some(addr) = addr {
+                let link = PeerLink::spawn(addr);
+                link.send(frame);
+                links.insert(to, link);
             }
         }
         let changes = node.take_changes();

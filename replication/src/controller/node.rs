@@ -12,7 +12,9 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 use protobuf::Message as _;
-use raft::eraftpb::{ConfState, Entry, EntryType, Message, MessageType, Snapshot};
+use raft::eraftpb::{
+    ConfChange, ConfChangeType, ConfState, Entry, EntryType, Message, MessageType, Snapshot,
+};
 use raft::{Config, RawNode, SnapshotStatus, StateRole};
 use sluice_engine::clock::Clock;
 use sluice_engine::io::Storage;
@@ -137,6 +139,8 @@ pub struct ControllerNode<S: Storage> {
     snapshot_policy: SnapshotPolicy,
     /// Applied index at which the next snapshot is taken.
     snapshot_due: u64,
+    /// Learner additions proposed (broker -> when), active controller only.
+    learner_proposed: BTreeMap<i32, i64>,
     /// Snapshots received from a leader since open (for tests and metrics).
     snapshots_installed: u64,
 }
@@ -144,6 +148,9 @@ pub struct ControllerNode<S: Storage> {
 fn raft_id(b: BrokerId) -> u64 {
     b.0 as u64
 }
+
+/// How long the active controller waits before proposing a learner again.
+const LEARNER_RETRY_MS: i64 = 2_000;
 
 impl<S: Storage> ControllerNode<S>
 where
@@ -158,11 +165,9 @@ where
         cfg: ControllerConfig,
         clock: Rc<dyn Clock>,
     ) -> Result<Self, ControllerError> {
-        if cfg.voters.is_empty()
-            || cfg.voters.len() > CONTROLLER_VOTERS_MAX
-            || !cfg.voters.contains(&cfg.id)
-            || cfg.id.0 <= 0
-        {
+        // A broker not among the voters is a plain member: a Raft learner the active
+        // controller adds when it first hears from it; it applies the log, never votes.
+        if cfg.voters.is_empty() || cfg.voters.len() > CONTROLLER_VOTERS_MAX || cfg.id.0 <= 0 {
             return Err(ControllerError::Config(format!("{cfg:?}")));
         }
         storage
@@ -228,6 +233,7 @@ where
             snapshot_policy,
             snapshot_due: applied + snapshot_policy.interval_entries,
             snapshots_installed: 0,
+            learner_proposed: BTreeMap::new(),
             rebalance: Some(LeaderRebalance::default()),
             last_rebalance_ms: 0,
             last_reassignment_scan_ms: 0,
@@ -289,8 +295,12 @@ where
         let payload = wire::decode_raw(FrameKind::Raft, frame)?;
         let msg =
             Message::parse_from_bytes(payload).map_err(|e| FrameError::Invalid(e.to_string()))?;
-        if !self.cfg.voters.iter().any(|v| raft_id(*v) == msg.from) {
-            return Err(FrameError::Invalid(format!("message from non-voter {}", msg.from)).into());
+        let member = self.cfg.voters.iter().any(|v| raft_id(*v) == msg.from)
+            || self.raw.raft.prs().conf().learners().contains(&msg.from);
+        if !member {
+            return Err(
+                FrameError::Invalid(format!("message from non-member {}", msg.from)).into(),
+            );
         }
         self.raw.step(msg)?;
         Ok(())
@@ -424,6 +434,7 @@ where
         if !self.is_leader() {
             return;
         }
+        self.maybe_add_learner(broker, now_ms);
         match self.state.brokers.get(&broker) {
             Some(info) if info.incarnation == incarnation && info.endpoint == *endpoint => {
                 // A broker in controlled shutdown stays fenced until it restarts.
@@ -440,6 +451,46 @@ where
                 });
             }
         }
+    }
+
+    /// A heartbeat from a broker that is neither a voter nor a learner yet: propose adding
+    /// it as a Raft learner (one configuration change at a time; retried every
+    /// [`LEARNER_RETRY_MS`] until applied).
+    fn maybe_add_learner(&mut self, broker: BrokerId, now_ms: i64) {
+        let id = raft_id(broker);
+        if broker.0 <= 0
+            || self.cfg.voters.contains(&broker)
+            || self.raw.raft.prs().conf().learners().contains(&id)
+            || self.raw.raft.prs().conf().learners().len() >= crate::limits::BROKERS_MAX
+        {
+            return;
+        }
+        if self
+            .learner_proposed
+            .get(&broker.0)
+            .is_some_and(|t| now_ms - t < LEARNER_RETRY_MS)
+        {
+            return;
+        }
+        self.learner_proposed.insert(broker.0, now_ms);
+        let mut cc = ConfChange::default();
+        cc.set_change_type(ConfChangeType::AddLearnerNode);
+        cc.node_id = id;
+        if let Err(e) = self.raw.propose_conf_change(Vec::new(), cc) {
+            tracing::debug!(broker = broker.0, error = %e, "adding a learner deferred");
+        }
+    }
+
+    /// Learners (plain members) in the applied configuration.
+    pub fn learners(&self) -> Vec<BrokerId> {
+        self.raw
+            .raft
+            .prs()
+            .conf()
+            .learners()
+            .iter()
+            .map(|l| BrokerId(*l as i32))
+            .collect()
     }
 
     fn rebalance_leaders(&mut self, now_ms: i64) {
@@ -597,7 +648,14 @@ where
                 .iter()
                 .map(|b| raft_id(*b))
                 .collect::<Vec<_>>(),
-            vec![],
+            self.raw
+                .raft
+                .prs()
+                .conf()
+                .learners()
+                .iter()
+                .copied()
+                .collect::<Vec<_>>(),
         )));
         let compact_through = index.saturating_sub(self.snapshot_policy.keep_entries);
         self.log.save_snapshot(&snap, compact_through).await?;
@@ -626,9 +684,41 @@ where
         snapshots
     }
 
+    /// A committed configuration change (adding a learner): raft-rs applies it; the
+    /// store keeps the new configuration for snapshots. Voters are static: any other change
+    /// is ignored (never proposed by Sluice).
+    fn apply_conf_change(&mut self, e: &Entry) {
+        let cc = match ConfChange::parse_from_bytes(&e.data) {
+            Ok(cc) => cc,
+            Err(err) => {
+                tracing::error!(index = e.index, error = %err, "undecodable configuration change skipped");
+                return;
+            }
+        };
+        if cc.get_change_type() != ConfChangeType::AddLearnerNode
+            || self.cfg.voters.iter().any(|v| raft_id(*v) == cc.node_id)
+        {
+            return;
+        }
+        match self.raw.apply_conf_change(&cc) {
+            Ok(cs) => {
+                tracing::info!(
+                    learner = cc.node_id,
+                    "controller: plain member added as a learner"
+                );
+                self.raw.mut_store().set_conf_state(cs);
+            }
+            Err(err) => tracing::debug!(error = %err, "configuration change not applied"),
+        }
+    }
+
     fn apply(&mut self, entries: Vec<Entry>) {
         for e in entries {
             self.applied = e.index;
+            if e.get_entry_type() == EntryType::EntryConfChange {
+                self.apply_conf_change(&e);
+                continue;
+            }
             if e.get_entry_type() != EntryType::EntryNormal || e.data.is_empty() {
                 continue;
             }

@@ -83,6 +83,11 @@ impl ControllerStore {
         self.first = through + 1;
     }
 
+    /// The configuration after an applied configuration change.
+    pub fn set_conf_state(&mut self, cs: ConfState) {
+        self.conf_state = cs;
+    }
+
     /// Replaces everything with a snapshot received from the leader.
     pub fn install_snapshot(&mut self, snap: Snapshot) {
         let meta = snap.get_metadata();
