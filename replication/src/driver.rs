@@ -4,8 +4,9 @@
 //!
 //! Owned by the partition's owning shard; every method runs there. Local I/O outputs run in
 //! one task per partition, one after the other (a truncation must finish before the resume
-//! that follows it). Follower appends are therefore one durable write each for now; the
-//! next step is to let consecutive `AppendLocal`s share a group commit.
+//! that follows it). A follower's consecutive `AppendLocal`s that queue up while the previous
+//! write and its fdatasync are in flight are joined into one append ([`take_append_group`]),
+//! so they share one group commit: one sync per round, not one per leader batch.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
@@ -21,6 +22,7 @@ use sluice_engine::log::{AppendInfo, AppendOptions, LogError, PartitionLog};
 use sluice_engine::{LeaderEpoch, Offset};
 
 use crate::ids::{BrokerId, PartitionEpoch};
+use crate::limits::FOLLOWER_APPEND_GROUP_BYTES_MAX;
 use crate::partition::{
     EpochCache, LeaderAndIsr, Output, PartitionReplica, ProduceError, ReplicaMessage,
 };
@@ -274,7 +276,14 @@ where
 
     async fn run_io(self) {
         loop {
-            let Some(op) = self.inner.io.borrow_mut().pop_front() else {
+            let op = {
+                let mut io = self.inner.io.borrow_mut();
+                match take_append_group(&mut io, FOLLOWER_APPEND_GROUP_BYTES_MAX) {
+                    Some(group) => Some(group),
+                    None => io.pop_front(),
+                }
+            };
+            let Some(op) = op else {
                 break;
             };
             self.execute(op).await;
@@ -346,6 +355,40 @@ where
     }
 }
 
+/// Follower group commit: the `AppendLocal`s at the front of `io` that queued up while the
+/// previous local write (and its fdatasync) was in flight, joined into one append of at most
+/// `bytes_max` (always at least the first), so they share one write and one sync instead of
+/// one each. Only consecutive appends join: an epoch-cache persist or a truncation between
+/// them keeps its place, so ordering stays what the state machine asked for. The replica
+/// checked that each append starts where the previous one ends, so the joined record set is
+/// contiguous. `None` when the front is not an append.
+fn take_append_group(io: &mut VecDeque<Output>, bytes_max: usize) -> Option<Output> {
+    let Some(Output::AppendLocal { .. }) = io.front() else {
+        return None;
+    };
+    let mut total = 0usize;
+    let mut count = 0usize;
+    for op in io.iter() {
+        match op {
+            Output::AppendLocal { records } if count == 0 || total + records.len() <= bytes_max => {
+                total += records.len();
+                count += 1;
+            }
+            _ => break,
+        }
+    }
+    if count == 1 {
+        return io.pop_front();
+    }
+    let mut joined = Vec::with_capacity(total);
+    for op in io.drain(..count) {
+        if let Output::AppendLocal { records } = op {
+            joined.extend_from_slice(&records);
+        }
+    }
+    Some(Output::AppendLocal { records: joined })
+}
+
 /// The batches of `records` as the log stamped them (base offsets from `base`, `epoch`),
 /// when they fill `[base, end)` exactly (no duplicates were skipped).
 fn stamped_copy(records: &[u8], base: Offset, end: Offset, epoch: LeaderEpoch) -> Option<Vec<u8>> {
@@ -367,4 +410,52 @@ fn stamped_copy(records: &[u8], base: Offset, end: Offset, epoch: LeaderEpoch) -
         next = Offset(next.0 + count);
     }
     (next == end).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::partition::EpochCache;
+
+    fn append(bytes: &[u8]) -> Output {
+        Output::AppendLocal {
+            records: bytes.to_vec(),
+        }
+    }
+
+    #[test]
+    fn consecutive_appends_join_up_to_the_bound_and_nothing_jumps_the_queue() {
+        let mut io: VecDeque<Output> = [
+            append(&[1, 2, 3]),
+            append(&[4, 5]),
+            Output::PersistEpochCache(EpochCache::default()),
+            append(&[6]),
+            Output::TruncateLocal { to: Offset(3) },
+        ]
+        .into();
+        assert_eq!(
+            take_append_group(&mut io, 100),
+            Some(append(&[1, 2, 3, 4, 5]))
+        );
+        // The persist keeps its place: the append behind it is not pulled forward.
+        assert_eq!(take_append_group(&mut io, 100), None);
+        assert!(matches!(io.pop_front(), Some(Output::PersistEpochCache(_))));
+        assert_eq!(take_append_group(&mut io, 100), Some(append(&[6])));
+        assert_eq!(take_append_group(&mut io, 100), None);
+        assert_eq!(io.len(), 1);
+
+        // The bound: joined up to 4 bytes; a first append larger than it still goes alone.
+        let mut io: VecDeque<Output> = [
+            append(&[1; 5]),
+            append(&[2; 2]),
+            append(&[3; 2]),
+            append(&[4; 1]),
+        ]
+        .into();
+        assert_eq!(take_append_group(&mut io, 4), Some(append(&[1; 5])));
+        assert_eq!(take_append_group(&mut io, 4), Some(append(&[2, 2, 3, 3])));
+        assert_eq!(take_append_group(&mut io, 4), Some(append(&[4])));
+        assert!(io.is_empty());
+        assert_eq!(take_append_group(&mut io, 4), None);
+    }
 }

@@ -13,6 +13,9 @@ pub const APPEND_BYTES_MAX: usize = BATCH_BYTES_MAX;
 pub const FOLLOWER_INFLIGHT_BYTES_MAX: usize = 2 * APPEND_BYTES_MAX;
 /// Append messages in flight to one follower.
 pub const FOLLOWER_INFLIGHT_MESSAGES_MAX: usize = 256;
+/// Batch bytes of queued follower appends joined into one local append (one write, one
+/// fdatasync); a single larger append still goes alone.
+pub const FOLLOWER_APPEND_GROUP_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// Most replicas of one partition (Kafka's practical maximum replication factor).
 pub const REPLICAS_MAX: usize = 16;
 /// acks=all produce requests waiting for the high watermark on one partition.
@@ -41,6 +44,7 @@ pub const CONTROLLER_VOTERS_MAX: usize = 7;
 const _: () = assert!(FRAME_BYTES_MAX > APPEND_BYTES_MAX);
 const _: () = assert!(FOLLOWER_INFLIGHT_BYTES_MAX >= APPEND_BYTES_MAX);
 const _: () = assert!(FRAME_BYTES_MAX <= u32::MAX as usize);
+const _: () = assert!(FOLLOWER_APPEND_GROUP_BYTES_MAX <= FOLLOWER_INFLIGHT_BYTES_MAX);
 const _: () = assert!(REPLICAS_MAX <= BROKERS_MAX);
 const _: () = assert!(CONTROLLER_VOTERS_MAX <= BROKERS_MAX);
 const _: () = assert!(RAFT_ENTRY_BYTES_MAX <= FRAME_BYTES_MAX);
