@@ -165,13 +165,21 @@ where
             return;
         };
         let now = self.now();
-        self.inner.replica.borrow_mut().on_message(msg, now);
+        {
+            let mut r = self.inner.replica.borrow_mut();
+            r.set_log_start(self.inner.log.log_start_offset());
+            r.on_message(msg, now);
+        }
         self.dispatch();
     }
 
     pub fn tick(&self) {
         let now = self.now();
-        self.inner.replica.borrow_mut().tick(now);
+        {
+            let mut r = self.inner.replica.borrow_mut();
+            r.set_log_start(self.inner.log.log_start_offset());
+            r.tick(now);
+        }
         self.dispatch();
     }
 
@@ -331,6 +339,18 @@ where
                     }
                 }
             }
+            Output::ResetLocal { start } => {
+                let result = log.truncate_fully_and_start_at(start).await;
+                let now = self.now();
+                let mut r = self.inner.replica.borrow_mut();
+                match result {
+                    Ok(start) => r.on_reset(start, now),
+                    Err(e) => {
+                        tracing::error!(partition = %log.topic_partition(), error = %e, "reset to the leader's log start failed");
+                        r.on_local_failure(log.log_end_offset(), now);
+                    }
+                }
+            }
             Output::ReadForFollower {
                 follower,
                 from,
@@ -343,10 +363,10 @@ where
                     .map(|r| r.bytes)
                     .unwrap_or_default();
                 let now = self.now();
-                self.inner
-                    .replica
-                    .borrow_mut()
-                    .on_read_for_follower(follower, from, &bytes, now);
+                let mut r = self.inner.replica.borrow_mut();
+                // An empty read below the log start means retention got there first.
+                r.set_log_start(log.log_start_offset());
+                r.on_read_for_follower(follower, from, &bytes, now);
             }
             Output::Send { .. } | Output::AlterIsr { .. } | Output::ProduceDone { .. } => {
                 unreachable!("dispatch handles these itself")

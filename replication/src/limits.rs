@@ -16,6 +16,11 @@ pub const FOLLOWER_INFLIGHT_MESSAGES_MAX: usize = 256;
 /// Batch bytes of queued follower appends joined into one local append (one write, one
 /// fdatasync); a single larger append still goes alone.
 pub const FOLLOWER_APPEND_GROUP_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Default catch-up read rate of one leader partition for followers outside the ISR
+/// (`ReplicaSettings::catchup_bytes_per_sec`), bytes per second.
+pub const CATCHUP_BYTES_PER_SEC_DEFAULT: u64 = 64 * 1024 * 1024;
+/// The catch-up budget saves up at most this much time's worth of its rate while idle.
+pub const CATCHUP_BURST_MS: i64 = 1_000;
 /// Most replicas of one partition (Kafka's practical maximum replication factor).
 pub const REPLICAS_MAX: usize = 16;
 /// acks=all produce requests waiting for the high watermark on one partition.
@@ -45,6 +50,7 @@ const _: () = assert!(FRAME_BYTES_MAX > APPEND_BYTES_MAX);
 const _: () = assert!(FOLLOWER_INFLIGHT_BYTES_MAX >= APPEND_BYTES_MAX);
 const _: () = assert!(FRAME_BYTES_MAX <= u32::MAX as usize);
 const _: () = assert!(FOLLOWER_APPEND_GROUP_BYTES_MAX <= FOLLOWER_INFLIGHT_BYTES_MAX);
+const _: () = assert!(CATCHUP_BURST_MS > 0);
 const _: () = assert!(REPLICAS_MAX <= BROKERS_MAX);
 const _: () = assert!(CONTROLLER_VOTERS_MAX <= BROKERS_MAX);
 const _: () = assert!(RAFT_ENTRY_BYTES_MAX <= FRAME_BYTES_MAX);

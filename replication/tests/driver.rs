@@ -18,7 +18,7 @@ use sluice_engine::log::PartitionLog;
 use sluice_engine::{Durability, LeaderEpoch, LogConfig, Offset, TopicPartition};
 use sluice_replication::driver::{DriverHooks, ReplicaDriver};
 use sluice_replication::partition::{
-    AckStatus, LeaderAndIsr, ReplicaBody, ReplicaMessage, ReplicaSettings,
+    AckStatus, EpochCache, LeaderAndIsr, ReplicaBody, ReplicaMessage, ReplicaSettings,
 };
 use sluice_replication::{BrokerId, PartitionEpoch};
 
@@ -63,6 +63,15 @@ async fn start(
     clock: &ManualClock,
     settings: ReplicaSettings,
 ) -> (ReplicaDriver<SimStorage>, Sent) {
+    start_as(ME, storage, clock, settings).await
+}
+
+async fn start_as(
+    me: BrokerId,
+    storage: &SimStorage,
+    clock: &ManualClock,
+    settings: ReplicaSettings,
+) -> (ReplicaDriver<SimStorage>, Sent) {
     let log = open_log(storage, clock).await;
     let sent: Sent = Rc::default();
     let out = sent.clone();
@@ -74,7 +83,7 @@ async fn start(
         alter_isr: Box::new(|_, _, _| {}),
     };
     let d = ReplicaDriver::start(
-        ME,
+        me,
         log,
         storage.clone(),
         settings,
@@ -205,5 +214,152 @@ fn follower_appends_queued_together_share_one_fdatasync() {
         assert_eq!(syncs(), 6);
         let last = acks(&sent).last().copied().unwrap();
         assert_eq!(last, (AckStatus::Ok, end + 5 * RECORDS as i64));
+    });
+}
+
+/// Delivers every frame the drivers sent to its addressee, until `done` holds (bounded).
+async fn pump(
+    drivers: &[(BrokerId, ReplicaDriver<SimStorage>, Sent)],
+    what: &str,
+    mut done: impl FnMut() -> bool,
+) {
+    for _ in 0..20_000 {
+        if done() {
+            return;
+        }
+        let mut moved = false;
+        for (_, _, sent) in drivers {
+            let frames: Vec<_> = sent.borrow_mut().drain(..).collect();
+            for (to, msg) in frames {
+                if let Some((_, d, _)) = drivers.iter().find(|(id, _, _)| *id == to) {
+                    moved = true;
+                    d.on_frame(&msg.encode());
+                }
+            }
+        }
+        if moved {
+            // Let the drivers' I/O tasks run.
+            futures_lite::future::yield_now().await;
+        } else {
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    for (id, d, _) in drivers {
+        eprintln!("{id}: {}", d.describe());
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// (base, last, epoch, crc) of every batch in `[from, upto)`.
+async fn batches_of(
+    log: &PartitionLog<SimStorage>,
+    from: Offset,
+    upto: Offset,
+) -> Vec<(i64, i64, i32, u32)> {
+    let mut out = Vec::new();
+    let mut next = from;
+    while next < upto {
+        let r = log.read_upto(next, 1 << 20, upto).await.unwrap();
+        if r.bytes.is_empty() {
+            break;
+        }
+        for b in sluice_engine::batch::batches(&r.bytes) {
+            let b = sluice_engine::batch::BatchView::parse_checked(b.unwrap().bytes()).unwrap();
+            out.push((
+                b.base_offset().0,
+                b.last_offset().0,
+                b.leader_epoch().0,
+                b.stored_crc(),
+            ));
+            next = b.last_offset().next();
+        }
+    }
+    out
+}
+
+#[test]
+fn a_follower_behind_the_leaders_log_start_restarts_its_log_there_and_catches_up() {
+    run(|| async {
+        let clock = ManualClock::new(1_000);
+        // The leader (broker 2) wrote [0, 100) in epoch 1; retention then deleted [0, 50).
+        let leader_disk = SimStorage::new();
+        {
+            let log = open_log(&leader_disk, &clock).await;
+            for i in 0..10u8 {
+                let b = build::batch(10, 100, i, 1_000);
+                log.append(
+                    &b,
+                    sluice_engine::log::AppendOptions {
+                        leader_epoch: LeaderEpoch(1),
+                        batch_bytes_max: 1 << 20,
+                    },
+                )
+                .await
+                .unwrap();
+            }
+            log.delete_records_before(Offset(50)).await.unwrap();
+            log.close().await.unwrap();
+            let mut cache = EpochCache::new();
+            cache.assign(LeaderEpoch(1), Offset(0));
+            cache
+                .persist(&leader_disk, &PathBuf::from("/data/d-0"))
+                .await
+                .unwrap();
+        }
+        // The follower (broker 1) holds only [0, 10) of epoch 1.
+        let follower_disk = SimStorage::new();
+        {
+            let log = open_log(&follower_disk, &clock).await;
+            log.append_replicated(&leader_batch(0, 10, 1))
+                .await
+                .unwrap();
+            log.close().await.unwrap();
+            let mut cache = EpochCache::new();
+            cache.assign(LeaderEpoch(1), Offset(0));
+            cache
+                .persist(&follower_disk, &PathBuf::from("/data/d-0"))
+                .await
+                .unwrap();
+        }
+        let (leader, lsent) =
+            start_as(PEER, &leader_disk, &clock, ReplicaSettings::default()).await;
+        let (follower, fsent) =
+            start_as(ME, &follower_disk, &clock, ReplicaSettings::default()).await;
+        assert_eq!(leader.log().log_start_offset(), Offset(50));
+        let state = LeaderAndIsr {
+            isr: vec![PEER],
+            ..metadata(PEER, 2)
+        };
+        leader.on_metadata(&state);
+        follower.on_metadata(&state);
+        let drivers = [(PEER, leader.clone(), lsent), (ME, follower.clone(), fsent)];
+        pump(&drivers, "the follower to catch up", || {
+            follower.durable_end() == Offset(100)
+        })
+        .await;
+        assert_eq!(follower.log().log_start_offset(), Offset(50));
+        assert_eq!(
+            batches_of(follower.log(), Offset(50), Offset(100)).await,
+            batches_of(leader.log(), Offset(50), Offset(100)).await
+        );
+        // It keeps following: a new acks=all batch reaches it too.
+        let b = build::batch(5, 10, 9, 2_000);
+        let answer: Rc<RefCell<Option<u64>>> = Rc::default();
+        let (l, a) = (leader.clone(), answer.clone());
+        glommio::spawn_local(async move {
+            let info = l.produce(&b, true).await.unwrap();
+            *a.borrow_mut() = Some(info.base_offset.0 as u64);
+        })
+        .detach();
+        pump(&drivers, "the acks=all answer", || {
+            answer.borrow().is_some()
+        })
+        .await;
+        assert_eq!(*answer.borrow(), Some(100));
+        assert!(follower.durable_end() >= Offset(105));
+        assert_eq!(
+            follower.epoch_end(LeaderEpoch(2)).map(|e| e.end_offset),
+            Some(Offset(105))
+        );
     });
 }

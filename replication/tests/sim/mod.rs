@@ -55,6 +55,8 @@ pub struct SimConfig {
     pub crash_every_ms: i64,
     pub partition_every_ms: i64,
     pub min_insync_replicas: usize,
+    /// The leader's catch-up read rate for followers outside the ISR.
+    pub catchup_bytes_per_sec: u64,
 }
 
 impl SimConfig {
@@ -71,6 +73,12 @@ impl SimConfig {
             crash_every_ms: [0, 700, 1500, 3000][rng.gen_range(0..4)],
             partition_every_ms: [0, 800, 2000][rng.gen_range(0..3)],
             min_insync_replicas: rng.gen_range(1..=2),
+            // Drawn last so the knobs above stay what each seed always had. 256 KiB/s is a
+            // few times the workload's rate: catch-up is paced across many reads.
+            catchup_bytes_per_sec: [
+                sluice_replication::limits::CATCHUP_BYTES_PER_SEC_DEFAULT,
+                256 * 1024,
+            ][rng.gen_range(0..2)],
         }
     }
 }
@@ -151,6 +159,7 @@ enum IoOp {
     Persist(EpochCache),
     AppendReplica(Vec<u8>),
     Truncate(Offset),
+    Reset(Offset),
     Read {
         follower: BrokerId,
         from: Offset,
@@ -234,6 +243,7 @@ impl Sim {
             min_insync_replicas: cfg.min_insync_replicas,
             keepalive_interval_ms: 50,
             retry_ms: 150,
+            catchup_bytes_per_sec: cfg.catchup_bytes_per_sec,
         };
         let mut sim = Sim {
             rng: SmallRng::seed_from_u64(cfg.seed),
@@ -750,6 +760,10 @@ impl Sim {
                     self.stats.truncations += 1;
                     self.broker(id).io.push_back(IoOp::Truncate(to))
                 }
+                Output::ResetLocal { start } => {
+                    self.stats.truncations += 1;
+                    self.broker(id).io.push_back(IoOp::Reset(start))
+                }
                 Output::ReadForFollower {
                     follower,
                     from,
@@ -833,6 +847,10 @@ impl Sim {
                         ));
                     }
                     replica.on_truncated(end, now);
+                }
+                IoOp::Reset(start) => {
+                    let got = block_on(log.truncate_fully_and_start_at(start)).expect("reset");
+                    replica.on_reset(got, now);
                 }
                 IoOp::Read {
                     follower,
