@@ -22,7 +22,8 @@ use sluice_engine::log::{AppendInfo, AppendOptions, LogError, PartitionLog};
 use sluice_engine::{LeaderEpoch, Offset};
 
 use crate::ids::{BrokerId, PartitionEpoch};
-use crate::limits::FOLLOWER_APPEND_GROUP_BYTES_MAX;
+use crate::limits::{FOLLOWER_APPEND_GROUP_BYTES_MAX, HW_CHECKPOINT_INTERVAL_MS};
+use crate::partition::hw_checkpoint;
 use crate::partition::{
     EpochCache, LeaderAndIsr, Output, PartitionReplica, ProduceError, ReplicaMessage,
 };
@@ -35,6 +36,8 @@ pub enum DriverError {
     Log(#[from] LogError),
     #[error("epoch cache: {0}")]
     EpochCache(std::io::Error),
+    #[error("high watermark checkpoint: {0}")]
+    HwCheckpoint(std::io::Error),
 }
 
 /// Where the driver sends what leaves the partition.
@@ -58,6 +61,11 @@ struct Inner<S: Storage> {
     next_request: Cell<u64>,
     /// Leader appends that completed ahead of an earlier one: fed in offset order.
     completed: RefCell<BTreeMap<i64, (Offset, Vec<u8>)>>,
+    /// The high watermark last written to the checkpoint file (-1: none yet), when, and one
+    /// writer at a time (the file is replaced through one temporary name).
+    hw_checkpointed: Cell<Offset>,
+    hw_checkpointed_ms: Cell<i64>,
+    hw_checkpoint_lock: glommio::sync::Semaphore,
 }
 
 /// A partition replica running on its shard.
@@ -90,8 +98,11 @@ where
         let cache = EpochCache::load(&storage, &dir)
             .await
             .map_err(DriverError::EpochCache)?;
+        let checkpoint = hw_checkpoint::load(&storage, &dir)
+            .await
+            .map_err(DriverError::HwCheckpoint)?;
         let tp = log.topic_partition().clone();
-        let replica = PartitionReplica::new(
+        let mut replica = PartitionReplica::new(
             me,
             tp.topic.clone(),
             tp.partition.0,
@@ -100,6 +111,10 @@ where
             log.log_start_offset(),
             log.log_end_offset(),
         );
+        if let Some(hw) = checkpoint {
+            replica.restore_high_watermark(hw);
+        }
+        let now = clock.now_ms();
         let driver = ReplicaDriver {
             inner: Rc::new(Inner {
                 log,
@@ -113,6 +128,9 @@ where
                 waiters: RefCell::new(BTreeMap::new()),
                 next_request: Cell::new(1),
                 completed: RefCell::new(BTreeMap::new()),
+                hw_checkpointed: Cell::new(checkpoint.unwrap_or(Offset(-1))),
+                hw_checkpointed_ms: Cell::new(now),
+                hw_checkpoint_lock: glommio::sync::Semaphore::new(1),
             }),
         };
         driver.dispatch();
@@ -181,6 +199,47 @@ where
             r.tick(now);
         }
         self.dispatch();
+        self.maybe_checkpoint_high_watermark(now);
+    }
+
+    /// Lazily: when the high watermark moved and the last checkpoint is
+    /// `HW_CHECKPOINT_INTERVAL_MS` old, write it in the background (skipped while a write
+    /// runs; the next tick tries again).
+    fn maybe_checkpoint_high_watermark(&self, now: i64) {
+        let hw = self.high_watermark();
+        if hw == self.inner.hw_checkpointed.get()
+            || now - self.inner.hw_checkpointed_ms.get() < HW_CHECKPOINT_INTERVAL_MS
+            || self.inner.hw_checkpoint_lock.available() == 0
+        {
+            return;
+        }
+        self.inner.hw_checkpointed_ms.set(now);
+        let me = self.clone();
+        glommio::spawn_local(async move {
+            if let Err(e) = me.checkpoint_high_watermark().await {
+                tracing::warn!(partition = %me.inner.log.topic_partition(), error = %e, "high watermark checkpoint failed");
+            }
+        })
+        .detach();
+    }
+
+    /// Writes the current high watermark to the checkpoint file now, unless it is there
+    /// already (call on a clean close; the driver also does it lazily from `tick`). Durable
+    /// when it resolves. The value is what the replica's high watermark is, which never
+    /// passes what every in-sync replica holds durably.
+    pub async fn checkpoint_high_watermark(&self) -> Result<(), DriverError> {
+        let Ok(_permit) = self.inner.hw_checkpoint_lock.acquire_permit(1).await else {
+            return Ok(());
+        };
+        let hw = self.high_watermark();
+        if hw == self.inner.hw_checkpointed.get() {
+            return Ok(());
+        }
+        hw_checkpoint::persist(&self.inner.storage, &self.inner.dir, hw)
+            .await
+            .map_err(DriverError::HwCheckpoint)?;
+        self.inner.hw_checkpointed.set(hw);
+        Ok(())
     }
 
     /// Appends a produce request's record set as leader. With `acks_all` it resolves when

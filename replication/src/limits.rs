@@ -21,6 +21,9 @@ pub const FOLLOWER_APPEND_GROUP_BYTES_MAX: usize = 8 * 1024 * 1024;
 pub const CATCHUP_BYTES_PER_SEC_DEFAULT: u64 = 64 * 1024 * 1024;
 /// The catch-up budget saves up at most this much time's worth of its rate while idle.
 pub const CATCHUP_BURST_MS: i64 = 1_000;
+/// A replica's high watermark is checkpointed at most this often (when it moved), and on a
+/// clean close (Kafka's replica.high.watermark.checkpoint.interval.ms).
+pub const HW_CHECKPOINT_INTERVAL_MS: i64 = 5_000;
 /// Most replicas of one partition (Kafka's practical maximum replication factor).
 pub const REPLICAS_MAX: usize = 16;
 /// acks=all produce requests waiting for the high watermark on one partition.
@@ -51,6 +54,7 @@ const _: () = assert!(FOLLOWER_INFLIGHT_BYTES_MAX >= APPEND_BYTES_MAX);
 const _: () = assert!(FRAME_BYTES_MAX <= u32::MAX as usize);
 const _: () = assert!(FOLLOWER_APPEND_GROUP_BYTES_MAX <= FOLLOWER_INFLIGHT_BYTES_MAX);
 const _: () = assert!(CATCHUP_BURST_MS > 0);
+const _: () = assert!(HW_CHECKPOINT_INTERVAL_MS > 0);
 const _: () = assert!(REPLICAS_MAX <= BROKERS_MAX);
 const _: () = assert!(CONTROLLER_VOTERS_MAX <= BROKERS_MAX);
 const _: () = assert!(RAFT_ENTRY_BYTES_MAX <= FRAME_BYTES_MAX);

@@ -363,3 +363,95 @@ fn a_follower_behind_the_leaders_log_start_restarts_its_log_there_and_catches_up
         );
     });
 }
+
+#[test]
+fn a_restarted_leader_starts_from_its_checkpointed_high_watermark() {
+    run(|| async {
+        let clock = ManualClock::new(1_000);
+        let disk = SimStorage::new();
+        let peer_disk = SimStorage::new();
+        let dir = PathBuf::from("/data/d-0");
+        let state = metadata(ME, 1);
+        {
+            let (leader, lsent) = start_as(ME, &disk, &clock, ReplicaSettings::default()).await;
+            let (follower, fsent) =
+                start_as(PEER, &peer_disk, &clock, ReplicaSettings::default()).await;
+            leader.on_metadata(&state);
+            follower.on_metadata(&state);
+            let drivers = [(ME, leader.clone(), lsent), (PEER, follower.clone(), fsent)];
+            let answered: Rc<RefCell<usize>> = Rc::default();
+            for i in 0..10u8 {
+                let (l, a) = (leader.clone(), answered.clone());
+                glommio::spawn_local(async move {
+                    l.produce(&build::batch(3, 50, i, 1_000), true)
+                        .await
+                        .unwrap();
+                    *a.borrow_mut() += 1;
+                })
+                .detach();
+            }
+            pump(&drivers, "ten acks=all answers", || {
+                *answered.borrow() == 10
+            })
+            .await;
+            assert_eq!(leader.high_watermark(), Offset(30));
+            // Lazy: not before the interval has passed.
+            leader.tick();
+            glommio::timer::sleep(Duration::from_millis(5)).await;
+            assert_eq!(
+                sluice_replication::partition::hw_checkpoint::load(&disk, &dir)
+                    .await
+                    .unwrap(),
+                None
+            );
+            clock.advance_ms(sluice_replication::limits::HW_CHECKPOINT_INTERVAL_MS);
+            leader.tick();
+            until("the lazy checkpoint", || {
+                futures_lite::future::block_on(sluice_replication::partition::hw_checkpoint::load(
+                    &disk, &dir,
+                ))
+                .unwrap()
+                    == Some(Offset(30))
+            })
+            .await;
+            // Two more batches the follower acks, checkpointed by a clean close.
+            for i in 0..2u8 {
+                let (l, a) = (leader.clone(), answered.clone());
+                glommio::spawn_local(async move {
+                    l.produce(&build::batch(3, 50, i, 1_000), true)
+                        .await
+                        .unwrap();
+                    *a.borrow_mut() += 1;
+                })
+                .detach();
+            }
+            pump(&drivers, "two more answers", || *answered.borrow() == 12).await;
+            leader.checkpoint_high_watermark().await.unwrap();
+            leader.log().close().await.unwrap();
+        }
+        // Power loss, then the leader comes back alone: its follower is down.
+        disk.crash(5, sluice_engine::io::sim::CrashMode::DropUnsynced);
+        let (leader, _sent) = start_as(ME, &disk, &clock, ReplicaSettings::default()).await;
+        assert_eq!(
+            leader.high_watermark(),
+            Offset(36),
+            "from the checkpoint, not the log start"
+        );
+        leader.on_metadata(&metadata(ME, 2));
+        assert_eq!(leader.high_watermark(), Offset(36));
+        // Consumers read everything committed before the restart at once.
+        assert_eq!(leader.log().high_watermark(), Offset(36));
+        assert_eq!(
+            batches_of(leader.log(), Offset(0), Offset(36)).await.len(),
+            12
+        );
+        drop(leader);
+
+        // A checkpoint above the recovered log (a log that lost its unsynced tail) is capped.
+        sluice_replication::partition::hw_checkpoint::persist(&disk, &dir, Offset(1_000))
+            .await
+            .unwrap();
+        let (leader, _sent) = start_as(ME, &disk, &clock, ReplicaSettings::default()).await;
+        assert_eq!(leader.high_watermark(), Offset(36));
+    });
+}

@@ -247,6 +247,19 @@ impl PartitionReplica {
         }
     }
 
+    /// Before the first metadata: start the high watermark at a checkpointed one (see
+    /// `hw_checkpoint`), capped at the recovered log (a crash may have cut below it) and
+    /// never below the log start. Without it a restarted leader's consumers would see
+    /// nothing until every in-sync follower acked again.
+    pub fn restore_high_watermark(&mut self, checkpoint: Offset) {
+        if !matches!(self.role, Role::Offline) || self.leader_epoch != LeaderEpoch(-1) {
+            return;
+        }
+        let hw = checkpoint.min(self.durable_end).max(self.log_start);
+        self.high_watermark = self.high_watermark.max(hw);
+        self.check();
+    }
+
     pub fn take_outputs(&mut self) -> Vec<Output> {
         std::mem::take(&mut self.out)
     }

@@ -29,8 +29,8 @@ use sluice_replication::controller::{
     MetadataState,
 };
 use sluice_replication::partition::{
-    EpochCache, LeaderAndIsr, Output, PartitionReplica, ProduceError, ReplicaMessage,
-    ReplicaSettings, RoleKind,
+    hw_checkpoint, EpochCache, LeaderAndIsr, Output, PartitionReplica, ProduceError,
+    ReplicaMessage, ReplicaSettings, RoleKind,
 };
 use sluice_replication::BrokerId;
 
@@ -40,6 +40,7 @@ const TICK_MS: i64 = 10;
 const SESSION_TIMEOUT_MS: i64 = 600;
 const HEARTBEAT_MS: i64 = 100;
 const BOOTSTRAP_MS: i64 = 100;
+const HW_CHECKPOINT_MS: i64 = 300;
 
 /// Knobs one seed picks.
 #[derive(Clone, Debug)]
@@ -186,6 +187,8 @@ struct Broker {
     io: VecDeque<IoOp>,
     io_busy: bool,
     sync_queued: bool,
+    /// When the replica's high watermark was last checkpointed.
+    hw_checkpoint_ms: i64,
 }
 
 /// Everything a run saw, for the invariants and the report.
@@ -278,6 +281,7 @@ impl Sim {
                 io: VecDeque::new(),
                 io_busy: false,
                 sync_queued: false,
+                hw_checkpoint_ms: 0,
             });
         }
         // The cluster forms: brokers start and heartbeat (which registers them); then the
@@ -393,6 +397,21 @@ impl Sim {
                 let now = self.now;
                 if let Some(r) = self.broker(broker).replica.as_mut() {
                     r.tick(now);
+                }
+                // The driver checkpoints lazily (every few seconds); here more often, so
+                // crashes find recent checkpoints. Written whole and synced (atomic replace)
+                // at once: no random draw, so seeds replay as before.
+                let b = self.broker(broker);
+                if now - b.hw_checkpoint_ms >= HW_CHECKPOINT_MS {
+                    b.hw_checkpoint_ms = now;
+                    if let Some(r) = b.replica.as_ref() {
+                        block_on(hw_checkpoint::persist(
+                            &b.storage,
+                            &log_dir(),
+                            r.high_watermark(),
+                        ))
+                        .expect("checkpoint written");
+                    }
                 }
                 self.drain_outputs(broker);
             }
@@ -639,7 +658,7 @@ impl Sim {
         ))
         .expect("log recovers after a crash");
         let cache = block_on(EpochCache::load(&b.storage, &log_dir())).expect("epoch cache loads");
-        let replica = PartitionReplica::new(
+        let mut replica = PartitionReplica::new(
             BrokerId(id),
             TOPIC,
             0,
@@ -648,6 +667,12 @@ impl Sim {
             log.log_start_offset(),
             log.log_end_offset(),
         );
+        // As the driver does: start from the checkpointed high watermark.
+        if let Some(hw) =
+            block_on(hw_checkpoint::load(&b.storage, &log_dir())).expect("checkpoint loads")
+        {
+            replica.restore_high_watermark(hw);
+        }
         let ctl = block_on(ControllerNode::open(
             b.storage.clone(),
             PathBuf::from("/controller"),
