@@ -66,6 +66,10 @@ struct Inner<S: Storage> {
     hw_checkpointed: Cell<Offset>,
     hw_checkpointed_ms: Cell<i64>,
     hw_checkpoint_lock: glommio::sync::Semaphore,
+    /// Epoch-cache persists queued or running, and produces waiting for them: a new
+    /// epoch's first batch must not be durable before the cache that names the epoch.
+    cache_persists: Cell<usize>,
+    cache_persisted: RefCell<Vec<oneshot::Sender<()>>>,
 }
 
 /// A partition replica running on its shard.
@@ -131,6 +135,8 @@ where
                 hw_checkpointed: Cell::new(checkpoint.unwrap_or(Offset(-1))),
                 hw_checkpointed_ms: Cell::new(now),
                 hw_checkpoint_lock: glommio::sync::Semaphore::new(1),
+                cache_persists: Cell::new(0),
+                cache_persisted: RefCell::new(Vec::new()),
             }),
         };
         driver.dispatch();
@@ -246,6 +252,13 @@ where
     /// the high watermark passes it (every ISR member durable), else when the leader's own
     /// append resolved (durable under group commit).
     pub async fn produce(&self, records: &[u8], acks_all: bool) -> Result<AppendInfo, DriverError> {
+        // A leader's new epoch is in the cache before its first batch (the cache is what a
+        // later divergence check trusts): wait for a queued persist.
+        while self.inner.cache_persists.get() > 0 {
+            let (tx, rx) = oneshot::channel();
+            self.inner.cache_persisted.borrow_mut().push(tx);
+            let _ = rx.await;
+        }
         let epoch = self.inner.replica.borrow().epoch_for_append(acks_all)?;
         let info = self
             .inner
@@ -328,7 +341,14 @@ where
                         let _ = tx.send(result);
                     }
                 }
-                io => self.inner.io.borrow_mut().push_back(io),
+                io => {
+                    if matches!(io, Output::PersistEpochCache(_)) {
+                        self.inner
+                            .cache_persists
+                            .set(self.inner.cache_persists.get() + 1);
+                    }
+                    self.inner.io.borrow_mut().push_back(io)
+                }
             }
         }
         // Readers of the log (consumers) never see past the replicated high watermark.
@@ -363,7 +383,15 @@ where
         let log = &self.inner.log;
         match op {
             Output::PersistEpochCache(cache) => {
-                if let Err(e) = cache.persist(&self.inner.storage, &self.inner.dir).await {
+                let result = cache.persist(&self.inner.storage, &self.inner.dir).await;
+                let left = self.inner.cache_persists.get().saturating_sub(1);
+                self.inner.cache_persists.set(left);
+                if left == 0 {
+                    for tx in self.inner.cache_persisted.borrow_mut().drain(..) {
+                        let _ = tx.send(());
+                    }
+                }
+                if let Err(e) = result {
                     // Without a durable cache the next epoch's divergence check could be
                     // wrong: stop taking writes rather than continue.
                     tracing::error!(partition = %log.topic_partition(), error = %e, "epoch cache persist failed");

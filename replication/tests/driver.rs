@@ -455,3 +455,29 @@ fn a_restarted_leader_starts_from_its_checkpointed_high_watermark() {
         assert_eq!(leader.high_watermark(), Offset(36));
     });
 }
+
+#[test]
+fn a_new_leaders_first_batch_waits_for_the_epoch_cache_that_names_its_epoch() {
+    run(|| async {
+        let clock = ManualClock::new(1_000);
+        let disk = SimStorage::new();
+        let dir = PathBuf::from("/data/d-0");
+        let (leader, _sent) = start_as(ME, &disk, &clock, ReplicaSettings::default()).await;
+        leader.on_metadata(&LeaderAndIsr {
+            isr: vec![ME],
+            ..metadata(ME, 3)
+        });
+        // Right away, in this task: the persist is only queued on the driver's I/O task.
+        let info = leader
+            .produce(&build::batch(2, 10, 1, 1_000), false)
+            .await
+            .unwrap();
+        assert_eq!(info.base_offset, Offset(0));
+        let cache = EpochCache::load(&disk, &dir).await.unwrap();
+        assert_eq!(
+            cache.latest(),
+            Some((LeaderEpoch(3), Offset(0))),
+            "the epoch was durable in the cache before its first batch"
+        );
+    });
+}
