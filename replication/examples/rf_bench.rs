@@ -56,6 +56,9 @@ struct Outcome {
     hist: Histogram<u64>,
     leader_syncs: u64,
     follower_syncs: u64,
+    /// fdatasync latency p99.9 and max (us) of the leader's and a follower's log.
+    leader_sync_us: (u64, u64),
+    follower_sync_us: (u64, u64),
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -114,7 +117,7 @@ fn main() {
         let bytes = (o.batches * load.records * load.value_bytes) as f64;
         let h = &o.hist;
         println!(
-            "RF{rf}: {:>7.1} MB/s {:>7.0} batches/s  latency p50 {:>6} us p99 {:>6} us p99.9 {:>6} us max {:>6} us  cpu {:.1} s/GB  fdatasyncs leader {} follower {} ({} batches)",
+            "RF{rf}: {:>7.1} MB/s {:>7.0} batches/s  latency p50 {:>6} us p99 {:>6} us p99.9 {:>6} us max {:>6} us  cpu {:.1} s/GB  fdatasyncs leader {} follower {} ({} batches)  fdatasync p99.9/max us leader {}/{} follower {}/{}",
             bytes / 1e6 / o.secs,
             o.batches as f64 / o.secs,
             h.value_at_quantile(0.5),
@@ -125,6 +128,10 @@ fn main() {
             o.leader_syncs,
             o.follower_syncs,
             o.batches,
+            o.leader_sync_us.0,
+            o.leader_sync_us.1,
+            o.follower_sync_us.0,
+            o.follower_sync_us.1,
         );
     }
 }
@@ -137,6 +144,7 @@ fn run(rf: usize, load: &Load, dir: &Path) -> Outcome {
     let (addr_tx, addr_rx) = mpsc::channel::<(usize, SocketAddr)>();
     let mut peer_txs = Vec::new();
     let follower_syncs = Arc::new(AtomicU64::new(0));
+    let follower_sync_us = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
     let follower_durable = Arc::new(AtomicI64::new(0));
     let mut handles = Vec::new();
     for (i, me) in ids.iter().copied().enumerate() {
@@ -149,6 +157,7 @@ fn run(rf: usize, load: &Load, dir: &Path) -> Outcome {
         let stop = stop.clone();
         let load = load.clone();
         let follower_syncs = follower_syncs.clone();
+        let follower_sync_us = follower_sync_us.clone();
         let follower_durable = follower_durable.clone();
         let h = LocalExecutorBuilder::default()
             .name(&format!("broker-{}", me.0))
@@ -223,6 +232,11 @@ fn run(rf: usize, load: &Load, dir: &Path) -> Outcome {
                     }
                     if i == 1 {
                         follower_syncs.store(d.log().stats().syncs.get(), Ordering::Release);
+                        let h = d.log().stats().sync_latency_us();
+                        follower_sync_us
+                            .0
+                            .store(h.value_at_quantile(0.999), Ordering::Release);
+                        follower_sync_us.1.store(h.max(), Ordering::Release);
                     }
                     return None;
                 }
@@ -242,8 +256,10 @@ fn run(rf: usize, load: &Load, dir: &Path) -> Outcome {
                     eprintln!("follower durable end below the high watermark {end}");
                 }
                 stop.store(true, Ordering::Release);
+                let h = d.log().stats().sync_latency_us();
                 Some(Outcome {
                     leader_syncs: d.log().stats().syncs.get(),
+                    leader_sync_us: (h.value_at_quantile(0.999), h.max()),
                     ..outcome
                 })
             })
@@ -268,6 +284,10 @@ fn run(rf: usize, load: &Load, dir: &Path) -> Outcome {
     }
     let mut o = outcome.expect("the leader reports");
     o.follower_syncs = follower_syncs.load(Ordering::Acquire);
+    o.follower_sync_us = (
+        follower_sync_us.0.load(Ordering::Acquire),
+        follower_sync_us.1.load(Ordering::Acquire),
+    );
     o
 }
 
@@ -323,5 +343,7 @@ async fn produce(leader: &ReplicaDriver<DmaStorage>, load: &Load) -> Outcome {
         hist,
         leader_syncs: 0,
         follower_syncs: 0,
+        leader_sync_us: (0, 0),
+        follower_sync_us: (0, 0),
     }
 }
