@@ -233,7 +233,9 @@ async fn produce_replicated(
                 }
                 DriverError::Produce(ProduceError::TooManyWaiters) => errors::REQUEST_TIMED_OUT,
                 DriverError::Log(le) => log_error_code(tp, le),
-                DriverError::EpochCache(_) => errors::KAFKA_STORAGE_ERROR,
+                DriverError::EpochCache(_) | DriverError::HwCheckpoint(_) => {
+                    errors::KAFKA_STORAGE_ERROR
+                }
             };
             ProduceOutcome::error(code, Some(e.to_string()))
         }

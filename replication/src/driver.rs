@@ -4,8 +4,9 @@
 //!
 //! Owned by the partition's owning shard; every method runs there. Local I/O outputs run in
 //! one task per partition, one after the other (a truncation must finish before the resume
-//! that follows it). Follower appends are therefore one durable write each for now; the
-//! next step is to let consecutive `AppendLocal`s share a group commit.
+//! that follows it). A follower's consecutive `AppendLocal`s that queue up while the previous
+//! write and its fdatasync are in flight are joined into one append ([`take_append_group`]),
+//! so they share one group commit: one sync per round, not one per leader batch.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
@@ -21,6 +22,8 @@ use sluice_engine::log::{AppendInfo, AppendOptions, LogError, PartitionLog};
 use sluice_engine::{LeaderEpoch, Offset};
 
 use crate::ids::{BrokerId, PartitionEpoch};
+use crate::limits::{FOLLOWER_APPEND_GROUP_BYTES_MAX, HW_CHECKPOINT_INTERVAL_MS};
+use crate::partition::hw_checkpoint;
 use crate::partition::{
     EpochCache, LeaderAndIsr, Output, PartitionReplica, ProduceError, ReplicaMessage,
 };
@@ -33,6 +36,8 @@ pub enum DriverError {
     Log(#[from] LogError),
     #[error("epoch cache: {0}")]
     EpochCache(std::io::Error),
+    #[error("high watermark checkpoint: {0}")]
+    HwCheckpoint(std::io::Error),
 }
 
 /// Where the driver sends what leaves the partition.
@@ -56,6 +61,15 @@ struct Inner<S: Storage> {
     next_request: Cell<u64>,
     /// Leader appends that completed ahead of an earlier one: fed in offset order.
     completed: RefCell<BTreeMap<i64, (Offset, Vec<u8>)>>,
+    /// The high watermark last written to the checkpoint file (-1: none yet), when, and one
+    /// writer at a time (the file is replaced through one temporary name).
+    hw_checkpointed: Cell<Offset>,
+    hw_checkpointed_ms: Cell<i64>,
+    hw_checkpoint_lock: glommio::sync::Semaphore,
+    /// Epoch-cache persists queued or running, and produces waiting for them: a new
+    /// epoch's first batch must not be durable before the cache that names the epoch.
+    cache_persists: Cell<usize>,
+    cache_persisted: RefCell<Vec<oneshot::Sender<()>>>,
 }
 
 /// A partition replica running on its shard.
@@ -88,8 +102,11 @@ where
         let cache = EpochCache::load(&storage, &dir)
             .await
             .map_err(DriverError::EpochCache)?;
+        let checkpoint = hw_checkpoint::load(&storage, &dir)
+            .await
+            .map_err(DriverError::HwCheckpoint)?;
         let tp = log.topic_partition().clone();
-        let replica = PartitionReplica::new(
+        let mut replica = PartitionReplica::new(
             me,
             tp.topic.clone(),
             tp.partition.0,
@@ -98,6 +115,10 @@ where
             log.log_start_offset(),
             log.log_end_offset(),
         );
+        if let Some(hw) = checkpoint {
+            replica.restore_high_watermark(hw);
+        }
+        let now = clock.now_ms();
         let driver = ReplicaDriver {
             inner: Rc::new(Inner {
                 log,
@@ -111,6 +132,11 @@ where
                 waiters: RefCell::new(BTreeMap::new()),
                 next_request: Cell::new(1),
                 completed: RefCell::new(BTreeMap::new()),
+                hw_checkpointed: Cell::new(checkpoint.unwrap_or(Offset(-1))),
+                hw_checkpointed_ms: Cell::new(now),
+                hw_checkpoint_lock: glommio::sync::Semaphore::new(1),
+                cache_persists: Cell::new(0),
+                cache_persisted: RefCell::new(Vec::new()),
             }),
         };
         driver.dispatch();
@@ -163,7 +189,11 @@ where
             return;
         };
         let now = self.now();
-        self.inner.replica.borrow_mut().on_message(msg, now);
+        {
+            let mut r = self.inner.replica.borrow_mut();
+            r.set_log_start(self.inner.log.log_start_offset());
+            r.on_message(msg, now);
+        }
         self.dispatch();
     }
 
@@ -176,14 +206,66 @@ where
 
     pub fn tick(&self) {
         let now = self.now();
-        self.inner.replica.borrow_mut().tick(now);
+        {
+            let mut r = self.inner.replica.borrow_mut();
+            r.set_log_start(self.inner.log.log_start_offset());
+            r.tick(now);
+        }
         self.dispatch();
+        self.maybe_checkpoint_high_watermark(now);
+    }
+
+    /// Lazily: when the high watermark moved and the last checkpoint is
+    /// `HW_CHECKPOINT_INTERVAL_MS` old, write it in the background (skipped while a write
+    /// runs; the next tick tries again).
+    fn maybe_checkpoint_high_watermark(&self, now: i64) {
+        let hw = self.high_watermark();
+        if hw == self.inner.hw_checkpointed.get()
+            || now - self.inner.hw_checkpointed_ms.get() < HW_CHECKPOINT_INTERVAL_MS
+            || self.inner.hw_checkpoint_lock.available() == 0
+        {
+            return;
+        }
+        self.inner.hw_checkpointed_ms.set(now);
+        let me = self.clone();
+        glommio::spawn_local(async move {
+            if let Err(e) = me.checkpoint_high_watermark().await {
+                tracing::warn!(partition = %me.inner.log.topic_partition(), error = %e, "high watermark checkpoint failed");
+            }
+        })
+        .detach();
+    }
+
+    /// Writes the current high watermark to the checkpoint file now, unless it is there
+    /// already (call on a clean close; the driver also does it lazily from `tick`). Durable
+    /// when it resolves. The value is what the replica's high watermark is, which never
+    /// passes what every in-sync replica holds durably.
+    pub async fn checkpoint_high_watermark(&self) -> Result<(), DriverError> {
+        let Ok(_permit) = self.inner.hw_checkpoint_lock.acquire_permit(1).await else {
+            return Ok(());
+        };
+        let hw = self.high_watermark();
+        if hw == self.inner.hw_checkpointed.get() {
+            return Ok(());
+        }
+        hw_checkpoint::persist(&self.inner.storage, &self.inner.dir, hw)
+            .await
+            .map_err(DriverError::HwCheckpoint)?;
+        self.inner.hw_checkpointed.set(hw);
+        Ok(())
     }
 
     /// Appends a produce request's record set as leader. With `acks_all` it resolves when
     /// the high watermark passes it (every ISR member durable), else when the leader's own
     /// append resolved (durable under group commit).
     pub async fn produce(&self, records: &[u8], acks_all: bool) -> Result<AppendInfo, DriverError> {
+        // A leader's new epoch is in the cache before its first batch (the cache is what a
+        // later divergence check trusts): wait for a queued persist.
+        while self.inner.cache_persists.get() > 0 {
+            let (tx, rx) = oneshot::channel();
+            self.inner.cache_persisted.borrow_mut().push(tx);
+            let _ = rx.await;
+        }
         let epoch = self.inner.replica.borrow().epoch_for_append(acks_all)?;
         let info = self
             .inner
@@ -266,7 +348,14 @@ where
                         let _ = tx.send(result);
                     }
                 }
-                io => self.inner.io.borrow_mut().push_back(io),
+                io => {
+                    if matches!(io, Output::PersistEpochCache(_)) {
+                        self.inner
+                            .cache_persists
+                            .set(self.inner.cache_persists.get() + 1);
+                    }
+                    self.inner.io.borrow_mut().push_back(io)
+                }
             }
         }
         // Readers of the log (consumers) never see past the replicated high watermark.
@@ -281,7 +370,14 @@ where
 
     async fn run_io(self) {
         loop {
-            let Some(op) = self.inner.io.borrow_mut().pop_front() else {
+            let op = {
+                let mut io = self.inner.io.borrow_mut();
+                match take_append_group(&mut io, FOLLOWER_APPEND_GROUP_BYTES_MAX) {
+                    Some(group) => Some(group),
+                    None => io.pop_front(),
+                }
+            };
+            let Some(op) = op else {
                 break;
             };
             self.execute(op).await;
@@ -294,7 +390,15 @@ where
         let log = &self.inner.log;
         match op {
             Output::PersistEpochCache(cache) => {
-                if let Err(e) = cache.persist(&self.inner.storage, &self.inner.dir).await {
+                let result = cache.persist(&self.inner.storage, &self.inner.dir).await;
+                let left = self.inner.cache_persists.get().saturating_sub(1);
+                self.inner.cache_persists.set(left);
+                if left == 0 {
+                    for tx in self.inner.cache_persisted.borrow_mut().drain(..) {
+                        let _ = tx.send(());
+                    }
+                }
+                if let Err(e) = result {
                     // Without a durable cache the next epoch's divergence check could be
                     // wrong: stop taking writes rather than continue.
                     tracing::error!(partition = %log.topic_partition(), error = %e, "epoch cache persist failed");
@@ -329,6 +433,18 @@ where
                     }
                 }
             }
+            Output::ResetLocal { start } => {
+                let result = log.truncate_fully_and_start_at(start).await;
+                let now = self.now();
+                let mut r = self.inner.replica.borrow_mut();
+                match result {
+                    Ok(start) => r.on_reset(start, now),
+                    Err(e) => {
+                        tracing::error!(partition = %log.topic_partition(), error = %e, "reset to the leader's log start failed");
+                        r.on_local_failure(log.log_end_offset(), now);
+                    }
+                }
+            }
             Output::ReadForFollower {
                 follower,
                 from,
@@ -341,16 +457,50 @@ where
                     .map(|r| r.bytes)
                     .unwrap_or_default();
                 let now = self.now();
-                self.inner
-                    .replica
-                    .borrow_mut()
-                    .on_read_for_follower(follower, from, &bytes, now);
+                let mut r = self.inner.replica.borrow_mut();
+                // An empty read below the log start means retention got there first.
+                r.set_log_start(log.log_start_offset());
+                r.on_read_for_follower(follower, from, &bytes, now);
             }
             Output::Send { .. } | Output::AlterIsr { .. } | Output::ProduceDone { .. } => {
                 unreachable!("dispatch handles these itself")
             }
         }
     }
+}
+
+/// Follower group commit: the `AppendLocal`s at the front of `io` that queued up while the
+/// previous local write (and its fdatasync) was in flight, joined into one append of at most
+/// `bytes_max` (always at least the first), so they share one write and one sync instead of
+/// one each. Only consecutive appends join: an epoch-cache persist or a truncation between
+/// them keeps its place, so ordering stays what the state machine asked for. The replica
+/// checked that each append starts where the previous one ends, so the joined record set is
+/// contiguous. `None` when the front is not an append.
+fn take_append_group(io: &mut VecDeque<Output>, bytes_max: usize) -> Option<Output> {
+    let Some(Output::AppendLocal { .. }) = io.front() else {
+        return None;
+    };
+    let mut total = 0usize;
+    let mut count = 0usize;
+    for op in io.iter() {
+        match op {
+            Output::AppendLocal { records } if count == 0 || total + records.len() <= bytes_max => {
+                total += records.len();
+                count += 1;
+            }
+            _ => break,
+        }
+    }
+    if count == 1 {
+        return io.pop_front();
+    }
+    let mut joined = Vec::with_capacity(total);
+    for op in io.drain(..count) {
+        if let Output::AppendLocal { records } = op {
+            joined.extend_from_slice(&records);
+        }
+    }
+    Some(Output::AppendLocal { records: joined })
 }
 
 /// The batches of `records` as the log stamped them (base offsets from `base`, `epoch`),
@@ -374,4 +524,52 @@ fn stamped_copy(records: &[u8], base: Offset, end: Offset, epoch: LeaderEpoch) -
         next = Offset(next.0 + count);
     }
     (next == end).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::partition::EpochCache;
+
+    fn append(bytes: &[u8]) -> Output {
+        Output::AppendLocal {
+            records: bytes.to_vec(),
+        }
+    }
+
+    #[test]
+    fn consecutive_appends_join_up_to_the_bound_and_nothing_jumps_the_queue() {
+        let mut io: VecDeque<Output> = [
+            append(&[1, 2, 3]),
+            append(&[4, 5]),
+            Output::PersistEpochCache(EpochCache::default()),
+            append(&[6]),
+            Output::TruncateLocal { to: Offset(3) },
+        ]
+        .into();
+        assert_eq!(
+            take_append_group(&mut io, 100),
+            Some(append(&[1, 2, 3, 4, 5]))
+        );
+        // The persist keeps its place: the append behind it is not pulled forward.
+        assert_eq!(take_append_group(&mut io, 100), None);
+        assert!(matches!(io.pop_front(), Some(Output::PersistEpochCache(_))));
+        assert_eq!(take_append_group(&mut io, 100), Some(append(&[6])));
+        assert_eq!(take_append_group(&mut io, 100), None);
+        assert_eq!(io.len(), 1);
+
+        // The bound: joined up to 4 bytes; a first append larger than it still goes alone.
+        let mut io: VecDeque<Output> = [
+            append(&[1; 5]),
+            append(&[2; 2]),
+            append(&[3; 2]),
+            append(&[4; 1]),
+        ]
+        .into();
+        assert_eq!(take_append_group(&mut io, 4), Some(append(&[1; 5])));
+        assert_eq!(take_append_group(&mut io, 4), Some(append(&[2, 2, 3, 3])));
+        assert_eq!(take_append_group(&mut io, 4), Some(append(&[4])));
+        assert!(io.is_empty());
+        assert_eq!(take_append_group(&mut io, 4), None);
+    }
 }

@@ -13,6 +13,17 @@ pub const APPEND_BYTES_MAX: usize = BATCH_BYTES_MAX;
 pub const FOLLOWER_INFLIGHT_BYTES_MAX: usize = 2 * APPEND_BYTES_MAX;
 /// Append messages in flight to one follower.
 pub const FOLLOWER_INFLIGHT_MESSAGES_MAX: usize = 256;
+/// Batch bytes of queued follower appends joined into one local append (one write, one
+/// fdatasync); a single larger append still goes alone.
+pub const FOLLOWER_APPEND_GROUP_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Default catch-up read rate of one leader partition for followers outside the ISR
+/// (`ReplicaSettings::catchup_bytes_per_sec`), bytes per second.
+pub const CATCHUP_BYTES_PER_SEC_DEFAULT: u64 = 64 * 1024 * 1024;
+/// The catch-up budget saves up at most this much time's worth of its rate while idle.
+pub const CATCHUP_BURST_MS: i64 = 1_000;
+/// A replica's high watermark is checkpointed at most this often (when it moved), and on a
+/// clean close (Kafka's replica.high.watermark.checkpoint.interval.ms).
+pub const HW_CHECKPOINT_INTERVAL_MS: i64 = 5_000;
 /// Most replicas of one partition (Kafka's practical maximum replication factor).
 pub const REPLICAS_MAX: usize = 16;
 /// acks=all produce requests waiting for the high watermark on one partition.
@@ -56,6 +67,9 @@ pub const CONTROLLER_VOTERS_MAX: usize = 7;
 const _: () = assert!(FRAME_BYTES_MAX > APPEND_BYTES_MAX);
 const _: () = assert!(FOLLOWER_INFLIGHT_BYTES_MAX >= APPEND_BYTES_MAX);
 const _: () = assert!(FRAME_BYTES_MAX <= u32::MAX as usize);
+const _: () = assert!(FOLLOWER_APPEND_GROUP_BYTES_MAX <= FOLLOWER_INFLIGHT_BYTES_MAX);
+const _: () = assert!(CATCHUP_BURST_MS > 0);
+const _: () = assert!(HW_CHECKPOINT_INTERVAL_MS > 0);
 const _: () = assert!(REPLICAS_MAX <= BROKERS_MAX);
 const _: () = assert!(CONTROLLER_VOTERS_MAX <= BROKERS_MAX);
 const _: () = assert!(RAFT_ENTRY_BYTES_MAX <= FRAME_BYTES_MAX);

@@ -95,6 +95,7 @@ fn three_replicas_on_glommio_replicate_acks_all_over_tcp() {
                     min_insync_replicas: 2,
                     keepalive_interval_ms: 100,
                     retry_ms: 500,
+                    ..ReplicaSettings::default()
                 };
                 let d = ReplicaDriver::start(
                     *me,

@@ -150,9 +150,13 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         move |shard: Rc<sluice_engine::runtime::Shard>| {
             let cluster = stopping.clone();
             Box::pin(async move {
-                // Shard 0 hands this broker's leaderships away before partitions close.
-                if let (Some(c), 0) = (cluster, shard.id().0) {
-                    c.controlled_shutdown().await;
+                // Shard 0 hands this broker's leaderships away before partitions close;
+                // every shard checkpoints its replicas' high watermarks.
+                if let Some(c) = cluster {
+                    if shard.id().0 == 0 {
+                        c.controlled_shutdown().await;
+                    }
+                    sluice_net::cluster::replicas::checkpoint_all().await;
                 }
             })
         },

@@ -1315,38 +1315,11 @@ where
         if offset >= assigned {
             return Ok(assigned);
         }
+        if offset <= log_start {
+            return self.restart_empty_at(offset).await;
+        }
         let now = self.clock.now_ms();
         let config = self.config();
-        if offset <= log_start {
-            let doomed: Vec<_> = {
-                let mut st = self.st.borrow_mut();
-                std::mem::take(&mut st.segments)
-                    .into_values()
-                    .rev()
-                    .collect()
-            };
-            self.delete_segment_files(doomed).await?;
-            let path = self.dir.join(LOG_START_CHECKPOINT);
-            replace_small_file(&self.storage, &path, &encode_checkpoint(offset))
-                .await
-                .map_err(|e| self.io_error(&path, e))?;
-            let seg =
-                create_segment(&self.storage, &self.dir, &self.tp, offset, &config, now).await?;
-            {
-                let mut st = self.st.borrow_mut();
-                st.segments.insert(offset.0, Rc::new(seg));
-                st.log_start = offset;
-                st.assigned = offset;
-                st.written = offset;
-                st.durable = offset;
-                st.max_timestamp = -1;
-                st.max_timestamp_offset = Offset(-1);
-                st.producers = ProducerState::default();
-                st.check_invariants();
-            }
-            self.remove_producer_snapshot().await?;
-            return Ok(offset);
-        }
         // Newest first, so a crash part-way leaves a contiguous (shorter) log.
         let doomed: Vec<_> = {
             let mut st = self.st.borrow_mut();
@@ -1417,6 +1390,64 @@ where
         self.rebuild_producer_state(scanned.map(|p| (seg.base_offset, p)))
             .await?;
         Ok(end)
+    }
+
+    /// Kafka's `truncateFullyAndStartAt`: deletes every batch and restarts the log, empty, at
+    /// `offset`, below or above its current range. For a follower whose whole log lies below
+    /// its leader's log start (retention there moved past it): it starts again where the
+    /// leader's log starts. Durable when it resolves (a crash part-way reopens either the
+    /// old log, a shorter prefix of it, or the empty log at `offset`). Returns `offset`.
+    pub async fn truncate_fully_and_start_at(&self, offset: Offset) -> Result<Offset, LogError> {
+        if offset.0 < 0 {
+            let st = self.st.borrow();
+            return Err(LogError::OffsetOutOfRange {
+                tp: self.tp.clone(),
+                requested: offset,
+                log_start: st.log_start,
+                high_watermark: st.visible_end(),
+            });
+        }
+        // Segment files change only under the segments lock (the cleaner swaps under it).
+        let _segments = self.segments_lock.lock().await;
+        let _guard = self.append_lock.lock().await;
+        self.check_writable()?;
+        self.flush_all().await?;
+        self.restart_empty_at(offset).await
+    }
+
+    /// Deletes every segment (newest first) and starts an empty log at `offset`. Called with
+    /// the append lock held and nothing pending.
+    async fn restart_empty_at(&self, offset: Offset) -> Result<Offset, LogError> {
+        let now = self.clock.now_ms();
+        let config = self.config();
+        let doomed: Vec<_> = {
+            let mut st = self.st.borrow_mut();
+            std::mem::take(&mut st.segments)
+                .into_values()
+                .rev()
+                .collect()
+        };
+        self.delete_segment_files(doomed).await?;
+        let path = self.dir.join(LOG_START_CHECKPOINT);
+        replace_small_file(&self.storage, &path, &encode_checkpoint(offset))
+            .await
+            .map_err(|e| self.io_error(&path, e))?;
+        let seg = create_segment(&self.storage, &self.dir, &self.tp, offset, &config, now).await?;
+        {
+            let mut st = self.st.borrow_mut();
+            st.segments.insert(offset.0, Rc::new(seg));
+            st.log_start = offset;
+            st.assigned = offset;
+            st.written = offset;
+            st.durable = offset;
+            st.max_timestamp = -1;
+            st.max_timestamp_offset = Offset(-1);
+            st.producers = ProducerState::default();
+            st.cleaner_checkpoint = offset;
+            st.check_invariants();
+        }
+        self.remove_producer_snapshot().await?;
+        Ok(offset)
     }
 
     async fn remove_producer_snapshot(&self) -> Result<(), LogError> {

@@ -8,7 +8,7 @@ use futures_lite::future::block_on;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use crate::batch::{batches, build, BatchView};
+use crate::batch::{batches, build, BatchView, TimestampStamp};
 use crate::clock::ManualClock;
 use crate::config::{Durability, LogConfig};
 use crate::ids::{LeaderEpoch, Offset, TopicPartition};
@@ -230,4 +230,57 @@ fn read_upto_serves_nothing_at_or_above_the_bound() {
     assert_eq!(r.high_watermark, Offset(4));
     let r = block_on(log.read_upto(Offset(4), 1 << 20, Offset(4))).expect("read at bound");
     assert!(r.bytes.is_empty());
+}
+
+#[test]
+fn truncate_fully_and_start_at_restarts_an_empty_log_past_its_end_and_survives_a_crash() {
+    let storage = SimStorage::new();
+    let log = open(&storage, Durability::GroupCommit);
+    // Several segments, so every one of them must go.
+    for i in 0..40u8 {
+        block_on(log.append(&build::batch(4, 15_000, i, 0), opts(1))).expect("append");
+    }
+    assert!(log.segment_count() > 2, "test wants several segments");
+    assert_eq!(log.log_end_offset(), Offset(160));
+    // The leader's log starts at 500: ours is wholly below it.
+    assert_eq!(
+        block_on(log.truncate_fully_and_start_at(Offset(500))).expect("reset"),
+        Offset(500)
+    );
+    assert_eq!(log.log_start_offset(), Offset(500));
+    assert_eq!(log.log_end_offset(), Offset(500));
+    assert_eq!(log.durable_offset(), Offset(500));
+    assert_eq!(log.segment_count(), 1);
+    assert!(batches_from(&log, Offset(500)).is_empty());
+    assert!(
+        block_on(log.read(Offset(0), 1 << 20)).is_err(),
+        "old data gone"
+    );
+    // The leader's batches continue there, offsets as the leader stamped them.
+    let mut b = build::batch(3, 10, 7, 0);
+    crate::batch::stamp(
+        &mut b,
+        Offset(500),
+        LeaderEpoch(4),
+        TimestampStamp::CreateTime,
+    );
+    block_on(log.append_replicated(&b)).expect("replicated append at the new start");
+    assert_eq!(log.log_end_offset(), Offset(503));
+    drop(log);
+    storage.crash(3, CrashMode::DropUnsynced);
+    let log = open(&storage, Durability::GroupCommit);
+    assert_eq!(log.log_start_offset(), Offset(500));
+    assert_eq!(
+        batches_from(&log, Offset(500)),
+        vec![(
+            500,
+            502,
+            4,
+            BatchView::parse(&b).expect("batch").stored_crc()
+        )]
+    );
+    assert!(
+        block_on(log.truncate_fully_and_start_at(Offset(-1))).is_err(),
+        "a negative start is refused"
+    );
 }

@@ -115,6 +115,7 @@ impl ShardReplicas {
             min_insync_replicas: min_insync,
             keepalive_interval_ms: REPLICA_KEEPALIVE_MS,
             retry_ms: REPLICA_RETRY_MS,
+            ..ReplicaSettings::default()
         }
     }
 }
@@ -202,6 +203,25 @@ pub async fn apply_change(
             "replica role");
     }
     errors::NONE
+}
+
+/// On a clean stop: every replica on this shard checkpoints its high watermark, so after
+/// the restart its consumers see what was committed at once.
+pub async fn checkpoint_all() {
+    let Some(reg) = here() else {
+        return;
+    };
+    let drivers: Vec<(TopicPartition, Driver)> = reg
+        .drivers
+        .borrow()
+        .iter()
+        .map(|(tp, d)| (tp.clone(), d.clone()))
+        .collect();
+    for (tp, d) in drivers {
+        if let Err(e) = d.checkpoint_high_watermark().await {
+            tracing::warn!(partition = %tp, error = %e, "high watermark checkpoint failed");
+        }
+    }
 }
 
 /// On the owner shard: the topic was deleted; stop the replica and remove its files.

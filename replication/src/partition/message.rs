@@ -68,6 +68,10 @@ pub enum ReplicaBody {
     Resume { leader_epoch: i32, from: i64 },
     /// Leader -> follower: your Resume point is not in my log; find the divergence again.
     Diverged { leader_epoch: i32 },
+    /// Leader -> follower: your Resume point is below my log start (retention deleted what
+    /// you miss): empty your log and start again at `log_start` (Kafka's
+    /// truncateFullyAndStartAt after OFFSET_OUT_OF_RANGE).
+    OutOfRange { leader_epoch: i32, log_start: i64 },
 }
 
 impl ReplicaMessage {

@@ -13,6 +13,7 @@
 //! the leader's disk through the same message, read by the driver on request.
 
 pub mod epoch_cache;
+pub mod hw_checkpoint;
 pub mod message;
 mod replica;
 #[cfg(test)]

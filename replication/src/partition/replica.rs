@@ -7,8 +7,8 @@ use sluice_engine::{LeaderEpoch, Offset};
 
 use crate::ids::{BrokerId, PartitionEpoch};
 use crate::limits::{
-    APPEND_BYTES_MAX, FOLLOWER_INFLIGHT_BYTES_MAX, FOLLOWER_INFLIGHT_MESSAGES_MAX, HW_WAITERS_MAX,
-    REPLICAS_MAX,
+    APPEND_BYTES_MAX, CATCHUP_BURST_MS, CATCHUP_BYTES_PER_SEC_DEFAULT, FOLLOWER_INFLIGHT_BYTES_MAX,
+    FOLLOWER_INFLIGHT_MESSAGES_MAX, HW_WAITERS_MAX, REPLICAS_MAX,
 };
 use crate::partition::epoch_cache::EpochCache;
 use crate::partition::message::{AckStatus, ReplicaBody, ReplicaMessage};
@@ -25,6 +25,12 @@ pub struct ReplicaSettings {
     /// Unanswered requests (epoch queries, resumes, in-flight appends, ISR proposals) are
     /// retried after this long.
     pub retry_ms: i64,
+    /// Bytes per second this partition's leader reads from its log for followers outside
+    /// the ISR (catch-up of a new, restarted or far-behind replica), so catch-up does not
+    /// take the disk from live traffic (Kafka's leader.replication.throttled.rate, per
+    /// leader partition here). Live pushes and reads for in-sync followers are never
+    /// throttled. 0: unthrottled.
+    pub catchup_bytes_per_sec: u64,
 }
 
 impl Default for ReplicaSettings {
@@ -34,6 +40,7 @@ impl Default for ReplicaSettings {
             min_insync_replicas: 1,
             keepalive_interval_ms: 500,
             retry_ms: 1_000,
+            catchup_bytes_per_sec: CATCHUP_BYTES_PER_SEC_DEFAULT,
         }
     }
 }
@@ -77,6 +84,11 @@ pub enum Output {
     /// Follower: `PartitionLog::truncate_to(to)`, then report `on_truncated(new_end)`.
     TruncateLocal {
         to: Offset,
+    },
+    /// Follower whose whole log lies below the leader's log start:
+    /// `PartitionLog::truncate_fully_and_start_at(start)`, then report `on_reset(start)`.
+    ResetLocal {
+        start: Offset,
     },
     /// Leader: `PartitionLog::read_upto(from, max_bytes, upto)` for a follower that is
     /// behind, then report `on_read_for_follower`.
@@ -150,6 +162,10 @@ struct LeaderState {
     /// A follower told us a newer epoch exists: stop acknowledging.
     fenced: bool,
     epoch_start: Offset,
+    /// Catch-up read budget (token bucket, bytes; negative: a read overran it) and when it
+    /// was last refilled.
+    catchup_tokens: i64,
+    catchup_refilled_ms: i64,
 }
 
 #[derive(Debug)]
@@ -229,6 +245,19 @@ impl PartitionReplica {
             role: Role::Offline,
             out,
         }
+    }
+
+    /// Before the first metadata: start the high watermark at a checkpointed one (see
+    /// `hw_checkpoint`), capped at the recovered log (a crash may have cut below it) and
+    /// never below the log start. Without it a restarted leader's consumers would see
+    /// nothing until every in-sync follower acked again.
+    pub fn restore_high_watermark(&mut self, checkpoint: Offset) {
+        if !matches!(self.role, Role::Offline) || self.leader_epoch != LeaderEpoch(-1) {
+            return;
+        }
+        let hw = checkpoint.min(self.durable_end).max(self.log_start);
+        self.high_watermark = self.high_watermark.max(hw);
+        self.check();
     }
 
     pub fn take_outputs(&mut self) -> Vec<Output> {
@@ -361,6 +390,8 @@ impl PartitionReplica {
             waiters: VecDeque::new(),
             fenced: false,
             epoch_start: self.log_end,
+            catchup_tokens: catchup_burst(self.settings.catchup_bytes_per_sec),
+            catchup_refilled_ms: now_ms,
         });
         // The leader's own durable end may already cover records the old ISR all held.
         self.advance_high_watermark();
@@ -449,7 +480,7 @@ impl PartitionReplica {
             );
         }
         for f in behind {
-            self.feed_from_disk(f);
+            self.feed_from_disk(f, now_ms);
         }
     }
 
@@ -580,9 +611,12 @@ impl PartitionReplica {
         }
     }
 
-    /// Asks the driver for catch-up data for follower `f` if it is behind and has room.
-    fn feed_from_disk(&mut self, f: BrokerId) {
+    /// Asks the driver for catch-up data for follower `f` if it is behind and has room, and,
+    /// for a follower outside the ISR, when the catch-up budget allows.
+    fn feed_from_disk(&mut self, f: BrokerId, now_ms: i64) {
         let log_end = self.log_end;
+        let rate = self.settings.catchup_bytes_per_sec;
+        let throttled = rate > 0 && !self.isr.contains(&f);
         let Role::Leader(l) = &mut self.role else {
             return;
         };
@@ -596,13 +630,27 @@ impl PartitionReplica {
         if room == 0 || p.inflight.len() >= FOLLOWER_INFLIGHT_MESSAGES_MAX {
             return;
         }
+        let mut max_bytes = room.min(APPEND_BYTES_MAX);
+        if throttled {
+            l.refill_catchup(rate, now_ms);
+            if l.catchup_tokens <= 0 {
+                // Over budget: a later tick or ack asks again.
+                return;
+            }
+            // A read returns at least one whole batch, so it may overrun this; the overrun
+            // is charged and waited off before the next read.
+            max_bytes = max_bytes.min(usize::try_from(l.catchup_tokens).unwrap_or(usize::MAX));
+        }
+        let Some(p) = l.followers.get_mut(&f) else {
+            return;
+        };
         p.read_outstanding = true;
         let from = p.sent_end;
         self.out.push(Output::ReadForFollower {
             follower: f,
             from,
             upto: log_end,
-            max_bytes: room.min(APPEND_BYTES_MAX),
+            max_bytes,
         });
     }
 
@@ -620,7 +668,7 @@ impl PartitionReplica {
         p.read_outstanding = false;
         if p.mode != FeedMode::Push || p.sent_end != from {
             // Stale: the follower resumed elsewhere meanwhile.
-            self.feed_from_disk(f);
+            self.feed_from_disk(f, now_ms);
             return;
         }
         let mut first = None;
@@ -640,13 +688,30 @@ impl PartitionReplica {
             end = view.last_offset().next();
             used += view.len();
         }
-        let Some(base) = first else { return };
+        let Some(base) = first else {
+            if from < self.log_start {
+                // Retention moved the log start past what this follower needs meanwhile.
+                p.mode = FeedMode::AwaitResume;
+                p.rewind(from);
+                self.send(
+                    f,
+                    ReplicaBody::OutOfRange {
+                        leader_epoch: epoch.0,
+                        log_start: self.log_start.0,
+                    },
+                );
+            }
+            return;
+        };
         if base != from {
             tracing::warn!(partition = %self.partition, follower = %f, %from, %base, "catch-up read does not start at the follower's end");
             return;
         }
         let payload = records[start_at..used].to_vec();
         p.sent(end, payload.len(), now_ms);
+        if self.settings.catchup_bytes_per_sec > 0 && !self.isr.contains(&f) {
+            l.catchup_tokens = l.catchup_tokens.saturating_sub(records.len() as i64);
+        }
         self.send(
             f,
             ReplicaBody::Append {
@@ -658,7 +723,7 @@ impl PartitionReplica {
                 sent_ms: now_ms,
             },
         );
-        self.feed_from_disk(f);
+        self.feed_from_disk(f, now_ms);
     }
 
     // ---- messages ------------------------------------------------------------------------
@@ -720,7 +785,11 @@ impl PartitionReplica {
             ReplicaBody::Resume {
                 leader_epoch,
                 from: at,
-            } => self.on_resume(from, LeaderEpoch(leader_epoch), Offset(at)),
+            } => self.on_resume(from, LeaderEpoch(leader_epoch), Offset(at), now_ms),
+            ReplicaBody::OutOfRange {
+                leader_epoch,
+                log_start,
+            } => self.on_out_of_range(from, LeaderEpoch(leader_epoch), Offset(log_start)),
             ReplicaBody::Diverged { leader_epoch } => {
                 if let Role::Follower(f) = &self.role {
                     if f.leader == from && LeaderEpoch(leader_epoch) == self.leader_epoch {
@@ -861,7 +930,7 @@ impl PartitionReplica {
         }
         if status == AckStatus::Mismatch {
             p.rewind(log_end);
-            self.feed_from_disk(from);
+            self.feed_from_disk(from, now_ms);
             return;
         }
         p.acked_log_end = p.acked_log_end.max(log_end);
@@ -878,9 +947,8 @@ impl PartitionReplica {
         if durable_end >= echo_log_end {
             p.last_caught_up_ms = p.last_caught_up_ms.max(echo_sent_ms);
         }
-        let _ = now_ms;
         self.advance_high_watermark();
-        self.feed_from_disk(from);
+        self.feed_from_disk(from, now_ms);
         self.maybe_change_isr(now_ms);
     }
 
@@ -919,7 +987,7 @@ impl PartitionReplica {
         );
     }
 
-    fn on_resume(&mut self, from: BrokerId, epoch: LeaderEpoch, at: Offset) {
+    fn on_resume(&mut self, from: BrokerId, epoch: LeaderEpoch, at: Offset, now_ms: i64) {
         if epoch != self.leader_epoch || !self.is_active_leader() {
             return;
         }
@@ -930,7 +998,17 @@ impl PartitionReplica {
         let Some(p) = l.followers.get_mut(&from) else {
             return;
         };
-        if at > log_end || at < log_start {
+        if at < log_start {
+            self.send(
+                from,
+                ReplicaBody::OutOfRange {
+                    leader_epoch: epoch.0,
+                    log_start: log_start.0,
+                },
+            );
+            return;
+        }
+        if at > log_end {
             self.send(
                 from,
                 ReplicaBody::Diverged {
@@ -941,7 +1019,7 @@ impl PartitionReplica {
         }
         p.mode = FeedMode::Push;
         p.rewind(at);
-        self.feed_from_disk(from);
+        self.feed_from_disk(from, now_ms);
     }
 
     // ---- follower: divergence ------------------------------------------------------------
@@ -1038,6 +1116,57 @@ impl PartitionReplica {
         self.check();
     }
 
+    fn on_out_of_range(&mut self, from: BrokerId, epoch: LeaderEpoch, leader_start: Offset) {
+        let Role::Follower(f) = &mut self.role else {
+            return;
+        };
+        if f.leader != from
+            || epoch != self.leader_epoch
+            || !matches!(f.phase, FollowerPhase::Streaming { .. })
+            || self.log_end >= leader_start
+        {
+            // Stale, or our log reaches the leader's: a resume (after silence) sorts it out.
+            return;
+        }
+        f.phase = FollowerPhase::Truncating;
+        // Nothing we hold survives, so no epoch does either; the cache is emptied (durably)
+        // before the log, so a crash in between leaves old batches without epochs, which a
+        // restart cuts to the high watermark and resumes from, reaching here again.
+        self.cache = EpochCache::new();
+        self.out.push(Output::PersistEpochCache(self.cache.clone()));
+        self.out.push(Output::ResetLocal {
+            start: leader_start,
+        });
+    }
+
+    /// The local log was emptied and restarts at `start` (after `Output::ResetLocal`).
+    pub fn on_reset(&mut self, start: Offset, now_ms: i64) {
+        self.log_start = start;
+        self.log_end = start;
+        self.durable_end = start;
+        // Everything below the leader's log start was committed there.
+        self.high_watermark = start;
+        if let Role::Follower(f) = &mut self.role {
+            f.unacked.clear();
+            if f.phase == FollowerPhase::Truncating {
+                self.resume(now_ms);
+            }
+        }
+        self.check();
+    }
+
+    /// The local log's start moved up (retention or DeleteRecords on this broker): a leader
+    /// answers followers that need what was deleted with `OutOfRange`.
+    pub fn set_log_start(&mut self, start: Offset) {
+        if start > self.log_start && start <= self.log_end {
+            self.log_start = start;
+        }
+    }
+
+    pub fn log_start(&self) -> Offset {
+        self.log_start
+    }
+
     fn resume(&mut self, now_ms: i64) {
         let Role::Follower(f) = &mut self.role else {
             return;
@@ -1128,7 +1257,7 @@ impl PartitionReplica {
                     );
                 }
                 for f in retry {
-                    self.feed_from_disk(f);
+                    self.feed_from_disk(f, now_ms);
                 }
                 self.maybe_change_isr(now_ms);
             }
@@ -1178,6 +1307,26 @@ impl PartitionReplica {
         // A shrink does not take effect before the controller commits it; an expansion counts
         // at once (maximal ISR).
         self.advance_high_watermark();
+    }
+}
+
+/// The catch-up bucket's capacity: `CATCHUP_BURST_MS` worth of the rate (at least one
+/// byte, so a read can always start once the debt is paid).
+fn catchup_burst(rate: u64) -> i64 {
+    let burst = u128::from(rate) * CATCHUP_BURST_MS as u128 / 1000;
+    i64::try_from(burst).unwrap_or(i64::MAX).max(1)
+}
+
+impl LeaderState {
+    fn refill_catchup(&mut self, rate: u64, now_ms: i64) {
+        let elapsed = now_ms.saturating_sub(self.catchup_refilled_ms).max(0);
+        self.catchup_refilled_ms = self.catchup_refilled_ms.max(now_ms);
+        let earned = u128::from(rate) * elapsed as u128 / 1000;
+        let earned = i64::try_from(earned).unwrap_or(i64::MAX);
+        self.catchup_tokens = self
+            .catchup_tokens
+            .saturating_add(earned)
+            .min(catchup_burst(rate));
     }
 }
 

@@ -17,6 +17,7 @@ fn settings() -> ReplicaSettings {
         min_insync_replicas: 2,
         keepalive_interval_ms: 100,
         retry_ms: 200,
+        catchup_bytes_per_sec: crate::limits::CATCHUP_BYTES_PER_SEC_DEFAULT,
     }
 }
 
@@ -311,4 +312,324 @@ fn acks_all_is_refused_below_min_insync_replicas() {
         Err(ProduceError::NotEnoughReplicas)
     );
     assert_eq!(r.epoch_for_append(false), Ok(LeaderEpoch(1)));
+}
+
+/// Serves a leader's catch-up read from `log` as `PartitionLog::read_upto` does: whole
+/// batches from the one at `from`, up to `max_bytes` but at least one.
+fn serve_read(log: &[(i64, Vec<u8>)], from: Offset, max_bytes: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (base, b) in log.iter().filter(|(base, _)| *base >= from.0) {
+        let _ = base;
+        if !out.is_empty() && out.len() + b.len() > max_bytes {
+            break;
+        }
+        out.extend_from_slice(b);
+    }
+    out
+}
+
+#[test]
+fn catch_up_reads_for_a_follower_outside_the_isr_keep_to_the_rate_and_live_pushes_do_not() {
+    const RATE: u64 = 5_000;
+    let mut r = PartitionReplica::new(
+        B1,
+        "t",
+        0,
+        ReplicaSettings {
+            catchup_bytes_per_sec: RATE,
+            ..settings()
+        },
+        EpochCache::new(),
+        Offset(0),
+        Offset(0),
+    );
+    // B3 is out of the ISR and has not resumed yet: the leader writes 200 batches without it.
+    r.on_metadata(&meta(B1, 1, 1, &[B1, B2]), 0);
+    r.on_message(
+        msg(
+            B2,
+            ReplicaBody::Resume {
+                leader_epoch: 1,
+                from: 0,
+            },
+        ),
+        0,
+    );
+    let mut log: Vec<(i64, Vec<u8>)> = Vec::new();
+    for i in 0..200i64 {
+        let b = batch(i * 10, 10, 1);
+        r.on_leader_appended(Offset(i * 10), Offset(i * 10 + 10), &b, 0);
+        log.push((i * 10, b));
+    }
+    let batch_bytes = log[0].1.len();
+    r.on_local_durable(Offset(2000), 0);
+    r.on_message(ack(B2, 1, 2000, 2000, 0), 0);
+    r.take_outputs();
+
+    // B3 resumes at 0 and is fed from disk; the test plays its disk and B3's acks for 5 s.
+    r.on_message(
+        msg(
+            B3,
+            ReplicaBody::Resume {
+                leader_epoch: 1,
+                from: 0,
+            },
+        ),
+        0,
+    );
+    let mut sent_to_b3 = 0usize;
+    let mut reads = 0usize;
+    let mut now = 0i64;
+    while now <= 5_000 {
+        let mut out = r.take_outputs();
+        while !out.is_empty() {
+            for o in out {
+                match o {
+                    Output::ReadForFollower {
+                        follower,
+                        from,
+                        max_bytes,
+                        ..
+                    } => {
+                        assert_eq!(follower, B3, "B2 is caught up");
+                        assert!(max_bytes as u64 <= RATE, "never asks past the budget");
+                        reads += 1;
+                        let bytes = serve_read(&log, from, max_bytes);
+                        r.on_read_for_follower(follower, from, &bytes, now);
+                    }
+                    Output::Send {
+                        to,
+                        msg:
+                            ReplicaMessage {
+                                body:
+                                    ReplicaBody::Append {
+                                        records,
+                                        base_offset,
+                                        ..
+                                    },
+                                ..
+                            },
+                    } if to == B3 && !records.is_empty() => {
+                        sent_to_b3 += records.len();
+                        let end = base_offset + 10 * (records.len() / batch_bytes) as i64;
+                        r.on_message(ack(B3, 1, end, end, now), now);
+                    }
+                    _ => {}
+                }
+            }
+            out = r.take_outputs();
+        }
+        now += 10;
+        r.tick(now);
+    }
+    // A full bucket (one second's worth) plus the rate over 5 s, within one batch.
+    let budget = (RATE + 5 * RATE) as usize;
+    assert!(
+        sent_to_b3 <= budget + batch_bytes,
+        "{sent_to_b3} bytes sent, budget {budget}"
+    );
+    assert!(
+        sent_to_b3 + 2 * batch_bytes >= budget,
+        "{sent_to_b3} bytes sent, budget {budget}: throttled too hard"
+    );
+    assert!(reads > 10, "paced in many reads, not one: {reads}");
+    assert!(sent_to_b3 < 200 * batch_bytes, "still catching up");
+
+    // The budget is spent; a live append still reaches the caught-up B2 at once, and an
+    // in-sync follower that needs a disk read gets one whatever the budget.
+    let b = batch(2000, 10, 1);
+    r.on_leader_appended(Offset(2000), Offset(2010), &b, now);
+    let out = r.take_outputs();
+    assert!(sends(&out).iter().any(|(to, body)| *to == B2
+        && matches!(
+            body,
+            ReplicaBody::Append {
+                base_offset: 2000,
+                ..
+            }
+        )));
+    r.on_message(
+        msg(
+            B2,
+            ReplicaBody::Resume {
+                leader_epoch: 1,
+                from: 1000,
+            },
+        ),
+        now,
+    );
+    let out = r.take_outputs();
+    assert!(
+        out.iter().any(|o| matches!(
+            o,
+            Output::ReadForFollower { follower, max_bytes, .. }
+                if *follower == B2 && *max_bytes as u64 > RATE
+        )),
+        "in-sync follower read not throttled: {out:?}"
+    );
+}
+
+#[test]
+fn a_follower_whose_log_ends_below_the_leaders_log_start_empties_it_and_starts_there() {
+    // The leader's log is [50, 100): retention deleted [0, 50).
+    let mut leader_cache = EpochCache::new();
+    leader_cache.assign(LeaderEpoch(1), Offset(0));
+    let mut l = PartitionReplica::new(
+        B1,
+        "t",
+        0,
+        settings(),
+        leader_cache,
+        Offset(50),
+        Offset(100),
+    );
+    l.on_metadata(&meta(B1, 2, 2, &[B1]), 0);
+    l.take_outputs();
+    // The follower holds [0, 10) of epoch 1.
+    let mut cache = EpochCache::new();
+    cache.assign(LeaderEpoch(1), Offset(0));
+    let mut f = PartitionReplica::new(B2, "t", 0, settings(), cache, Offset(0), Offset(10));
+    f.on_metadata(&meta(B1, 2, 2, &[B1]), 0);
+
+    // Divergence first: the leader's epoch 1 ends at 100, ours at 10: nothing to cut.
+    let query = sends(&f.take_outputs());
+    assert!(matches!(
+        query[..],
+        [(B1, ReplicaBody::EpochEndQuery { query_epoch: 1, .. })]
+    ));
+    l.on_message(
+        msg(
+            B2,
+            ReplicaBody::EpochEndQuery {
+                leader_epoch: 2,
+                query_epoch: 1,
+            },
+        ),
+        1,
+    );
+    let answer = sends(&l.take_outputs()).remove(0).1;
+    f.on_message(msg(B1, answer), 2);
+    assert_eq!(
+        f.take_outputs(),
+        vec![Output::TruncateLocal { to: Offset(10) }]
+    );
+    f.on_truncated(Offset(10), 3);
+    let resume = sends(&f.take_outputs()).remove(0).1;
+    assert_eq!(
+        resume,
+        ReplicaBody::Resume {
+            leader_epoch: 2,
+            from: 10
+        }
+    );
+
+    // The leader cannot stream from 10: out of range, not diverged (which would loop).
+    l.on_message(msg(B2, resume), 4);
+    let out = sends(&l.take_outputs());
+    assert_eq!(
+        out,
+        vec![(
+            B2,
+            ReplicaBody::OutOfRange {
+                leader_epoch: 2,
+                log_start: 50
+            }
+        )]
+    );
+    f.on_message(msg(B1, out[0].1.clone()), 5);
+    assert_eq!(
+        f.take_outputs(),
+        vec![
+            Output::PersistEpochCache(EpochCache::new()),
+            Output::ResetLocal { start: Offset(50) },
+        ]
+    );
+    // A duplicate of the answer while resetting changes nothing.
+    f.on_message(msg(B1, out[0].1.clone()), 5);
+    assert!(f.take_outputs().is_empty());
+    f.on_reset(Offset(50), 6);
+    assert_eq!(
+        (f.log_end(), f.durable_end(), f.log_start()),
+        (Offset(50), Offset(50), Offset(50))
+    );
+    let resume = sends(&f.take_outputs()).remove(0).1;
+    assert_eq!(
+        resume,
+        ReplicaBody::Resume {
+            leader_epoch: 2,
+            from: 50
+        }
+    );
+    l.on_message(msg(B2, resume), 7);
+    assert!(l.take_outputs().contains(&Output::ReadForFollower {
+        follower: B2,
+        from: Offset(50),
+        upto: Offset(100),
+        max_bytes: crate::limits::FOLLOWER_INFLIGHT_BYTES_MAX.min(crate::limits::APPEND_BYTES_MAX),
+    }));
+    // The first batch streamed records its epoch in the emptied cache.
+    f.on_message(
+        msg(
+            B1,
+            ReplicaBody::Append {
+                leader_epoch: 2,
+                base_offset: 50,
+                records: batch(50, 5, 1),
+                leader_high_watermark: 100,
+                leader_log_end: 100,
+                sent_ms: 7,
+            },
+        ),
+        8,
+    );
+    assert_eq!(f.epoch_cache().entries(), &[(LeaderEpoch(1), Offset(50))]);
+    assert!(f
+        .take_outputs()
+        .iter()
+        .any(|o| matches!(o, Output::AppendLocal { .. })));
+}
+
+#[test]
+fn retention_on_the_leader_during_catch_up_sends_the_follower_to_the_new_start() {
+    let mut l = PartitionReplica::new(
+        B1,
+        "t",
+        0,
+        settings(),
+        EpochCache::new(),
+        Offset(0),
+        Offset(100),
+    );
+    l.on_metadata(&meta(B1, 1, 1, &[B1]), 0);
+    l.on_message(
+        msg(
+            B2,
+            ReplicaBody::Resume {
+                leader_epoch: 1,
+                from: 20,
+            },
+        ),
+        0,
+    );
+    assert!(l.take_outputs().iter().any(|o| matches!(
+        o,
+        Output::ReadForFollower {
+            follower: B2,
+            from: Offset(20),
+            ..
+        }
+    )));
+    // Retention removed [0, 60) before the read ran: it comes back empty.
+    l.set_log_start(Offset(60));
+    l.on_read_for_follower(B2, Offset(20), &[], 1);
+    assert_eq!(
+        sends(&l.take_outputs()),
+        vec![(
+            B2,
+            ReplicaBody::OutOfRange {
+                leader_epoch: 1,
+                log_start: 60
+            }
+        )]
+    );
 }

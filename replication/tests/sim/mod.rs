@@ -31,8 +31,8 @@ use sluice_replication::controller::{
     MetadataCommand, MetadataState, SnapshotPolicy,
 };
 use sluice_replication::partition::{
-    EpochCache, LeaderAndIsr, Output, PartitionReplica, ProduceError, ReplicaMessage,
-    ReplicaSettings, RoleKind,
+    hw_checkpoint, EpochCache, LeaderAndIsr, Output, PartitionReplica, ProduceError,
+    ReplicaMessage, ReplicaSettings, RoleKind,
 };
 use sluice_replication::BrokerId;
 
@@ -45,6 +45,7 @@ const BOOTSTRAP_MS: i64 = 100;
 /// A broker in controlled shutdown exits after this long even if its leadership has not
 /// moved (the controller may be unreachable), as Kafka's broker gives up after its retries.
 const SHUTDOWN_WAIT_MS_MAX: i64 = 2_000;
+const HW_CHECKPOINT_MS: i64 = 300;
 
 /// Knobs one seed picks.
 #[derive(Clone, Debug)]
@@ -72,6 +73,8 @@ pub struct SimConfig {
     /// The partition is reassigned about this often (0: never): from three replicas to two
     /// (a removal, maybe of the leader) and back to three (an addition that must catch up).
     pub reassign_every_ms: i64,
+    /// The leader's catch-up read rate for followers outside the ISR.
+    pub catchup_bytes_per_sec: u64,
 }
 
 impl SimConfig {
@@ -95,6 +98,12 @@ impl SimConfig {
             rebalance_interval_ms: [0, 500, 2000][extra.gen_range(0..3)],
             snapshot_interval_entries: [0, 8, 30][extra.gen_range(0..3)],
             reassign_every_ms: [0, 600, 1500][extra.gen_range(0..3)],
+            // Drawn last so the knobs above stay what each seed always had. 256 KiB/s is a
+            // few times the workload's rate: catch-up is paced across many reads.
+            catchup_bytes_per_sec: [
+                sluice_replication::limits::CATCHUP_BYTES_PER_SEC_DEFAULT,
+                256 * 1024,
+            ][rng.gen_range(0..2)],
         }
     }
 }
@@ -196,6 +205,7 @@ enum IoOp {
     Persist(EpochCache),
     AppendReplica(Vec<u8>),
     Truncate(Offset),
+    Reset(Offset),
     Read {
         follower: BrokerId,
         from: Offset,
@@ -228,6 +238,8 @@ struct Broker {
     /// replica instance is stale; it is recreated from the log if the broker is added back
     /// (what a real broker does: stop the replica on removal, start one on addition).
     removed: bool,
+    /// When the replica's high watermark was last checkpointed.
+    hw_checkpoint_ms: i64,
 }
 
 /// Everything a run saw, for the invariants and the report.
@@ -294,6 +306,7 @@ impl Sim {
             min_insync_replicas: cfg.min_insync_replicas,
             keepalive_interval_ms: 50,
             retry_ms: 150,
+            catchup_bytes_per_sec: cfg.catchup_bytes_per_sec,
         };
         let mut sim = Sim {
             rng: SmallRng::seed_from_u64(cfg.seed),
@@ -330,6 +343,7 @@ impl Sim {
                 sync_queued: false,
                 shutting_down_since: None,
                 removed: false,
+                hw_checkpoint_ms: 0,
             });
         }
         // The cluster forms: brokers start and heartbeat (which registers them); then the
@@ -501,6 +515,21 @@ impl Sim {
                 let now = self.now;
                 if let Some(r) = self.broker(broker).replica.as_mut() {
                     r.tick(now);
+                }
+                // The driver checkpoints lazily (every few seconds); here more often, so
+                // crashes find recent checkpoints. Written whole and synced (atomic replace)
+                // at once: no random draw, so seeds replay as before.
+                let b = self.broker(broker);
+                if now - b.hw_checkpoint_ms >= HW_CHECKPOINT_MS {
+                    b.hw_checkpoint_ms = now;
+                    if let Some(r) = b.replica.as_ref() {
+                        block_on(hw_checkpoint::persist(
+                            &b.storage,
+                            &log_dir(),
+                            r.high_watermark(),
+                        ))
+                        .expect("checkpoint written");
+                    }
                 }
                 self.drain_outputs(broker);
             }
@@ -845,7 +874,7 @@ impl Sim {
         ))
         .expect("log recovers after a crash");
         let cache = block_on(EpochCache::load(&b.storage, &log_dir())).expect("epoch cache loads");
-        let replica = PartitionReplica::new(
+        let mut replica = PartitionReplica::new(
             BrokerId(id),
             TOPIC,
             0,
@@ -854,6 +883,12 @@ impl Sim {
             log.log_start_offset(),
             log.log_end_offset(),
         );
+        // As the driver does: start from the checkpointed high watermark.
+        if let Some(hw) =
+            block_on(hw_checkpoint::load(&b.storage, &log_dir())).expect("checkpoint loads")
+        {
+            replica.restore_high_watermark(hw);
+        }
         let ctl = block_on(ControllerNode::open(
             b.storage.clone(),
             PathBuf::from("/controller"),
@@ -1077,6 +1112,10 @@ impl Sim {
                     self.stats.truncations += 1;
                     self.broker(id).io.push_back(IoOp::Truncate(to))
                 }
+                Output::ResetLocal { start } => {
+                    self.stats.truncations += 1;
+                    self.broker(id).io.push_back(IoOp::Reset(start))
+                }
                 Output::ReadForFollower {
                     follower,
                     from,
@@ -1160,6 +1199,10 @@ impl Sim {
                         ));
                     }
                     replica.on_truncated(end, now);
+                }
+                IoOp::Reset(start) => {
+                    let got = block_on(log.truncate_fully_and_start_at(start)).expect("reset");
+                    replica.on_reset(got, now);
                 }
                 IoOp::Read {
                     follower,
