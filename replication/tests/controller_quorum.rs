@@ -87,7 +87,13 @@ impl Quorum {
                 return;
             }
             for (to, frame) in mail {
-                if let Some(n) = self.nodes[(to.0 - 1) as usize].as_mut() {
+                // Broker 4 heartbeats without running a controller: the learner the active
+                // controller adds for it has no node here, so its messages are lost.
+                if let Some(n) = self
+                    .nodes
+                    .get_mut((to.0 - 1) as usize)
+                    .and_then(Option::as_mut)
+                {
                     let _ = n.step(&frame);
                 }
             }
