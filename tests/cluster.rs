@@ -43,9 +43,14 @@ fn call<Req: Encodable, Resp: Decodable>(port: u16, key: ApiKey, version: i16, r
 }
 
 fn start_cluster() -> Cluster {
+    start_cluster_with_members(0)
+}
+
+/// Three voters (brokers 1-3) and `members` plain members (brokers 4..).
+fn start_cluster_with_members(members: usize) -> Cluster {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
-    let repl: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let voters = repl
+    let repl: Vec<u16> = (0..3 + members).map(|_| free_port()).collect();
+    let voters = repl[..3]
         .iter()
         .enumerate()
         .map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1))
@@ -290,4 +295,58 @@ fn a_three_broker_cluster_replicates_fences_and_fails_over() {
     });
     let (code, hw, _) = fetch(port_of(&c, new_leader), 0, new_epoch);
     assert_eq!((code, hw), (0, 2));
+}
+
+#[test]
+fn a_broker_outside_the_voters_joins_as_a_plain_member_and_leads_partitions() {
+    let c = start_cluster_with_members(1);
+    for port in c.ports.clone() {
+        wait_metadata(port, "4 brokers and a controller", |m| {
+            m.brokers.len() == 4 && m.controller_id.0 > 0
+        });
+    }
+    // The member gets the metadata log (as a Raft learner): a topic created through a
+    // voter shows on it, placed on it by a manual assignment.
+    let create = CreateTopicsRequest::default()
+        .with_timeout_ms(20_000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+            .with_num_partitions(-1)
+            .with_replication_factor(-1)
+            .with_assignments(vec![
+                create_topics_request::CreatableReplicaAssignment::default()
+                    .with_partition_index(0)
+                    .with_broker_ids(vec![BrokerId(4), BrokerId(1), BrokerId(2)]),
+            ])]);
+    let r: CreateTopicsResponse = call(c.ports[0], ApiKey::CreateTopics, 7, &create);
+    assert_eq!(r.topics[0].error_code, 0, "{r:?}");
+    let member = c.ports[3];
+    let m = wait_metadata(member, "broker 4 leading with a full ISR", |m| {
+        m.topics.len() == 1
+            && m.topics[0].error_code == 0
+            && partition0(m).leader_id.0 == 4
+            && partition0(m).isr_nodes.len() == 3
+    });
+    assert_eq!(
+        partition0(&m)
+            .replica_nodes
+            .iter()
+            .map(|b| b.0)
+            .collect::<Vec<_>>(),
+        vec![4, 1, 2]
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let code = produce_v9(member);
+        if code == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "member never took acks=all: {code}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, hw, _) = fetch(member, 0, -1);
+    assert_eq!((code, hw), (0, 1));
 }
