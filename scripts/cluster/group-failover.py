@@ -457,6 +457,13 @@ def run(protocol):
         final_coord = coordinator_of(admin2, group)
         check_not_coordinator(group, final_coord, BROKERS, failures)
         got = {tp.partition: tp.offset for tp in committed}
+        # ListGroups goes to every broker; only the coordinator may list the group.
+        listed = admin2.list_consumer_groups(request_timeout=10).result(timeout=15)
+        copies = [g for g in listed.valid if g.group_id == group]
+        log("ListGroups over all brokers: %d listing(s) of the group, errors %s"
+            % (len(copies), [str(e) for e in listed.errors]))
+        if len(copies) != 1 or listed.errors:
+            failures.append("ListGroups listed the group %d times (errors %s)" % (len(copies), listed.errors))
         log("final coordinator", final_coord, "committed", got, "ends", ends)
 
         # ---- checks

@@ -53,9 +53,9 @@ pub async fn handle(
     let routed = broker
         .shard
         .route_to_owner(owner, move |shard| {
-            Box::pin(async move {
-                answer(&ProducerIdAllocator::on_shard(&shard), local, epoch).await
-            })
+            Box::pin(
+                async move { answer(&ProducerIdAllocator::on_shard(&shard), local, epoch).await },
+            )
         })
         .await;
     let (code, id, epoch) = routed.unwrap_or_else(|e| {
