@@ -449,10 +449,11 @@ def run(protocol):
                           "enable.auto.commit": False})
         committed = wait_for("committed offsets", lambda: check.committed(
             [TopicPartition(topic, p) for p in md.topics[topic].partitions], timeout=5), 30)
-        ends = {}
-        for p in md.topics[topic].partitions:
-            lo, hi = check.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            ends[p] = hi
+        # Leaders move while the restarted broker re-registers: a lookup may meet a stale
+        # leader (NOT_LEADER_OR_FOLLOWER) and is retried.
+        ends = wait_for("partition ends", lambda: {
+            p: check.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1]
+            for p in md.topics[topic].partitions}, 30)
         check.close()
         final_coord = coordinator_of(admin2, group)
         check_not_coordinator(group, final_coord, BROKERS, failures)
