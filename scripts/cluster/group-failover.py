@@ -16,7 +16,10 @@ Checked:
     later, never before it (no reprocessing beyond the last commit) and never past what
     was processed (no skipped records);
   - every produced record is consumed; the killed broker restarts and rejoins, and the
-    group's committed offsets then equal the end of every partition.
+    group's committed offsets then equal the end of every partition;
+  - then a broker that is not the coordinator (a follower of the offsets partition) is
+    SIGKILLed while commits go on every 100 ms: they must keep being acknowledged (longest
+    gap reported, at most 10 s), and it is restarted.
 
 Usage (needs confluent-kafka, e.g. the interop venv target/interop/venv):
   SLUICE_BIN=target/debug/sluice python3 scripts/cluster/group-failover.py [classic|consumer]...
@@ -194,6 +197,44 @@ def check_not_coordinator(group, coordinator, brokers, failures):
     log("raw Heartbeat v0 error codes by broker", codes, "(coordinator %d)" % coordinator)
     if codes != want:
         failures.append("Heartbeat error codes by broker %s, expected %s" % (codes, want))
+
+
+def commits_through_follower_loss(cluster, admin, group, topic, offsets, failures):
+    """Commits (outside the group protocol, of the offsets already committed) every 100 ms
+    while a broker that is not the coordinator - a follower of the group's offsets
+    partition - is SIGKILLed: the commits must carry on within a few seconds (the follower
+    leaves the ISR), not stall for replica.lag.time.max.ms. The broker is restarted after."""
+    coord = coordinator_of(admin, group)
+    follower = next(b for b in BROKERS if b != coord)
+    c = Consumer({"bootstrap.servers": bootstrap(), "group.id": group, "enable.auto.commit": False})
+    tps = [TopicPartition(topic, p, o) for p, o in sorted(offsets.items())]
+    acks, killed = [], None
+    start = time.time()
+    while time.time() - start < 16 and remaining() > 0:
+        if killed is None and time.time() - start > 2:
+            # Quiet first, so the follower has acked everything when it dies (a caught-up
+            # dead follower is the case that once held the high watermark for 30 s).
+            time.sleep(1.5)
+            cluster.kill(follower)
+            killed = time.time()
+        try:
+            if all(tp.error is None for tp in c.commit(offsets=tps, asynchronous=False)):
+                acks.append(time.time())
+        except KafkaException:
+            pass
+        time.sleep(0.1)
+    c.close()
+    after = [t for t in acks if killed is not None and t > killed]
+    span = [t for t in acks if killed is not None and t <= killed][-1:] + after
+    gap = max((b - a for a, b in zip(span, span[1:])), default=float("inf"))
+    log("broker %d (not the coordinator, %d) SIGKILLed: %d commits acknowledged after it, "
+        "longest gap %.2fs" % (follower, coord, len(after), gap))
+    if len(after) < 10 or gap > 10:
+        failures.append("commits stalled after a follower broker was killed: %d acked after, longest gap %.2fs"
+                        % (len(after), gap))
+    cluster.start(follower)
+    wait_for("broker %d back" % follower, lambda: len(admin.list_topics(timeout=2).brokers) == 3, 60)
+    return gap
 
 
 class Member(threading.Thread):
@@ -432,8 +473,15 @@ def run(protocol):
         members[1].join(max(min(30, remaining()), 1))
         wait_for("m1 owns every partition", lambda: len(members[0].assigned) == PARTITIONS, 60)
 
+        t0 = time.time()
         produced += produce(topic, FIRST_BATCH, SECOND_BATCH)
-        log("produced", SECOND_BATCH, "more records with broker", coord, "down")
+        produce_s = time.time() - t0
+        log("produced %d more records (acks=all, new producer) with broker %d down in %.2fs"
+            % (SECOND_BATCH, coord, produce_s))
+        if produce_s > 15:
+            # Once 26 s: the dead broker, caught up when it died, was proposed back into the
+            # ISR of the partitions it followed and held their high watermark.
+            failures.append("acks=all produce with a broker down took %.1fs" % produce_s)
         total = FIRST_BATCH + SECOND_BATCH
         wait_for("every record consumed", lambda: len(shared.seen) >= total, 90)
         members[0].stop.set()
@@ -465,6 +513,7 @@ def run(protocol):
             % (len(copies), [str(e) for e in listed.errors]))
         if len(copies) != 1 or listed.errors:
             failures.append("ListGroups listed the group %d times (errors %s)" % (len(copies), listed.errors))
+        follower_gap = commits_through_follower_loss(cluster, admin2, group, topic, got, failures)
         log("final coordinator", final_coord, "committed", got, "ends", ends)
 
         # ---- checks
@@ -484,8 +533,9 @@ def run(protocol):
         if len(moved) < 3:
             failures.append("expected a reassignment after the failover, saw %d assignments" % len(moved))
         log("RESULT records %d, reprocessed after reassignment %d, commits ok %d, commit errors %d, "
-            "coordinator %d -> %d, first commit after kill %.2fs"
-            % (total, reprocessed, shared.commits_ok, commit_failures, coord, new_coord, recovery))
+            "coordinator %d -> %d, first commit after kill %.2fs, longest commit gap with a follower killed %.2fs"
+            % (total, reprocessed, shared.commits_ok, commit_failures, coord, new_coord, recovery,
+               follower_gap))
     except Exception as e:  # a timeout or client error is a failed run, with the logs
         failures.append("%s: %s" % (type(e).__name__, e))
     finally:
