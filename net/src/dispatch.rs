@@ -236,7 +236,9 @@ pub async fn handle(broker: &Rc<Broker>, request: Request) -> Result<Option<Byte
         Body::InitProducerId(req) => {
             respond!(handlers::init_producer_id::handle(broker, req, version).await)
         }
-        Body::FindCoordinator(req) => respond!(group::find_coordinator(broker, req, version)),
+        Body::FindCoordinator(req) => {
+            respond!(group::find_coordinator(broker, req, version).await)
+        }
         Body::JoinGroup(req) => respond!(group::join_group(broker, req, version).await),
         Body::SyncGroup(req) => respond!(group::sync_group(broker, req, version).await),
         Body::Heartbeat(req) => respond!(group::heartbeat(broker, req, version).await),

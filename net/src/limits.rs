@@ -112,6 +112,10 @@ pub const OFFSETS_RECORDS_PER_BATCH_MAX: usize = 1000;
 pub const OFFSETS_COALESCED_RECORDS_MAX: usize = 10 * OFFSETS_RECORDS_PER_BATCH_MAX;
 /// Keys in one FindCoordinator, groups in one DescribeGroups/DeleteGroups/OffsetFetch.
 pub const GROUPS_PER_REQUEST_MAX: usize = 10_000;
+/// In a cluster, how long a `__consumer_offsets` append may wait for the in-sync replicas
+/// (Kafka's offsets.commit.timeout.ms); past it the commit fails with
+/// COORDINATOR_NOT_AVAILABLE and the client retries.
+pub const OFFSETS_COMMIT_TIMEOUT_MS: u64 = 5_000;
 
 const _: () =
     assert!(SESSION_TIMEOUT_MS_MIN > 0 && SESSION_TIMEOUT_MS_MIN <= SESSION_TIMEOUT_MS_MAX);
@@ -121,6 +125,8 @@ const _: () =
 const _: () =
     assert!(OFFSETS_TOPIC_PARTITIONS > 0 && OFFSETS_TOPIC_PARTITIONS <= PARTITIONS_PER_TOPIC_MAX);
 const _: () = assert!(OFFSETS_LOAD_READ_BYTES <= FETCH_RESPONSE_BYTES_MAX);
+const _: () =
+    assert!(OFFSETS_COMMIT_TIMEOUT_MS > 0 && OFFSETS_COMMIT_TIMEOUT_MS <= PRODUCE_TIMEOUT_MS_MAX);
 const _: () = assert!(PRODUCER_ID_BLOCK > 0);
 
 // ---- Consumer groups on the consumer protocol (KIP-848) ----

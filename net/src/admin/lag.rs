@@ -34,14 +34,15 @@ pub struct GroupLag {
     pub lag: i64,
 }
 
-/// Committed offsets of the groups this shard coordinates. Loads the coordinator from
+/// Committed offsets of the groups this shard coordinates (in a cluster: of the offsets
+/// partitions this broker leads). Loads the coordinator from
 /// `__consumer_offsets` first if nothing has used it since start-up (as a group request
 /// would). Error: the Kafka code the coordinator gave (say, load in progress).
 pub async fn committed_on_this_shard(
     shard: &Rc<Shard>,
     ctx: &OwnerContext,
 ) -> Result<Vec<Committed>, i16> {
-    let c = coordinator::on_shard(shard, ctx).await?;
+    let c = coordinator::for_listing(shard, ctx).await?;
     let mut out = Vec::new();
     for (group, _, _) in c.list() {
         let Some(offsets) = c.committed(&group) else {

@@ -48,7 +48,8 @@ type OwnerWork<R> = Box<
     dyn FnOnce(Rc<Shard>, OwnerContext, Rc<Coordinator>) -> Pin<Box<dyn Future<Output = R>>> + Send,
 >;
 
-/// Runs `work` on the shard owning `group`, with that shard's loaded coordinator.
+/// Runs `work` on the shard owning `group`, with that shard's loaded coordinator (in a
+/// cluster `fail(NOT_COORDINATOR)` when this broker is not the group's coordinator).
 async fn on_owner<R: Send + 'static>(
     broker: &Rc<Broker>,
     group: &str,
@@ -57,11 +58,12 @@ async fn on_owner<R: Send + 'static>(
 ) -> R {
     let owner = broker.shard.table().owner_of_key(group);
     let ctx = broker.owner_context();
+    let group = group.to_string();
     let routed = broker
         .shard
         .route_to_owner(owner, move |shard| {
             Box::pin(async move {
-                match coordinator::on_shard(&shard, &ctx).await {
+                match coordinator::for_group(&shard, &ctx, &group).await {
                     Ok(c) => work(shard, ctx, c).await,
                     Err(code) => fail(code),
                 }
@@ -120,54 +122,90 @@ pub(crate) async fn ensure_offsets_topic(broker: &Rc<Broker>) -> Result<(), i16>
 
 // ---------------------------------------------------------------- FindCoordinator
 
-pub fn find_coordinator(
-    broker: &Broker,
+/// Where `key`'s coordinator is: (error code, message, node, host, port).
+type Located = (i16, Option<&'static str>, i32, String, i32);
+
+/// FindCoordinator. A single broker coordinates every group itself. In a cluster a
+/// group's coordinator is the leader of its `__consumer_offsets` partition (the topic is
+/// created on the first request, as in Kafka); COORDINATOR_NOT_AVAILABLE while that
+/// partition has no live leader.
+pub async fn find_coordinator(
+    broker: &Rc<Broker>,
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    let entry = |key: &str| -> (i16, Option<&'static str>) {
+    let keys: Vec<String> = if version < 4 {
+        vec![req.key.to_string()]
+    } else {
+        req.coordinator_keys
+            .iter()
+            .take(GROUPS_PER_REQUEST_MAX)
+            .map(|k| k.to_string())
+            .collect()
+    };
+    let groups = req.key_type == 0 && keys.iter().any(|k| valid_id(k));
+    let topic = if groups && broker.cluster.is_some() {
+        ensure_offsets_topic(broker).await
+    } else {
+        Ok(())
+    };
+    let locate = |key: &str| -> Located {
+        let unavailable = |code, message| (code, message, -1, String::new(), -1);
         match req.key_type {
-            0 if valid_id(key) => (errors::NONE, None),
-            0 => (errors::INVALID_REQUEST, Some("invalid group id")),
-            1 => (
+            0 if valid_id(key) => {}
+            0 => return unavailable(errors::INVALID_REQUEST, Some("invalid group id")),
+            1 => {
+                return unavailable(
+                    errors::COORDINATOR_NOT_AVAILABLE,
+                    Some("transactions are not supported"),
+                )
+            }
+            _ => return unavailable(errors::INVALID_REQUEST, Some("unknown key type")),
+        }
+        let Some(cluster) = &broker.cluster else {
+            return (
+                errors::NONE,
+                None,
+                broker.node_id(),
+                broker.advertised_host.clone(),
+                i32::from(broker.advertised_port),
+            );
+        };
+        if let Err(code) = topic {
+            return unavailable(code, Some("the offsets topic is not available"));
+        }
+        let view = cluster.view();
+        let leader = view.state.topics.get(OFFSETS_TOPIC).and_then(|t| {
+            let p = offsets::partition_for(key, t.partitions.len() as i32);
+            t.partitions.get(usize::try_from(p).ok()?)?.leader
+        });
+        match leader.and_then(|b| Some((b, view.endpoint(b)?))) {
+            Some((b, e)) => (errors::NONE, None, b.0, e.host.clone(), e.port),
+            None => unavailable(
                 errors::COORDINATOR_NOT_AVAILABLE,
-                Some("transactions are not supported"),
+                Some("the group's offsets partition has no leader"),
             ),
-            _ => (errors::INVALID_REQUEST, Some("unknown key type")),
         }
     };
     let mut resp = FindCoordinatorResponse::default();
-    let host = str_bytes(broker.advertised_host.clone());
-    let port = i32::from(broker.advertised_port);
-    let node = BrokerId(broker.node_id());
     if version < 4 {
-        let (code, message) = entry(&req.key);
+        let (code, message, node, host, port) = locate(&keys[0]);
         resp.error_code = code;
         resp.error_message = message.map(str_bytes);
-        if code == errors::NONE {
-            resp.node_id = node;
-            resp.host = host;
-            resp.port = port;
-        } else {
-            resp.node_id = BrokerId(-1);
-            resp.port = -1;
-        }
+        resp.node_id = BrokerId(node);
+        resp.host = str_bytes(host);
+        resp.port = port;
         return resp;
     }
-    for key in req.coordinator_keys.iter().take(GROUPS_PER_REQUEST_MAX) {
-        let (code, message) = entry(key);
+    for key in keys {
+        let (code, message, node, host, port) = locate(&key);
         let mut c = CoordinatorEntry::default();
-        c.key = key.clone();
+        c.key = str_bytes(key);
         c.error_code = code;
         c.error_message = message.map(str_bytes);
-        if code == errors::NONE {
-            c.node_id = node;
-            c.host = host.clone();
-            c.port = port;
-        } else {
-            c.node_id = BrokerId(-1);
-            c.port = -1;
-        }
+        c.node_id = BrokerId(node);
+        c.host = str_bytes(host);
+        c.port = port;
         resp.coordinators.push(c);
     }
     resp
@@ -665,9 +703,27 @@ pub async fn offset_fetch(
                 .map(|t| (t.name.0.to_string(), t.partition_indexes))
                 .collect::<Vec<_>>()
         });
-        match committed(broker, &group, None).await {
-            Ok(all) => {
-                for (t, parts) in fetched(&all, asked) {
+        let topics = match committed(broker, &group, None).await {
+            Ok(all) => Ok(fetched(&all, asked)),
+            // v0 and v1 have no group-level error: every asked partition carries it (as
+            // Kafka answers them), so an old client sees NOT_COORDINATOR and not "nothing
+            // committed".
+            Err(code) if version < 2 => Ok(asked
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(t, ps)| {
+                    let parts = ps
+                        .into_iter()
+                        .map(|p| (p, -1, -1, String::new(), code))
+                        .collect();
+                    (t, parts)
+                })
+                .collect()),
+            Err(code) => Err(code),
+        };
+        match topics {
+            Ok(topics) => {
+                for (t, parts) in topics {
                     let mut rt = OffsetFetchResponseTopic::default();
                     rt.name = TopicName(str_bytes(t));
                     for (p, offset, epoch, metadata, code) in parts {
@@ -831,7 +887,7 @@ pub async fn list_groups(
             .shard
             .route_to_owner(ShardId(s), move |shard| {
                 Box::pin(async move {
-                    let classic = coordinator::on_shard(&shard, &ctx).await?.list();
+                    let classic = coordinator::for_listing(&shard, &ctx).await?.list();
                     let modern = consumer::listed();
                     let modern_ids: BTreeSet<&str> =
                         modern.iter().map(|(id, _)| id.as_str()).collect();

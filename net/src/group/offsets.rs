@@ -11,6 +11,12 @@
 //!
 //! Appends resolve when the engine's durability policy is met (group commit: fdatasync'd),
 //! so an acknowledged OffsetCommit survives a crash.
+//!
+//! In a cluster the topic is replicated like any other: a group's coordinator is the
+//! leader of its partition, appends go through that partition's leader replica with
+//! acks=all (answered once every in-sync replica has them durably, so a commit survives
+//! the loss of the coordinator), and a coordinator loads only the partitions it leads, up
+//! to their high watermark (see [`super::coordinator`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
@@ -27,7 +33,10 @@ use sluice_engine::{LeaderEpoch, Offset, ShardId, TopicPartition};
 use super::consumer::records::{self, ConsumerKey, LoadedConsumerGroup};
 use super::state::{CommittedOffset, GroupMetadata, MemberMetadata};
 use crate::errors;
-use crate::limits::{GROUP_MEMBERS_MAX, OFFSETS_LOAD_READ_BYTES, OFFSETS_RECORDS_PER_BATCH_MAX};
+use crate::limits::{
+    GROUP_MEMBERS_MAX, OFFSETS_COMMIT_TIMEOUT_MS, OFFSETS_LOAD_READ_BYTES,
+    OFFSETS_RECORDS_PER_BATCH_MAX,
+};
 use crate::partition_ops::{partition_log, OwnerContext};
 
 /// The internal topic's name, as in Kafka.
@@ -389,7 +398,10 @@ pub async fn append_group(
     append_records(shard, ctx, group, vec![group_record(group, metadata)]).await
 }
 
-/// Appends records keyed by `group` to its partition; resolves once durable.
+/// Appends records keyed by `group` to its partition; resolves once durable. Runs on the
+/// group's shard. In a cluster the append is made by the partition's leader replica at
+/// the leader epoch this shard's coordinator loaded the partition at (NOT_COORDINATOR
+/// when it has not loaded it, or leads it no more).
 pub async fn append_records(
     shard: &Rc<Shard>,
     ctx: &OwnerContext,
@@ -407,30 +419,42 @@ pub async fn append_records(
     else {
         return Err(errors::COORDINATOR_NOT_AVAILABLE);
     };
-    let tp = TopicPartition::new(OFFSETS_TOPIC, partition_for(group, partitions));
+    let partition = partition_for(group, partitions);
+    let epoch = match ctx.cluster {
+        None => None,
+        Some(_) => {
+            Some(super::coordinator::loaded_epoch(partition).ok_or(errors::NOT_COORDINATOR)?)
+        }
+    };
+    let tp = TopicPartition::new(OFFSETS_TOPIC, partition);
     let owner = shard.owner(&tp);
     if owner == shard.id() {
         // The common case (one shard, or the group's shard owns its offsets partition):
         // no hop, no task.
-        return coalesce::append(shard, ctx, tp, records).await;
+        return coalesce::append(shard, ctx, (tp, epoch), records).await;
     }
     let ctx = ctx.clone();
     let routed = shard
         .route_to_owner(owner, move |shard| {
-            Box::pin(async move { coalesce::append(&shard, &ctx, tp, records).await })
+            Box::pin(async move { coalesce::append(&shard, &ctx, (tp, epoch), records).await })
         })
         .await;
     routed.unwrap_or(Err(errors::COORDINATOR_NOT_AVAILABLE))
 }
 
+/// Where an append goes: the partition, and in a cluster the leader epoch it must still
+/// be led at (`None` on a single broker).
+type Target = (TopicPartition, Option<i32>);
+
 /// Writes `records` to `tp` (on its owner shard) as one append: RecordBatch v2 batches of
 /// at most `OFFSETS_RECORDS_PER_BATCH_MAX` records each, concatenated into one record set,
 /// so the engine copies, writes and (group commit) fdatasyncs them in one round. Resolves
-/// when the engine's durability policy covers all of them.
+/// when the engine's durability policy covers all of them; in a cluster when the leader
+/// replica at `epoch` has them in every in-sync replica (acks=all).
 async fn write_records(
     shard: &Rc<Shard>,
     ctx: &OwnerContext,
-    tp: &TopicPartition,
+    (tp, epoch): &Target,
     records: &[KeyValue],
 ) -> Result<(), i16> {
     let now_ms = std::time::SystemTime::now()
@@ -450,6 +474,9 @@ async fn write_records(
             all.freeze()
         }
     };
+    if let Some(epoch) = *epoch {
+        return write_replicated(tp, epoch, &record_set).await;
+    }
     let log = partition_log(shard, ctx, tp).await?;
     let opts = AppendOptions {
         leader_epoch: LeaderEpoch(0),
@@ -460,6 +487,40 @@ async fn write_records(
         errors::KAFKA_STORAGE_ERROR
     })?;
     Ok(())
+}
+
+/// The cluster's write: through the leader replica at `epoch`, acks=all, bounded by
+/// `OFFSETS_COMMIT_TIMEOUT_MS`. Errors are the coordinator's codes, as Kafka maps them: a
+/// lost leadership is NOT_COORDINATOR (the client finds the new coordinator), too few
+/// replicas or a timeout COORDINATOR_NOT_AVAILABLE (it retries).
+async fn write_replicated(tp: &TopicPartition, epoch: i32, record_set: &[u8]) -> Result<(), i16> {
+    use sluice_replication::driver::DriverError;
+    use sluice_replication::partition::ProduceError;
+
+    let driver = crate::cluster::replicas::check_leader(tp, epoch).map_err(|code| {
+        tracing::debug!(partition = %tp, epoch, code, "offsets append: not the leader at the loaded epoch");
+        errors::NOT_COORDINATOR
+    })?;
+    let append = async { Some(driver.produce(record_set, true).await) };
+    let expired = async {
+        glommio::timer::sleep(std::time::Duration::from_millis(OFFSETS_COMMIT_TIMEOUT_MS)).await;
+        None
+    };
+    match futures_lite::future::race(append, expired).await {
+        Some(Ok(_)) => Ok(()),
+        None => {
+            tracing::warn!(partition = %tp, "offsets append not replicated in time");
+            Err(errors::COORDINATOR_NOT_AVAILABLE)
+        }
+        Some(Err(e)) => {
+            tracing::warn!(partition = %tp, error = %e, "offsets append failed");
+            Err(match e {
+                DriverError::Produce(ProduceError::NotLeader) => errors::NOT_COORDINATOR,
+                DriverError::Produce(_) => errors::COORDINATOR_NOT_AVAILABLE,
+                DriverError::Log(_) | DriverError::EpochCache(_) => errors::NOT_COORDINATOR,
+            })
+        }
+    }
 }
 
 /// Coalesces the appends to one `__consumer_offsets` partition. While an append is in
@@ -479,9 +540,8 @@ mod coalesce {
 
     use futures_channel::oneshot;
     use sluice_engine::runtime::Shard;
-    use sluice_engine::TopicPartition;
 
-    use super::{write_records, KeyValue};
+    use super::{write_records, KeyValue, Target};
     use crate::errors;
     use crate::limits::OFFSETS_COALESCED_RECORDS_MAX;
     use crate::partition_ops::OwnerContext;
@@ -496,14 +556,16 @@ mod coalesce {
 
     thread_local! {
         /// Partitions with an append in flight on this shard, and who waits behind it.
-        static IN_FLIGHT: RefCell<HashMap<TopicPartition, Waiting>> = RefCell::new(HashMap::new());
+        static IN_FLIGHT: RefCell<HashMap<Target, Waiting>> = RefCell::new(HashMap::new());
     }
 
-    /// Appends `records` to `tp` (this shard owns it); resolves once they are durable.
+    /// Appends `records` to `tp` (this shard owns it; in a cluster at the leader epoch
+    /// `tp` comes with: appends for different epochs never share a write); resolves once
+    /// they are durable.
     pub(super) async fn append(
         shard: &Rc<Shard>,
         ctx: &OwnerContext,
-        tp: TopicPartition,
+        tp: Target,
         records: Vec<KeyValue>,
     ) -> Result<(), i16> {
         let queued = IN_FLIGHT.with(|f| {
@@ -541,7 +603,7 @@ mod coalesce {
     struct HandOff {
         shard: Rc<Shard>,
         ctx: OwnerContext,
-        tp: TopicPartition,
+        tp: Target,
     }
 
     impl Drop for HandOff {
@@ -564,7 +626,7 @@ mod coalesce {
     /// Appends the queued callers' records in rounds (each round one append of at most
     /// `OFFSETS_COALESCED_RECORDS_MAX` records, but at least one caller's), answering each
     /// round's callers, until nobody waits; then the partition has no append in flight.
-    async fn drain(shard: &Rc<Shard>, ctx: &OwnerContext, tp: TopicPartition) {
+    async fn drain(shard: &Rc<Shard>, ctx: &OwnerContext, tp: Target) {
         loop {
             let round: Vec<(Vec<KeyValue>, Reply)> = IN_FLIGHT.with(|f| {
                 let mut f = f.borrow_mut();
@@ -609,11 +671,24 @@ pub struct LoadedGroup {
     pub consumer: LoadedConsumerGroup,
 }
 
-/// Committed offsets and membership of the groups `here` owns, rebuilt from every
-/// partition of `__consumer_offsets` (the last record per key wins, a tombstone deletes).
+/// Which partitions of `__consumer_offsets` a load reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoadScope {
+    /// Every partition, to its end (a single broker).
+    All,
+    /// One partition this broker leads at `epoch` (a cluster), to its high watermark.
+    Led { partition: i32, epoch: i32 },
+}
+
+/// Committed offsets and membership of the groups `here` owns, rebuilt from the
+/// partitions of `__consumer_offsets` in `scope` (the last record per key wins, a
+/// tombstone deletes). Errors: COORDINATOR_LOAD_IN_PROGRESS while a partition cannot be
+/// read yet (its new leader replica has not caught up its high watermark),
+/// NOT_COORDINATOR when this broker leads it at `epoch` no more.
 pub async fn load(
     shard: &Rc<Shard>,
     ctx: &OwnerContext,
+    scope: LoadScope,
 ) -> Result<HashMap<String, LoadedGroup>, i16> {
     let mut out: HashMap<String, LoadedGroup> = HashMap::new();
     let Some(partitions) = ctx
@@ -625,13 +700,17 @@ pub async fn load(
         return Ok(out);
     };
     let here = shard.id();
-    for p in 0..partitions {
+    let (read, epoch) = match scope {
+        LoadScope::All => (0..partitions, None),
+        LoadScope::Led { partition, epoch } => (partition..partition + 1, Some(epoch)),
+    };
+    for p in read {
         let tp = TopicPartition::new(OFFSETS_TOPIC, p);
         let owner = shard.owner(&tp);
         let ctx = ctx.clone();
         let changes = shard
             .route_to_owner(owner, move |shard| {
-                Box::pin(async move { read_partition(&shard, &ctx, &tp, here).await })
+                Box::pin(async move { read_partition(&shard, &ctx, &tp, here, epoch).await })
             })
             .await
             .map_err(|_| errors::COORDINATOR_LOAD_IN_PROGRESS)??;
@@ -670,20 +749,45 @@ enum LoadedChange {
     Consumer(String, Bytes, ConsumerKey, Option<Bytes>),
 }
 
-/// On the partition's owner: every offset record, in log order, of groups `for_shard` owns.
+/// On the partition's owner: every offset record, in log order, of groups `for_shard`
+/// owns. In a cluster (`epoch`) only as the partition's leader at that epoch, and only once
+/// its high watermark covers all its log: a new leader's log holds every commit the old
+/// one acknowledged, but they count as committed only when its followers have them.
 async fn read_partition(
     shard: &Rc<Shard>,
     ctx: &OwnerContext,
     tp: &TopicPartition,
     for_shard: ShardId,
+    epoch: Option<i32>,
 ) -> Result<Vec<LoadedChange>, i16> {
+    let end = match epoch {
+        None => None,
+        Some(epoch) => {
+            let driver = crate::cluster::replicas::check_leader(tp, epoch).map_err(|code| {
+                if code == errors::FENCED_LEADER_EPOCH {
+                    // The controller has moved on from `epoch`.
+                    errors::NOT_COORDINATOR
+                } else {
+                    // The replica has not taken up the leadership the view shows yet.
+                    errors::COORDINATOR_LOAD_IN_PROGRESS
+                }
+            })?;
+            let (hw, written) = (driver.high_watermark(), driver.log().written_end());
+            if hw < written {
+                tracing::debug!(partition = %tp, hw = hw.0, end = written.0,
+                    "offsets load waits for the high watermark");
+                return Err(errors::COORDINATOR_LOAD_IN_PROGRESS);
+            }
+            Some(hw.0)
+        }
+    };
     let log = partition_log(shard, ctx, tp).await?;
-    let end = log.high_watermark().0;
+    let end = end.unwrap_or_else(|| log.high_watermark().0);
     let mut from = log.log_start_offset().0;
     let mut out = Vec::new();
     while from < end {
         let read = log
-            .read(Offset(from), OFFSETS_LOAD_READ_BYTES)
+            .read_upto(Offset(from), OFFSETS_LOAD_READ_BYTES, Offset(end))
             .await
             .map_err(|e| {
                 tracing::error!(partition = %tp, error = %e, "reading committed offsets failed");

@@ -348,7 +348,7 @@ impl PartitionReplica {
         }
         let new_epoch = state.leader_epoch > self.leader_epoch;
         self.partition_epoch = state.partition_epoch;
-        self.isr = state.isr.clone();
+        let old_isr = std::mem::replace(&mut self.isr, state.isr.clone());
         self.replicas = state.replicas.clone();
         if !new_epoch {
             if let Role::Leader(l) = &mut self.role {
@@ -361,6 +361,16 @@ impl PartitionReplica {
                     }
                 }
                 l.followers.retain(|b, _| state.replicas.contains(b));
+                // A follower the controller took out of the ISR (it lagged, or its broker
+                // was fenced) must resume before it may be proposed again: its last acks
+                // could make a dead broker look caught up, and a proposed expansion counts
+                // in the maximal ISR - the high watermark would wait for it until
+                // replica.lag.time.max.ms ran out.
+                for b in old_isr.iter().filter(|b| !state.isr.contains(b)) {
+                    if let Some(p) = l.followers.get_mut(b) {
+                        *p = Progress::new(now_ms);
+                    }
+                }
                 self.advance_high_watermark();
             }
             return;

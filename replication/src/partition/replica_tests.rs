@@ -133,6 +133,62 @@ fn acks_all_completes_only_when_every_isr_member_is_durable() {
     }));
 }
 
+/// A follower the controller took out of the ISR (its broker was fenced: dead) acked
+/// everything before it went. Its old acks must not make the leader propose it back - the
+/// maximal ISR would then hold acks=all and the high watermark for a dead broker until
+/// replica.lag.time.max.ms ran out. It is proposed again only after it resumed and caught up.
+#[test]
+fn a_follower_removed_by_the_controller_is_not_proposed_back_on_its_old_acks() {
+    let mut r = leader();
+    let b = batch(0, 3, 1);
+    r.on_leader_appended(Offset(0), Offset(3), &b, 10);
+    r.on_local_durable(Offset(3), 10);
+    r.on_message(ack(B2, 1, 3, 3, 10), 12);
+    r.on_message(ack(B3, 1, 3, 3, 10), 12);
+    assert_eq!(r.high_watermark(), Offset(3));
+    // B3's broker is fenced: the controller shrinks the ISR.
+    r.on_metadata(&meta(B1, 1, 2, &[B1, B2]), 20);
+    r.take_outputs();
+    r.tick(25);
+    let proposed_back = r
+        .take_outputs()
+        .into_iter()
+        .any(|o| matches!(o, Output::AlterIsr { isr, .. } if isr.contains(&B3)));
+    assert!(
+        !proposed_back,
+        "a fenced follower was proposed back on old acks"
+    );
+    // acks=all completes on the ISR the controller committed.
+    r.await_high_watermark(7, Offset(6));
+    let b = batch(3, 3, 1);
+    r.on_leader_appended(Offset(3), Offset(6), &b, 30);
+    r.on_local_durable(Offset(6), 30);
+    r.on_message(ack(B2, 1, 6, 6, 30), 32);
+    assert_eq!(r.high_watermark(), Offset(6));
+    assert!(r.take_outputs().contains(&Output::ProduceDone {
+        request: 7,
+        result: Ok(())
+    }));
+    // B3 comes back: resumes, catches up, and is proposed again.
+    r.on_message(
+        msg(
+            B3,
+            ReplicaBody::Resume {
+                leader_epoch: 1,
+                from: 3,
+            },
+        ),
+        40,
+    );
+    r.on_read_for_follower(B3, Offset(3), &b, 41);
+    r.on_message(ack(B3, 1, 6, 6, 41), 42);
+    r.tick(50);
+    assert!(r
+        .take_outputs()
+        .into_iter()
+        .any(|o| matches!(o, Output::AlterIsr { isr, .. } if isr.contains(&B3))));
+}
+
 #[test]
 fn a_lagging_follower_is_proposed_out_of_the_isr_but_counts_until_committed() {
     let mut r = leader();

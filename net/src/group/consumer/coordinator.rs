@@ -79,8 +79,22 @@ pub fn existing() -> Option<Rc<ConsumerCoordinator>> {
     COORDINATOR.with(|c| c.borrow().clone())
 }
 
-/// Installs the groups the start-up replay found (members get fresh session timers).
-/// Called once per shard by the classic coordinator's load, before anything is answered.
+/// In a cluster, when this broker stops coordinating them: drops the groups whose id
+/// `gone` matches, with what they had written or meant to write (the new coordinator
+/// loads them from the log).
+pub fn forget(gone: impl Fn(&str) -> bool) {
+    let Some(c) = existing() else {
+        return;
+    };
+    c.groups.borrow_mut().retain(|id, _| !gone(id));
+    c.written.borrow_mut().retain(|id, _| !gone(id));
+    c.dirty.borrow_mut().retain(|id| !gone(id));
+}
+
+/// Installs the groups a load of `__consumer_offsets` found (members get fresh session
+/// timers). Called by the classic coordinator's load (once per shard on a single broker;
+/// per offsets partition this broker becomes the leader of in a cluster), before anything
+/// about them is answered.
 pub fn restore(shard: &Rc<Shard>, ctx: &OwnerContext, loaded: Vec<(String, LoadedConsumerGroup)>) {
     if loaded.is_empty() {
         return;

@@ -173,8 +173,11 @@ pub async fn heartbeat(
         .shard
         .route_to_owner(owner, move |shard| {
             Box::pin(async move {
-                let classic = match classic::on_shard(&shard, &ctx).await {
+                let classic = match classic::for_group(&shard, &ctx, &group).await {
                     Ok(c) => c,
+                    Err(code) if code == errors::NOT_COORDINATOR => {
+                        return HeartbeatOutcome::error(code, "This broker is not the coordinator.")
+                    }
                     Err(code) => return HeartbeatOutcome::error(code, "Coordinator is loading."),
                 };
                 if classic
@@ -300,6 +303,11 @@ pub async fn describe(
             .shard
             .route_to_owner(owner, move |shard| {
                 Box::pin(async move {
+                    // Loads the group (and in a cluster checks this broker coordinates it).
+                    let classic = match classic::for_group(&shard, &ctx, &g).await {
+                        Ok(c) => c,
+                        Err(code) => return Err((code, String::new())),
+                    };
                     let found = coordinator::existing().and_then(|c| {
                         c.with_group(&g, |grp| GroupView {
                             state: grp.state().name(),
@@ -326,10 +334,7 @@ pub async fn describe(
                     if let Some(view) = found {
                         return Ok(view);
                     }
-                    let is_classic = match classic::on_shard(&shard, &ctx).await {
-                        Ok(c) => c.with_group(&g, |_| ()).is_some(),
-                        Err(code) => return Err((code, String::new())),
-                    };
+                    let is_classic = classic.with_group(&g, |_| ()).is_some();
                     Err((
                         errors::GROUP_ID_NOT_FOUND,
                         if is_classic {

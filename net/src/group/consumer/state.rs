@@ -482,6 +482,15 @@ impl ConsumerGroup {
         let joining = req.member_epoch == 0;
         let id = req.member_id.clone();
         let mut changed = self.admit(req, timing, now)?;
+        if joining {
+            // A static member that left for now (by whichever instance id) comes back
+            // under its member id: at the epoch it had, not at the leave marker.
+            if let Some(m) = self.members.get_mut(&id) {
+                if m.epoch == LEAVE_GROUP_STATIC_EPOCH {
+                    m.epoch = m.previous_epoch.max(0);
+                }
+            }
+        }
         let before = self
             .members
             .get(&id)

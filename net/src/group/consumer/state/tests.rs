@@ -372,6 +372,36 @@ fn static_member_leaving_for_now_keeps_its_partitions_and_gets_them_back() {
 }
 
 #[test]
+fn a_static_member_that_left_for_now_and_rejoins_by_its_member_id_gets_an_epoch_back() {
+    // Found by the arbitrary-heartbeats proptest: the rejoin was answered NONE with the
+    // leave marker (-2) as its member epoch, whether it came without its instance id or
+    // with another one.
+    for instance_back in [None, Some("other")] {
+        let now = Instant::now();
+        let t = topics(&[("orders", 7, 2)]);
+        let mut g = ConsumerGroup::new("g");
+        let mut r = join_req("a1", &["orders"]);
+        r.instance_id = Some("i".into());
+        let first = g.heartbeat(&r, &t, Timing::default(), now);
+        let all = first.assignment.expect("a1 gets both partitions");
+        // b joins: a1 is to give one partition up, and leaves while it still owns both.
+        g.heartbeat(&join_req("b", &["orders"]), &t, Timing::default(), now);
+        let mut keep = beat("a1", first.member_epoch, Some(&all));
+        keep.instance_id = Some("i".into());
+        g.heartbeat(&keep, &t, Timing::default(), now);
+        let mut leave = beat("a1", LEAVE_GROUP_STATIC_EPOCH, None);
+        leave.instance_id = Some("i".into());
+        g.heartbeat(&leave, &t, Timing::default(), now);
+        let mut back = beat("a1", 0, None);
+        back.instance_id = instance_back.map(str::to_string);
+        let out = g.heartbeat(&back, &t, Timing::default(), now);
+        assert_eq!(out.error, errors::NONE);
+        assert!(out.member_epoch >= 0, "member epoch {}", out.member_epoch);
+        g.check_invariants().expect("invariants");
+    }
+}
+
+#[test]
 fn silent_members_expire_and_their_partitions_move_on() {
     let now = Instant::now();
     let t = topics(&[("orders", 7, 2)]);
