@@ -23,6 +23,10 @@ echo "== a 3-broker cluster with real clients (failover, network cut, reassignme
 SLUICE_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/sluice" \
     scripts/cluster/failover-check.py --cluster scripts/cluster/sluice-cluster.sh \
     --start --quick --max-recovery-s 3
+# Consumer groups (classic and KIP-848) keep their committed offsets when their
+# coordinator broker is SIGKILLed; commits and acks=all go on with a broker down.
+SLUICE_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/sluice" \
+    "$PWD/target/interop/venv/bin/python" scripts/cluster/group-failover.py
 # franz-go's admin client moves a partition to another broker and elects its preferred
 # leader (scripts/cluster/reassign).
 SLUICE_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/sluice" scripts/cluster/reassign-check.sh

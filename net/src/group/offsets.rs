@@ -517,7 +517,9 @@ async fn write_replicated(tp: &TopicPartition, epoch: i32, record_set: &[u8]) ->
             Err(match e {
                 DriverError::Produce(ProduceError::NotLeader) => errors::NOT_COORDINATOR,
                 DriverError::Produce(_) => errors::COORDINATOR_NOT_AVAILABLE,
-                DriverError::Log(_) | DriverError::EpochCache(_) => errors::NOT_COORDINATOR,
+                DriverError::Log(_) | DriverError::EpochCache(_) | DriverError::HwCheckpoint(_) => {
+                    errors::NOT_COORDINATOR
+                }
             })
         }
     }
