@@ -410,21 +410,8 @@ fn restrict_to(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::state::tests::cluster;
     use crate::controller::state::{assign_replicas, BrokerEndpoint, MetadataCommand};
-
-    fn cluster(n: i32) -> MetadataState {
-        let mut s = MetadataState::new();
-        for b in 1..=n {
-            s.apply(&MetadataCommand::RegisterBroker {
-                broker: b,
-                incarnation: 1,
-                rack: None,
-                endpoint: BrokerEndpoint::default(),
-            })
-            .expect("register");
-        }
-        s
-    }
 
     fn create(s: &mut MetadataState, name: &str, assignments: Vec<Vec<i32>>) {
         s.apply(&MetadataCommand::CreateTopic {

@@ -663,10 +663,11 @@ fn rack_alternated(live: &[(BrokerId, Option<String>)]) -> Vec<(BrokerId, Option
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn cluster(n: i32) -> MetadataState {
+    /// `n` registered, live brokers (ids 1..=n); shared with the other controller tests.
+    pub(crate) fn cluster(n: i32) -> MetadataState {
         let mut s = MetadataState::new();
         for b in 1..=n {
             s.apply(&MetadataCommand::RegisterBroker {

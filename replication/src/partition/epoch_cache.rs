@@ -19,11 +19,11 @@ use sluice_engine::log::small_file::{read_small_file, replace_small_file};
 use sluice_engine::{LeaderEpoch, Offset};
 
 use crate::limits::EPOCH_CACHE_ENTRIES_MAX;
+use crate::partition::checked_file::{self, EnvelopeError};
 
 pub const EPOCH_CACHE_FILE: &str = "leader-epoch.ckpt";
 const EPOCH_CACHE_MAGIC: u32 = 0x534c_4543; // "SLEC"
 const EPOCH_CACHE_VERSION: u16 = 1;
-const PREAMBLE_BYTES: usize = 12;
 
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 struct EpochCacheFile {
@@ -138,28 +138,14 @@ impl EpochCache {
         };
         let archive = rkyv::to_bytes::<rancor::Error>(&file)
             .expect("serializing plain data into a Vec cannot fail");
-        let mut out = Vec::with_capacity(PREAMBLE_BYTES + archive.len());
-        out.extend_from_slice(&(archive.len() as u64).to_le_bytes());
-        out.extend_from_slice(&crc32c::crc32c(&archive).to_le_bytes());
-        out.extend_from_slice(&archive);
-        out
+        checked_file::seal(&archive)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, EpochCacheError> {
-        if bytes.len() < PREAMBLE_BYTES {
-            return Err(EpochCacheError::Truncated);
-        }
-        let mut len = [0u8; 8];
-        len.copy_from_slice(&bytes[..8]);
-        let len =
-            usize::try_from(u64::from_le_bytes(len)).map_err(|_| EpochCacheError::Truncated)?;
-        let body = bytes
-            .get(PREAMBLE_BYTES..PREAMBLE_BYTES.saturating_add(len))
-            .ok_or(EpochCacheError::Truncated)?;
-        let crc = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-        if crc32c::crc32c(body) != crc {
-            return Err(EpochCacheError::Crc);
-        }
+        let body = checked_file::open(bytes).map_err(|e| match e {
+            EnvelopeError::Truncated => EpochCacheError::Truncated,
+            EnvelopeError::Crc => EpochCacheError::Crc,
+        })?;
         let file = rkyv::from_bytes::<EpochCacheFile, rancor::Error>(body)
             .map_err(|e| EpochCacheError::Invalid(e.to_string()))?;
         if file.magic != EPOCH_CACHE_MAGIC || file.version != EPOCH_CACHE_VERSION {

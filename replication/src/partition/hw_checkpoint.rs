@@ -22,10 +22,11 @@ use sluice_engine::io::Storage;
 use sluice_engine::log::small_file::{read_small_file, replace_small_file};
 use sluice_engine::Offset;
 
+use crate::partition::checked_file::{self, EnvelopeError};
+
 pub const HW_CHECKPOINT_FILE: &str = "high-watermark.ckpt";
 const HW_CHECKPOINT_MAGIC: u32 = 0x534c_4857; // "SLHW"
 const HW_CHECKPOINT_VERSION: u16 = 1;
-const PREAMBLE_BYTES: usize = 12;
 
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 struct HwCheckpointFile {
@@ -52,27 +53,14 @@ pub fn encode(high_watermark: Offset) -> Vec<u8> {
     };
     let archive = rkyv::to_bytes::<rancor::Error>(&file)
         .expect("serializing plain data into a Vec cannot fail");
-    let mut out = Vec::with_capacity(PREAMBLE_BYTES + archive.len());
-    out.extend_from_slice(&(archive.len() as u64).to_le_bytes());
-    out.extend_from_slice(&crc32c::crc32c(&archive).to_le_bytes());
-    out.extend_from_slice(&archive);
-    out
+    checked_file::seal(&archive)
 }
 
 pub fn decode(bytes: &[u8]) -> Result<Offset, HwCheckpointError> {
-    if bytes.len() < PREAMBLE_BYTES {
-        return Err(HwCheckpointError::Truncated);
-    }
-    let mut len = [0u8; 8];
-    len.copy_from_slice(&bytes[..8]);
-    let len = usize::try_from(u64::from_le_bytes(len)).map_err(|_| HwCheckpointError::Truncated)?;
-    let body = bytes
-        .get(PREAMBLE_BYTES..PREAMBLE_BYTES.saturating_add(len))
-        .ok_or(HwCheckpointError::Truncated)?;
-    let crc = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-    if crc32c::crc32c(body) != crc {
-        return Err(HwCheckpointError::Crc);
-    }
+    let body = checked_file::open(bytes).map_err(|e| match e {
+        EnvelopeError::Truncated => HwCheckpointError::Truncated,
+        EnvelopeError::Crc => HwCheckpointError::Crc,
+    })?;
     let file = rkyv::from_bytes::<HwCheckpointFile, rancor::Error>(body)
         .map_err(|e| HwCheckpointError::Invalid(e.to_string()))?;
     if file.magic != HW_CHECKPOINT_MAGIC || file.version != HW_CHECKPOINT_VERSION {

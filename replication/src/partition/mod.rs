@@ -12,6 +12,7 @@
 //! its followers"). A follower that is behind (new, restarted, or out of window) is fed from
 //! the leader's disk through the same message, read by the driver on request.
 
+pub mod checked_file;
 pub mod epoch_cache;
 pub mod hw_checkpoint;
 pub mod message;
