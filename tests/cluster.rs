@@ -285,6 +285,38 @@ fn a_three_broker_cluster_replicates_fences_and_fails_over() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
+    // Lowering the topic's min.insync.replicas to 2 reaches the running replicas: acks=all
+    // is taken again with two in-sync replicas.
+    let alter = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        incremental_alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str(STRICT))
+            .with_configs(vec![
+                incremental_alter_configs_request::AlterableConfig::default()
+                    .with_name(StrBytes::from_static_str("min.insync.replicas"))
+                    .with_config_operation(0)
+                    .with_value(Some(StrBytes::from_static_str("2"))),
+            ]),
+    ]);
+    let r: IncrementalAlterConfigsResponse =
+        call(survivor, ApiKey::IncrementalAlterConfigs, 1, &alter);
+    assert_eq!(r.responses[0].error_code, 0, "{r:?}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = metadata_of(survivor, STRICT);
+        let p = partition0(&m);
+        let code = (p.leader_id.0 > 0)
+            .then(|| produce_to_port(port_of(&c, p.leader_id.0), STRICT, record_batch(10)));
+        if code == Some(0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "acks=all still refused after min.insync.replicas=2: {code:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
     // The killed broker returns, catches up and rejoins the ISR.
     c.brokers[(leader - 1) as usize]
         .as_mut()

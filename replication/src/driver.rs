@@ -197,6 +197,11 @@ where
         self.dispatch();
     }
 
+    /// New replication settings (a topic config change).
+    pub fn set_settings(&self, settings: crate::partition::ReplicaSettings) {
+        self.inner.replica.borrow_mut().set_settings(settings);
+    }
+
     /// A replica message already decoded (and so validated) by the receiving side.
     pub fn on_message(&self, msg: ReplicaMessage) {
         let now = self.now();

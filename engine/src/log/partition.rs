@@ -1568,6 +1568,17 @@ where
             } else {
                 0
             };
+            // Only segments wholly below the high watermark go (Kafka's rule): on a
+            // replicated leader an in-sync follower may still need what lies above it. A
+            // segment ends where the next one starts.
+            let hw = st.visible_end().0;
+            let n = st
+                .segments
+                .keys()
+                .skip(1)
+                .take(n)
+                .take_while(|next_base| **next_base <= hw)
+                .count();
             let bases: Vec<i64> = st.segments.keys().take(n).copied().collect();
             let doomed: Vec<_> = bases.iter().filter_map(|b| st.segments.remove(b)).collect();
             if let Some(first) = st.segments.values().next() {

@@ -294,6 +294,40 @@ fn retention_deletes_whole_old_segments_and_moves_log_start() {
 }
 
 #[test]
+fn retention_never_deletes_above_a_replicated_high_watermark() {
+    let storage = SimStorage::new();
+    let clock = ManualClock::new(10_000);
+    let config = LogConfig {
+        retention_ms: 5_000,
+        ..small_segments()
+    };
+    let log = open(&storage, config, Durability::GroupCommit, &clock);
+    for i in 0..50u8 {
+        block_on(log.append(&build::batch(10, 10_000, i, 1_000), OPTS)).expect("append");
+    }
+    clock.set_ms(100_000);
+    assert!(log.segment_count() > 2);
+    // A replicated leader whose followers hold nothing yet: every old segment is still
+    // needed by an in-sync follower.
+    log.set_replicated_high_watermark(Offset(0));
+    assert_eq!(block_on(log.enforce_retention()).expect("retention"), 0);
+    assert_eq!(log.log_start_offset(), Offset(0));
+    // Committed up to 250: only segments wholly below it may go.
+    log.set_replicated_high_watermark(Offset(250));
+    let deleted = block_on(log.enforce_retention()).expect("retention");
+    assert!(deleted >= 1, "nothing deleted below the high watermark");
+    let start = log.log_start_offset();
+    assert!(
+        start > Offset(0) && start <= Offset(250),
+        "log start {start}"
+    );
+    // Everything committed later is retention's again.
+    log.set_replicated_high_watermark(Offset(500));
+    block_on(log.enforce_retention()).expect("retention");
+    assert!(log.log_start_offset() > Offset(250));
+}
+
+#[test]
 fn delete_records_moves_log_start_durably() {
     let storage = SimStorage::new();
     let clock = ManualClock::new(0);

@@ -29,7 +29,7 @@ use sluice_replication::BrokerId;
 
 use super::{replicas, Cluster, ClusterView};
 use crate::limits::CONTROLLER_FRAMES_QUEUED_MAX;
-use crate::partition_ops::{self, OwnerContext};
+use crate::partition_ops::OwnerContext;
 
 /// Where the controller's Raft log lives under the data directory.
 pub const METADATA_DIR: &str = "__cluster_metadata-0";
@@ -350,12 +350,7 @@ async fn deliver(shard: &Rc<Shard>, ctx: &OwnerContext, item: PumpItem) {
             let owner = shard.owner(&tp);
             let (c, t) = (ctx.clone(), tp.clone());
             let r = shard
-                .route_to_owner(owner, move |s| {
-                    Box::pin(async move {
-                        partition_ops::apply_config(s, c, t).await;
-                        crate::errors::NONE
-                    })
-                })
+                .route_to_owner(owner, move |s| Box::pin(replicas::apply_config(s, c, t)))
                 .await;
             (tp, r)
         }

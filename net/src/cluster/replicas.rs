@@ -205,6 +205,18 @@ pub async fn apply_change(
     errors::NONE
 }
 
+/// On the owner shard: the topic's configs changed - the log takes its new config and a
+/// running replica its new settings (min.insync.replicas).
+pub async fn apply_config(shard: Rc<Shard>, ctx: OwnerContext, tp: TopicPartition) -> i16 {
+    crate::partition_ops::apply_config(shard, ctx.clone(), tp.clone()).await;
+    if let Some(reg) = here() {
+        if let Some(d) = reg.driver(&tp) {
+            d.set_settings(reg.settings(&ctx, &tp));
+        }
+    }
+    errors::NONE
+}
+
 /// On a clean stop: every replica on this shard checkpoints its high watermark, so after
 /// the restart its consumers see what was committed at once.
 pub async fn checkpoint_all() {

@@ -260,6 +260,12 @@ impl PartitionReplica {
         self.check();
     }
 
+    /// New settings (a topic config change: min.insync.replicas, ...); they apply from the
+    /// next request and tick on.
+    pub fn set_settings(&mut self, settings: ReplicaSettings) {
+        self.settings = settings;
+    }
+
     pub fn take_outputs(&mut self) -> Vec<Output> {
         std::mem::take(&mut self.out)
     }
