@@ -225,21 +225,8 @@ impl MetadataState {
         let target: Option<Vec<BrokerId>> = match target {
             None => None,
             Some(t) => {
-                if t.is_empty() || t.len() > REPLICAS_MAX {
-                    return Err(ApplyError::InvalidAssignment(format!(
-                        "{} target replicas",
-                        t.len()
-                    )));
-                }
-                let t: Vec<BrokerId> = t.iter().map(|b| BrokerId(*b)).collect();
-                for (i, b) in t.iter().enumerate() {
-                    if !self.brokers.contains_key(b) || t[..i].contains(b) {
-                        return Err(ApplyError::InvalidAssignment(format!(
-                            "target broker {b} unknown or repeated"
-                        )));
-                    }
-                }
-                Some(t)
+                let p = usize::try_from(partition).unwrap_or(usize::MAX);
+                Some(self.checked_replicas(t, p)?)
             }
         };
         let part = self.partition_mut(topic, partition)?;

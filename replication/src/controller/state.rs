@@ -459,6 +459,29 @@ impl MetadataState {
         Ok(changes)
     }
 
+    /// A replica list for partition `p`: 1..=REPLICAS_MAX registered, distinct brokers.
+    pub(super) fn checked_replicas(
+        &self,
+        replicas: &[i32],
+        p: usize,
+    ) -> Result<Vec<BrokerId>, ApplyError> {
+        if replicas.is_empty() || replicas.len() > REPLICAS_MAX {
+            return Err(ApplyError::InvalidAssignment(format!(
+                "partition {p}: {} replicas",
+                replicas.len()
+            )));
+        }
+        let replicas: Vec<BrokerId> = replicas.iter().map(|r| BrokerId(*r)).collect();
+        for (i, r) in replicas.iter().enumerate() {
+            if !self.brokers.contains_key(r) || replicas[..i].contains(r) {
+                return Err(ApplyError::InvalidAssignment(format!(
+                    "partition {p}: broker {r} unknown or repeated"
+                )));
+            }
+        }
+        Ok(replicas)
+    }
+
     /// Fresh partitions over `assignments` (checked): the live replicas form the ISR and the
     /// first of them leads.
     fn new_partitions(
@@ -468,21 +491,7 @@ impl MetadataState {
     ) -> Result<Vec<PartitionInfo>, ApplyError> {
         let mut partitions = Vec::with_capacity(assignments.len());
         for (i, replicas) in assignments.iter().enumerate() {
-            let p = first + i;
-            if replicas.is_empty() || replicas.len() > REPLICAS_MAX {
-                return Err(ApplyError::InvalidAssignment(format!(
-                    "partition {p}: {} replicas",
-                    replicas.len()
-                )));
-            }
-            let replicas: Vec<BrokerId> = replicas.iter().map(|r| BrokerId(*r)).collect();
-            for (i, r) in replicas.iter().enumerate() {
-                if !self.brokers.contains_key(r) || replicas[..i].contains(r) {
-                    return Err(ApplyError::InvalidAssignment(format!(
-                        "partition {p}: broker {r} unknown or repeated"
-                    )));
-                }
-            }
+            let replicas = self.checked_replicas(replicas, first + i)?;
             let isr: Vec<BrokerId> = replicas
                 .iter()
                 .filter(|r| self.live(**r))
